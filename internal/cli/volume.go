@@ -1,0 +1,217 @@
+package cli
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/blk-project/blk/internal/volume"
+	"github.com/spf13/cobra"
+)
+
+func newVolumeCmd(a *App) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "volume",
+		Aliases: []string{"vol"},
+		Short:   "Create, list, show and delete volumes",
+	}
+	cmd.AddCommand(newVolumeCreateCmd(a), newVolumeListCmd(a), newVolumeShowCmd(a), newVolumeDeleteCmd(a))
+	return cmd
+}
+
+func newVolumeCreateCmd(a *App) *cobra.Command {
+	var o volume.CreateOptions
+	cmd := &cobra.Command{
+		Use:   "create NAME --size SIZE [--backend B] [--thin]",
+		Short: "Create a volume (an LVM logical volume)",
+		Long: `Create a volume: an LV named volume-<uuid> in the backend's volume group,
+tagged blk and blk-vol-<uuid>. The size recorded is the one LVM really made
+(rounded up to whole extents). Sizes take a unit: 512MiB, 20GiB, 1TiB, or
+LVM's 20G (GiB). With --thin the LV is thin-provisioned in the backend's
+thin_pool.
+
+If a create is killed part-way, running the same command again finishes it.`,
+		Example: `  blk volume create db1 --size 20GiB
+  blk volume create scratch --size 100G --thin --backend lvm-1
+  blk volume create db2 --size 1TiB --dry-run`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Name = args[0]
+			if o.Size == "" {
+				return flagError(cmd, fmt.Errorf("--size is required"))
+			}
+			if _, err := o.Validate(); err != nil {
+				return err
+			}
+			ctx := a.context(cmd)
+			svc, err := a.service(ctx)
+			if err != nil {
+				return err
+			}
+			v, err := svc.Create(ctx, o)
+			if err != nil {
+				return err
+			}
+			if a.DryRun {
+				a.note("dry run: nothing was changed")
+				return nil
+			}
+			return a.print(volumeView(v))
+		},
+	}
+	cmd.Flags().StringVar(&o.Size, "size", "", "size with a unit: 512MiB, 20GiB, 1TiB, 20G")
+	cmd.Flags().StringVar(&o.Backend, "backend", "", "backend to create it on (default: defaults.backend)")
+	cmd.Flags().BoolVar(&o.Thin, "thin", false, "thin-provision it in the backend's thin pool")
+	return cmd
+}
+
+func newVolumeListCmd(a *App) *cobra.Command {
+	var o volume.ListOptions
+	return withFlags(&cobra.Command{
+		Use:     "list [--status S] [--backend B] [--instance I]",
+		Aliases: []string{"ls"},
+		Short:   "List volumes from the state file",
+		Example: `  blk volume list
+  blk volume list --status available -o json
+  blk volume list -o wide`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := a.context(cmd)
+			svc, err := a.service(ctx)
+			if err != nil {
+				return err
+			}
+			vols, err := svc.List(ctx, o)
+			if err != nil {
+				return err
+			}
+			return a.print(volumesView(vols))
+		},
+	}, func(cmd *cobra.Command) {
+		cmd.Flags().StringVar(&o.Status, "status", "", "only volumes in this status")
+		cmd.Flags().StringVar(&o.Backend, "backend", "", "only volumes on this backend")
+		cmd.Flags().StringVar(&o.Instance, "instance", "", "only volumes attached to this instance")
+	})
+}
+
+func newVolumeShowCmd(a *App) *cobra.Command {
+	return &cobra.Command{
+		Use:     "show NAME|UUID",
+		Short:   "Show one volume",
+		Example: "  blk volume show db1\n  blk volume show db1 -o json",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := a.context(cmd)
+			svc, err := a.service(ctx)
+			if err != nil {
+				return err
+			}
+			v, err := svc.Show(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			return a.print(volumeView(v))
+		},
+	}
+}
+
+func newVolumeDeleteCmd(a *App) *cobra.Command {
+	var o volume.DeleteOptions
+	return withFlags(&cobra.Command{
+		Use:   "delete NAME|UUID... [--wipe] [--yes]",
+		Short: "Delete volumes and their LVs",
+		Long: `Delete volumes: remove each LV and its row. A volume must be available (not
+attached, not in the middle of another operation) and have no snapshots.
+With --wipe the LV is zeroed first (thin volumes are discarded back to their
+pool instead, which zeroes blocks before reuse).
+
+On a terminal blk asks first; without one, --yes is required.
+With several volumes, each is tried; if some fail the exit code is 5.`,
+		Example: `  blk volume delete db1
+  blk volume delete db1 db2 --yes
+  blk volume delete old --wipe --yes`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Refs = args
+			ctx := a.context(cmd)
+			svc, err := a.service(ctx)
+			if err != nil {
+				return err
+			}
+			what := "volume " + args[0]
+			if len(args) > 1 {
+				what = "volumes " + strings.Join(args, ", ")
+			}
+			if o.Wipe {
+				what += " (wiping its data)"
+			}
+			if err := a.confirm("Delete " + what + "?"); err != nil {
+				return err
+			}
+			results, err := svc.Delete(ctx, o)
+			if a.DryRun && err == nil {
+				a.note("dry run: nothing was changed")
+				return nil
+			}
+			if len(results) > 1 || err == nil {
+				v := view{obj: results, header: []string{"VOLUME", "RESULT"}}
+				for _, r := range results {
+					v.rows = append(v.rows, []string{r.Ref, r.Status})
+				}
+				if perr := a.print(v); perr != nil {
+					return perr
+				}
+			}
+			return err
+		},
+	}, func(cmd *cobra.Command) {
+		cmd.Flags().BoolVar(&o.Wipe, "wipe", false, "zero the volume's data before removing it")
+	})
+}
+
+func withFlags(cmd *cobra.Command, add func(*cobra.Command)) *cobra.Command {
+	add(cmd)
+	return cmd
+}
+
+var volumeHeader = []string{"NAME", "SIZE", "STATUS", "BACKEND", "ATTACHED TO"}
+var volumeWideHeader = []string{"NAME", "UUID", "SIZE", "STATUS", "BACKEND", "THIN", "SNAPSHOTS", "ATTACHED TO", "DEVICE", "PATH", "CREATED"}
+
+func volumeRow(v volume.Volume) (row, wide []string) {
+	attached, device := "-", "-"
+	if at := v.Attachment; at != nil {
+		attached, device = at.Instance+"@"+at.Host, at.Device
+	}
+	row = []string{v.Name, volume.FormatSize(v.SizeBytes), v.Status, v.Backend, attached}
+	wide = []string{v.Name, v.UUID, volume.FormatSize(v.SizeBytes), v.Status, v.Backend, strconv.FormatBool(v.Thin),
+		strconv.Itoa(v.SnapshotCount), attached, device, v.Path, v.CreatedAt.Local().Format(time.DateTime)}
+	return row, wide
+}
+
+func volumesView(vols []volume.Volume) view {
+	v := view{obj: vols, header: volumeHeader, wideHeader: volumeWideHeader}
+	for _, vol := range vols {
+		r, w := volumeRow(vol)
+		v.rows, v.wideRows = append(v.rows, r), append(v.wideRows, w)
+	}
+	return v
+}
+
+// volumeView shows one volume as a list of fields, the way people read one
+// object.
+func volumeView(vol volume.Volume) view {
+	v := view{obj: vol, header: []string{"FIELD", "VALUE"}}
+	_, wide := volumeRow(vol)
+	for i, h := range volumeWideHeader {
+		v.rows = append(v.rows, []string{strings.ToLower(h), wide[i]})
+	}
+	v.rows[2][1] = fmt.Sprintf("%s (%d bytes)", wide[2], vol.SizeBytes)
+	if vol.Attachment != nil {
+		v.rows = append(v.rows, []string{"device path", vol.Attachment.DevicePath})
+	}
+	if vol.LastError != "" {
+		v.rows = append(v.rows, []string{"last error", vol.LastError})
+	}
+	return v
+}

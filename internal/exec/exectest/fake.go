@@ -1,0 +1,90 @@
+// Package exectest is a scripted Runner for unit tests: each expected
+// command is listed with its exact argv and what it answers. A command
+// nobody expected fails the test, and so does an expectation never used.
+package exectest
+
+import (
+	"context"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/blk-project/blk/internal/exec"
+)
+
+type call struct {
+	args     []string
+	stdout   string
+	stderr   string
+	exitCode int
+	used     bool
+}
+
+// Fake is a Runner that answers from a script, in order.
+type Fake struct {
+	t     testing.TB
+	host  string
+	mu    sync.Mutex
+	calls []*call
+	// Stdins records what each command was fed, by argv.
+	Stdins map[string]string
+}
+
+// New returns a Fake for host; unused expectations fail t at cleanup.
+func New(t testing.TB, host string) *Fake {
+	f := &Fake{t: t, host: host, Stdins: map[string]string{}}
+	t.Cleanup(func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, c := range f.calls {
+			if !c.used {
+				t.Errorf("%s: expected command never ran: %s", host, exec.Quote(c.args))
+			}
+		}
+	})
+	return f
+}
+
+// Expect adds a command that succeeds printing stdout.
+func (f *Fake) Expect(stdout string, args ...string) *Fake {
+	return f.ExpectFail(0, stdout, "", args...)
+}
+
+// ExpectFail adds a command that exits with code and prints stderr.
+func (f *Fake) ExpectFail(code int, stdout, stderr string, args ...string) *Fake {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, &call{args: args, stdout: stdout, stderr: stderr, exitCode: code})
+	return f
+}
+
+func (f *Fake) Host() string { return f.host }
+func (f *Fake) Close() error { return nil }
+
+func (f *Fake) Run(ctx context.Context, cmd exec.Cmd) (exec.Result, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	want := strings.Join(cmd.Args, "\x00")
+	for _, c := range f.calls {
+		if c.used || strings.Join(c.args, "\x00") != want {
+			continue
+		}
+		c.used = true
+		if cmd.Stdin != nil {
+			b, _ := io.ReadAll(cmd.Stdin)
+			f.Stdins[exec.Quote(cmd.Args)] = string(b)
+		}
+		res := exec.Result{Stdout: []byte(c.stdout), Stderr: []byte(c.stderr)}
+		if c.exitCode != 0 {
+			e := &exec.Error{Host: f.host, Args: exec.Mask(cmd.Args, cmd.Secrets), ExitCode: c.exitCode, Stderr: c.stderr}
+			if c.exitCode == 127 {
+				e.Err = exec.ErrNotFound
+			}
+			return res, e
+		}
+		return res, nil
+	}
+	f.t.Errorf("%s: unexpected command: %s", f.host, exec.Quote(cmd.Args))
+	return exec.Result{}, &exec.Error{Host: f.host, Args: cmd.Args, ExitCode: 1, Stderr: "unexpected command in test"}
+}

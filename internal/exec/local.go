@@ -1,0 +1,46 @@
+package exec
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	osexec "os/exec"
+	"syscall"
+)
+
+// Local runs commands on this machine.
+type Local struct{ Name string }
+
+func (l *Local) Host() string { return l.Name }
+func (l *Local) Close() error { return nil }
+
+func (l *Local) Run(ctx context.Context, cmd Cmd) (Result, error) {
+	var stdout, stderr bytes.Buffer
+	c := osexec.CommandContext(ctx, cmd.Args[0], cmd.Args[1:]...)
+	c.Env = append(os.Environ(), Env...)
+	c.Stdin = cmd.Stdin
+	c.Stdout = &stdout
+	c.Stderr = &stderr
+	// A timeout must kill the whole child, not leave a grandchild holding
+	// the device: run it in its own process group and kill that.
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	c.Cancel = func() error { return syscall.Kill(-c.Process.Pid, syscall.SIGKILL) }
+	err := c.Run()
+	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
+	if err == nil {
+		return res, nil
+	}
+	e := &Error{Host: l.Name, Args: Mask(cmd.Args, cmd.Secrets), ExitCode: -1, Stderr: stderr.String(), Err: err}
+	var exitErr *osexec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		e.Err = ctx.Err()
+	case errors.Is(err, osexec.ErrNotFound):
+		e.Err = ErrNotFound
+	case errors.As(err, &exitErr):
+		e.ExitCode = exitErr.ExitCode()
+		e.Err = nil
+	}
+	return res, e
+}

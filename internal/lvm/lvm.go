@@ -1,0 +1,223 @@
+// Package lvm drives LVM on one host: it reads lvs/vgs JSON reports, passes
+// sizes in bytes, and maps LVM's known failures to typed errors.
+package lvm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/blk-project/blk/internal/exec"
+)
+
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+	ErrNoSpace  = errors.New("insufficient free space")
+	ErrInUse    = errors.New("in use")
+)
+
+// Tag marks every LV blk makes, so reality can be checked against state.
+const Tag = "blk"
+
+// VolumeTag ties an LV to its volume's UUID.
+func VolumeTag(uuid string) string { return "blk-vol-" + uuid }
+
+// LVM is one volume group on one host.
+type LVM struct {
+	Run exec.Runner
+	VG  string
+}
+
+type LV struct {
+	Name        string
+	VG          string
+	SizeBytes   int64
+	Tags        []string
+	Pool        string
+	Attr        string
+	DataPercent float64 // thin LVs and pools: how full
+}
+
+// Path is the LV's device node.
+func (lv LV) Path() string { return "/dev/" + lv.VG + "/" + lv.Name }
+
+type VG struct {
+	Name      string
+	SizeBytes int64
+	FreeBytes int64
+	LVCount   int
+}
+
+// classify maps LVM's messages (LC_ALL=C) to typed errors, keeping the
+// command error for its host, argv and stderr.
+func classify(err error) error {
+	var e *exec.Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	s := e.Stderr
+	var kind error
+	switch {
+	case strings.Contains(s, "Failed to find logical volume"), strings.Contains(s, "not found"),
+		strings.Contains(s, "Cannot process volume group"):
+		kind = ErrNotFound
+	case strings.Contains(s, "already exists"):
+		kind = ErrExists
+	case strings.Contains(s, "Insufficient free space"), strings.Contains(s, "insufficient suitable"),
+		strings.Contains(s, "Volume group") && strings.Contains(s, "has insufficient"):
+		kind = ErrNoSpace
+	case strings.Contains(s, "in use"), strings.Contains(s, "is open"), strings.Contains(s, "Device or resource busy"):
+		kind = ErrInUse
+	default:
+		return err
+	}
+	return &Error{Kind: kind, Err: e}
+}
+
+// Error is a failed LVM command of a known kind.
+type Error struct {
+	Kind error
+	Err  *exec.Error
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+func (e *Error) Unwrap() []error {
+	return []error{e.Kind, e.Err}
+}
+
+type report struct {
+	Report []struct {
+		LV []map[string]string `json:"lv"`
+		VG []map[string]string `json:"vg"`
+	} `json:"report"`
+}
+
+const lvFields = "lv_name,vg_name,lv_size,lv_tags,pool_lv,lv_attr,data_percent"
+
+func parseLVs(out []byte) ([]LV, error) {
+	var r report
+	if err := json.Unmarshal(out, &r); err != nil {
+		return nil, fmt.Errorf("parse lvs report: %w", err)
+	}
+	lvs := []LV{}
+	for _, rep := range r.Report {
+		for _, m := range rep.LV {
+			size, err := strconv.ParseInt(m["lv_size"], 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("parse lvs report: lv_size %q: %w", m["lv_size"], err)
+			}
+			lv := LV{Name: m["lv_name"], VG: m["vg_name"], SizeBytes: size, Pool: m["pool_lv"], Attr: m["lv_attr"]}
+			if m["lv_tags"] != "" {
+				lv.Tags = strings.Split(m["lv_tags"], ",")
+			}
+			lv.DataPercent, _ = strconv.ParseFloat(m["data_percent"], 64)
+			lvs = append(lvs, lv)
+		}
+	}
+	return lvs, nil
+}
+
+func parseVG(out []byte) (VG, error) {
+	var r report
+	if err := json.Unmarshal(out, &r); err != nil {
+		return VG{}, fmt.Errorf("parse vgs report: %w", err)
+	}
+	if len(r.Report) == 0 || len(r.Report[0].VG) != 1 {
+		return VG{}, fmt.Errorf("parse vgs report: want one volume group")
+	}
+	m := r.Report[0].VG[0]
+	var vg VG
+	var errs []error
+	num := func(k string) int64 {
+		n, err := strconv.ParseInt(m[k], 10, 64)
+		errs = append(errs, err)
+		return n
+	}
+	vg.Name = m["vg_name"]
+	vg.SizeBytes, vg.FreeBytes, vg.LVCount = num("vg_size"), num("vg_free"), int(num("lv_count"))
+	if err := errors.Join(errs...); err != nil {
+		return VG{}, fmt.Errorf("parse vgs report: %w", err)
+	}
+	return vg, nil
+}
+
+func (l LVM) run(ctx context.Context, mutates bool, args ...string) ([]byte, error) {
+	res, err := l.Run.Run(ctx, exec.Cmd{Args: args, Mutates: mutates})
+	if err != nil {
+		return nil, classify(err)
+	}
+	return res.Stdout, nil
+}
+
+// Group reads the volume group.
+func (l LVM) Group(ctx context.Context) (VG, error) {
+	out, err := l.run(ctx, false, "vgs", "--reportformat", "json", "--units", "b", "--nosuffix",
+		"-o", "vg_name,vg_size,vg_free,lv_count", l.VG)
+	if err != nil {
+		return VG{}, err
+	}
+	return parseVG(out)
+}
+
+// LV reads one logical volume; ErrNotFound if there is none.
+func (l LVM) LV(ctx context.Context, name string) (LV, error) {
+	out, err := l.run(ctx, false, "lvs", "--reportformat", "json", "--units", "b", "--nosuffix",
+		"-o", lvFields, l.VG+"/"+name)
+	if err != nil {
+		return LV{}, err
+	}
+	lvs, err := parseLVs(out)
+	if err != nil {
+		return LV{}, err
+	}
+	if len(lvs) != 1 {
+		return LV{}, fmt.Errorf("lv %s/%s: %w", l.VG, name, ErrNotFound)
+	}
+	return lvs[0], nil
+}
+
+// Tagged lists the LVs in the group that carry tag.
+func (l LVM) Tagged(ctx context.Context, tag string) ([]LV, error) {
+	out, err := l.run(ctx, false, "lvs", "--reportformat", "json", "--units", "b", "--nosuffix",
+		"-o", lvFields, "--select", "lv_tags="+tag, l.VG)
+	if err != nil {
+		return nil, err
+	}
+	return parseLVs(out)
+}
+
+// CreateOptions describe a new LV. With ThinPool set the LV is thin and
+// SizeBytes is its virtual size.
+type CreateOptions struct {
+	Name      string
+	SizeBytes int64
+	ThinPool  string
+	Tags      []string
+}
+
+// Create makes the LV. LVM rounds the size up to whole extents: read it
+// back with LV for the size really made.
+func (l LVM) Create(ctx context.Context, o CreateOptions) error {
+	args := []string{"lvcreate", "--yes", "--name", o.Name}
+	size := strconv.FormatInt(o.SizeBytes, 10) + "b"
+	if o.ThinPool != "" {
+		args = append(args, "--type", "thin", "--virtualsize", size, "--thinpool", o.ThinPool)
+	} else {
+		args = append(args, "--size", size, "--wipesignatures", "y", "--zero", "y")
+	}
+	for _, t := range o.Tags {
+		args = append(args, "--addtag", t)
+	}
+	_, err := l.run(ctx, true, append(args, l.VG)...)
+	return err
+}
+
+// Remove deletes the LV.
+func (l LVM) Remove(ctx context.Context, name string) error {
+	_, err := l.run(ctx, true, "lvremove", "--yes", l.VG+"/"+name)
+	return err
+}

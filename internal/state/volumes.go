@@ -1,0 +1,241 @@
+package state
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Volume is one row of volumes, with what list and show print about it.
+type Volume struct {
+	UUID           string      `json:"uuid" yaml:"uuid"`
+	Name           string      `json:"name" yaml:"name"`
+	Backend        string      `json:"backend" yaml:"backend"`
+	SizeBytes      int64       `json:"size_bytes" yaml:"size_bytes"`
+	Status         string      `json:"status" yaml:"status"`
+	PreviousStatus string      `json:"previous_status,omitempty" yaml:"previous_status,omitempty"`
+	Thin           bool        `json:"thin" yaml:"thin"`
+	Source         string      `json:"source,omitempty" yaml:"source,omitempty"`
+	Path           string      `json:"path" yaml:"path"`
+	CreatedAt      time.Time   `json:"created_at" yaml:"created_at"`
+	UpdatedAt      time.Time   `json:"updated_at" yaml:"updated_at"`
+	LastError      string      `json:"last_error,omitempty" yaml:"last_error,omitempty"`
+	SnapshotCount  int         `json:"snapshot_count" yaml:"snapshot_count"`
+	Attachment     *Attachment `json:"attachment" yaml:"attachment"`
+}
+
+// Attachment is where a volume is plugged in.
+type Attachment struct {
+	Instance   string    `json:"instance" yaml:"instance"`
+	Host       string    `json:"host" yaml:"host"`
+	Device     string    `json:"device" yaml:"device"`
+	DevicePath string    `json:"device_path" yaml:"device_path"`
+	AttachedAt time.Time `json:"attached_at" yaml:"attached_at"`
+}
+
+// ConflictError says why a volume cannot move, and who holds it.
+type ConflictError struct {
+	Volume string
+	Status string
+	Holder string // owner of the running operation, if any
+	Reason string
+}
+
+func (e *ConflictError) Error() string {
+	msg := fmt.Sprintf("volume %q is %s", e.Volume, e.Status)
+	if e.Reason != "" {
+		msg = fmt.Sprintf("volume %q %s", e.Volume, e.Reason)
+	}
+	if e.Holder != "" {
+		msg += " (held by " + e.Holder + ")"
+	}
+	return msg
+}
+
+func (e *ConflictError) Unwrap() error { return ErrConflict }
+
+const volumeColumns = `v.uuid, v.name, v.backend, v.size_bytes, v.status, v.previous_status, v.thin,
+	v.source, v.path, v.created_at, v.updated_at, v.last_error,
+	(SELECT count(*) FROM snapshots s WHERE s.volume = v.uuid),
+	a.instance, a.host, a.device, a.device_path, a.attached_at`
+
+const volumeFrom = ` FROM volumes v LEFT JOIN attachments a ON a.volume = v.uuid AND a.status = 'attached'`
+
+func scanVolume(row interface{ Scan(...any) error }) (Volume, error) {
+	var v Volume
+	var created, updated string
+	var inst, host, dev, devPath, at sql.NullString
+	err := row.Scan(&v.UUID, &v.Name, &v.Backend, &v.SizeBytes, &v.Status, &v.PreviousStatus, &v.Thin,
+		&v.Source, &v.Path, &created, &updated, &v.LastError, &v.SnapshotCount,
+		&inst, &host, &dev, &devPath, &at)
+	if err != nil {
+		return v, err
+	}
+	v.CreatedAt, v.UpdatedAt = parseTime(created), parseTime(updated)
+	if inst.Valid {
+		v.Attachment = &Attachment{Instance: inst.String, Host: host.String, Device: dev.String,
+			DevicePath: devPath.String, AttachedAt: parseTime(at.String)}
+	}
+	return v, nil
+}
+
+// InsertVolume records a new volume. A taken name is a ConflictError.
+func (s *Store) InsertVolume(ctx context.Context, v *Volume) error {
+	ts := now()
+	v.CreatedAt, v.UpdatedAt = parseTime(ts), parseTime(ts)
+	err := s.tx(ctx, func(t *sql.Tx) error {
+		_, err := t.ExecContext(ctx, `INSERT INTO volumes
+			(uuid, name, backend, size_bytes, thin, status, source, path, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			v.UUID, v.Name, v.Backend, v.SizeBytes, v.Thin, v.Status, v.Source, v.Path, ts, ts)
+		return err
+	})
+	if isUnique(err) {
+		existing, gerr := s.Volume(ctx, v.Name)
+		if gerr != nil {
+			return &ConflictError{Volume: v.Name, Reason: "already exists"}
+		}
+		return &ConflictError{Volume: v.Name, Status: existing.Status,
+			Reason: "already exists (" + existing.Status + ")", Holder: s.holder(ctx, existing.UUID)}
+	}
+	return err
+}
+
+// Volume finds a volume by name or UUID.
+func (s *Store) Volume(ctx context.Context, ref string) (Volume, error) {
+	v, err := scanVolume(s.db.QueryRowContext(ctx, `SELECT `+volumeColumns+volumeFrom+
+		` WHERE v.name = ? OR v.uuid = ?`, ref, ref))
+	if errors.Is(err, sql.ErrNoRows) {
+		return v, fmt.Errorf("volume %q: %w", ref, ErrNotFound)
+	}
+	return v, err
+}
+
+// VolumeFilter narrows ListVolumes; empty fields match everything.
+type VolumeFilter struct {
+	Status, Backend, Instance string
+}
+
+func (s *Store) ListVolumes(ctx context.Context, f VolumeFilter) ([]Volume, error) {
+	var where []string
+	var args []any
+	for _, c := range []struct{ col, val string }{{"v.status", f.Status}, {"v.backend", f.Backend}, {"a.instance", f.Instance}} {
+		if c.val != "" {
+			where = append(where, c.col+" = ?")
+			args = append(args, c.val)
+		}
+	}
+	q := `SELECT ` + volumeColumns + volumeFrom
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	rows, err := s.db.QueryContext(ctx, q+" ORDER BY v.name", args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	vols := []Volume{}
+	for rows.Next() {
+		v, err := scanVolume(rows)
+		if err != nil {
+			return nil, err
+		}
+		vols = append(vols, v)
+	}
+	return vols, rows.Err()
+}
+
+// BackendUsage is what state knows about one backend's volumes.
+type BackendUsage struct {
+	Volumes        int
+	AllocatedBytes int64
+}
+
+func (s *Store) BackendUsage(ctx context.Context) (map[string]BackendUsage, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT backend, count(*), coalesce(sum(size_bytes), 0) FROM volumes GROUP BY backend`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]BackendUsage{}
+	for rows.Next() {
+		var b string
+		var u BackendUsage
+		if err := rows.Scan(&b, &u.Volumes, &u.AllocatedBytes); err != nil {
+			return nil, err
+		}
+		out[b] = u
+	}
+	return out, rows.Err()
+}
+
+// Move is a compare-and-set of a volume's status: it succeeds only if the
+// volume is still in one of from. Apply may change other columns in the same
+// statement.
+type Move struct {
+	From      []string
+	To        string
+	SizeBytes int64  // when non-zero, recorded
+	Path      string // when non-empty, recorded
+	LastError *string
+}
+
+// MoveVolume applies m to the volume uuid, or returns a ConflictError naming
+// its real status and holder.
+func (s *Store) MoveVolume(ctx context.Context, uuid string, m Move) (Volume, error) {
+	set := []string{"status = ?", "updated_at = ?", "previous_status = status"}
+	args := []any{m.To, now()}
+	if m.SizeBytes != 0 {
+		set, args = append(set, "size_bytes = ?"), append(args, m.SizeBytes)
+	}
+	if m.Path != "" {
+		set, args = append(set, "path = ?"), append(args, m.Path)
+	}
+	if m.LastError != nil {
+		set, args = append(set, "last_error = ?"), append(args, *m.LastError)
+	}
+	args = append(args, uuid)
+	marks := strings.TrimSuffix(strings.Repeat("?,", len(m.From)), ",")
+	for _, f := range m.From {
+		args = append(args, f)
+	}
+	var n int64
+	err := s.tx(ctx, func(t *sql.Tx) error {
+		res, err := t.ExecContext(ctx, `UPDATE volumes SET `+strings.Join(set, ", ")+
+			` WHERE uuid = ? AND status IN (`+marks+`)`, args...)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return Volume{}, err
+	}
+	v, err := s.Volume(ctx, uuid)
+	if err != nil {
+		return v, err
+	}
+	if n == 0 {
+		return v, &ConflictError{Volume: v.Name, Status: v.Status, Holder: s.holder(ctx, uuid)}
+	}
+	return v, nil
+}
+
+// DeleteVolume removes the row if the volume is still in status from.
+func (s *Store) DeleteVolume(ctx context.Context, uuid, from string) error {
+	return s.tx(ctx, func(t *sql.Tx) error {
+		res, err := t.ExecContext(ctx, `DELETE FROM volumes WHERE uuid = ? AND status = ?`, uuid, from)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return &ConflictError{Volume: uuid, Status: "not " + from}
+		}
+		_, err = t.ExecContext(ctx, `UPDATE operations SET state = 'done' WHERE object = ? AND state = 'running'`, uuid)
+		return err
+	})
+}

@@ -1,0 +1,161 @@
+package volume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/blk-project/blk/internal/exec"
+	"github.com/blk-project/blk/internal/lvm"
+	"github.com/blk-project/blk/internal/state"
+)
+
+type DeleteOptions struct {
+	Refs []string
+	Wipe bool
+}
+
+// DeleteResult is the outcome for one volume of a delete.
+type DeleteResult struct {
+	Ref    string `json:"volume" yaml:"volume"`
+	UUID   string `json:"uuid,omitempty" yaml:"uuid,omitempty"`
+	Err    error  `json:"-" yaml:"-"`
+	Status string `json:"status" yaml:"status"` // deleted, or the error
+}
+
+// deletable are the statuses delete accepts outright; creating and deleting
+// are accepted too when the process that set them is gone.
+var deletable = []string{state.Available, state.Error, state.ErrorDeleting}
+
+// Delete removes volumes one by one. It returns ErrPartial when some
+// succeeded and some did not, or the single failure's own error.
+func (s *Service) Delete(ctx context.Context, o DeleteOptions) ([]DeleteResult, error) {
+	for _, r := range o.Refs {
+		if r == "" {
+			return nil, invalid("empty volume name")
+		}
+	}
+	var results []DeleteResult
+	var errs []error
+	for _, ref := range o.Refs {
+		uuid, err := s.deleteOne(ctx, ref, o.Wipe)
+		res := DeleteResult{Ref: ref, UUID: uuid, Err: err, Status: "deleted"}
+		if s.Hosts.DryRun() {
+			res.Status = "would delete"
+		}
+		if err != nil {
+			res.Status = err.Error()
+			errs = append(errs, err)
+		}
+		results = append(results, res)
+	}
+	switch {
+	case len(errs) == 0:
+		return results, nil
+	case len(errs) == 1 && len(o.Refs) == 1:
+		return results, errs[0]
+	case len(errs) < len(o.Refs):
+		return results, fmt.Errorf("%w: %d of %d volumes not deleted: %w", ErrPartial, len(errs), len(o.Refs), errors.Join(errs...))
+	default:
+		return results, errors.Join(errs...)
+	}
+}
+
+func (s *Service) deleteOne(ctx context.Context, ref string, wipe bool) (string, error) {
+	v, err := s.State.Volume(ctx, ref)
+	if err != nil {
+		return "", err
+	}
+	if v.SnapshotCount > 0 {
+		return v.UUID, conflict("volume %q has %d snapshot(s): delete them first (blk snapshot list %s)", v.Name, v.SnapshotCount, v.Name)
+	}
+	from := deletable
+	if (v.Status == state.Creating || v.Status == state.Deleting) && s.State.Stale(ctx, v.UUID) {
+		from = []string{v.Status}
+	}
+	b, ok := s.Config.Backends[v.Backend]
+	if !ok {
+		return v.UUID, fmt.Errorf("volume %q: backend %q is no longer configured", v.Name, v.Backend)
+	}
+	l, err := s.lvm(ctx, b)
+	if err != nil {
+		return v.UUID, err
+	}
+	if s.Hosts.DryRun() {
+		if !slices.Contains(from, v.Status) {
+			return v.UUID, &state.ConflictError{Volume: v.Name, Status: v.Status, Reason: "is " + v.Status + ": only an available volume can be deleted"}
+		}
+		return v.UUID, s.removeLV(ctx, l, v, wipe)
+	}
+	if _, err := s.State.MoveVolume(ctx, v.UUID, state.Move{From: from, To: state.Deleting}); err != nil {
+		var ce *state.ConflictError
+		if errors.As(err, &ce) && ce.Holder == "" {
+			ce.Reason = "is " + ce.Status + ": only an available volume can be deleted"
+			if ce.Status == state.InUse {
+				ce.Reason += " (detach it first)"
+			}
+		}
+		return v.UUID, err
+	}
+	op, err := s.State.BeginOp(ctx, "delete", v.UUID)
+	if err != nil {
+		return v.UUID, err
+	}
+	if err := s.removeLV(ctx, l, v, wipe); err != nil {
+		op.End(ctx, err)
+		msg := err.Error()
+		cleanup := context.WithoutCancel(ctx)
+		_, merr := s.State.MoveVolume(cleanup, v.UUID, state.Move{From: []string{state.Deleting}, To: state.ErrorDeleting, LastError: &msg})
+		return v.UUID, errors.Join(fmt.Errorf("delete volume %q: %w", v.Name, err), merr)
+	}
+	err = s.State.DeleteVolume(ctx, v.UUID, state.Deleting)
+	op.End(ctx, err)
+	return v.UUID, err
+}
+
+// removeLV wipes (if asked) and removes the volume's LV; an LV already gone
+// is fine, so a delete that died part-way can be run again.
+func (s *Service) removeLV(ctx context.Context, l lvm.LVM, v Volume, wipe bool) error {
+	lv, err := l.LV(ctx, lvName(v.UUID))
+	if errors.Is(err, lvm.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if wipe {
+		if err := s.wipe(ctx, l.Run, lv, v.Thin); err != nil {
+			return fmt.Errorf("wipe: %w", err)
+		}
+	}
+	return l.Remove(ctx, lv.Name)
+}
+
+// wipeStep is how much one dd call zeroes: small enough for a live progress
+// bar, large enough that per-call cost (an SSH round trip) stays noise.
+const wipeStep = 256 << 20
+
+// wipe zeroes a thick LV in steps, reporting progress. A thin LV is
+// discarded instead: its blocks go back to the pool, which zeroes them
+// before reuse, and writing zeros would fill the pool for other volumes.
+func (s *Service) wipe(ctx context.Context, r exec.Runner, lv lvm.LV, thin bool) error {
+	if thin {
+		_, err := run(ctx, r, true, "blkdiscard", lv.Path())
+		return err
+	}
+	p := s.progress("wipe "+lv.Name, lv.SizeBytes)
+	defer p.Done()
+	for off := int64(0); off < lv.SizeBytes; off += wipeStep {
+		n := min(wipeStep, lv.SizeBytes-off)
+		_, err := run(ctx, r, true, "dd", "if=/dev/zero", "of="+lv.Path(), "bs=4M",
+			"seek="+strconv.FormatInt(off, 10), "count="+strconv.FormatInt(n, 10),
+			"iflag=count_bytes", "oflag=seek_bytes,direct", "conv=notrunc,fsync", "status=none")
+		if err != nil {
+			return err
+		}
+		p.Add(n)
+	}
+	return nil
+}
