@@ -83,4 +83,3 @@ type ListOptions = state.VolumeFilter
 func (s *Service) List(ctx context.Context, o ListOptions) ([]Volume, error) {
 	return s.State.ListVolumes(ctx, o)
 }
-
