@@ -203,7 +203,8 @@ type CreateOptions struct {
 // back with LV for the size really made.
 func (l LVM) Create(ctx context.Context, o CreateOptions) error {
 	args := []string{"lvcreate", "--yes", "--name", o.Name}
-	size := strconv.FormatInt(o.SizeBytes, 10) + "b"
+	// LVM takes whole sectors; it rounds further up to whole extents itself.
+	size := strconv.FormatInt((o.SizeBytes+511)/512*512, 10) + "b"
 	if o.ThinPool != "" {
 		args = append(args, "--type", "thin", "--virtualsize", size, "--thinpool", o.ThinPool)
 	} else {

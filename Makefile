@@ -1,0 +1,42 @@
+# blk — see README.md.
+GO      ?= go
+BIN     ?= bin/blk
+LAB     := lab/lab.sh
+LABDIR   = $(shell $(LAB) dir)
+
+.PHONY: build test lab-up lab-down lab-ssh lab-test demo bench lint clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/blk
+
+## test: unit tests (no root, no lab)
+test:
+	$(GO) test ./...
+
+lint:
+	test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
+	$(GO) vet ./...
+	$(GO) vet -tags lab ./...
+
+lab-up:
+	$(LAB) up
+
+lab-down:
+	$(LAB) down
+
+lab-ssh:
+	$(LAB) ssh
+
+## lab-test: integration tests against real LVM in the lab VM
+lab-test:
+	lab/test.sh
+
+## demo: build blk, boot the lab and run blk's main job in it
+demo:
+	lab/demo.sh
+
+bench:
+	bench/run.sh
+
+clean:
+	rm -rf bin
