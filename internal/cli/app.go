@@ -37,6 +37,9 @@ type App struct {
 	Yes        bool
 	Timeout    time.Duration
 
+	// hostsHook, when set, adjusts the hosts before use (tests swap runners).
+	hostsHook func(*volume.Hosts)
+
 	cfg     *config.Config
 	cfgFrom string
 	svc     *volume.Service
@@ -126,7 +129,11 @@ func (a *App) service(ctx context.Context) (*volume.Service, error) {
 	if a.DryRun {
 		dry = a.Out
 	}
-	a.svc = &volume.Service{Config: cfg, State: st, Hosts: volume.NewHosts(cfg, log, dry)}
+	hosts := volume.NewHosts(cfg, log, dry)
+	if a.hostsHook != nil {
+		a.hostsHook(hosts)
+	}
+	a.svc = &volume.Service{Config: cfg, State: st, Hosts: hosts}
 	if isTerminal(a.Err) && !a.Quiet {
 		a.svc.Progress = newProgress(a.Err)
 	}

@@ -50,9 +50,13 @@ func Main() int {
 
 // Run runs blk with args and the given streams; tests call it directly.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return run(ctx, &App{In: stdin, Out: stdout, Err: stderr}, args)
+}
+
+func run(ctx context.Context, app *App, args []string) int {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	app := &App{In: stdin, Out: stdout, Err: stderr}
+	stdin, stdout, stderr := app.In, app.Out, app.Err
 	root := newRootCmd(app)
 	root.SetArgs(args)
 	root.SetIn(stdin)

@@ -134,11 +134,6 @@ With several volumes, each is tried; if some fail the exit code is 5.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Refs = args
-			ctx := a.context(cmd)
-			svc, err := a.service(ctx)
-			if err != nil {
-				return err
-			}
 			what := "volume " + args[0]
 			if len(args) > 1 {
 				what = "volumes " + strings.Join(args, ", ")
@@ -147,6 +142,11 @@ With several volumes, each is tried; if some fail the exit code is 5.`,
 				what += " (wiping its data)"
 			}
 			if err := a.confirm("Delete " + what + "?"); err != nil {
+				return err
+			}
+			ctx := a.context(cmd)
+			svc, err := a.service(ctx)
+			if err != nil {
 				return err
 			}
 			results, err := svc.Delete(ctx, o)

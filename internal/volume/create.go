@@ -7,7 +7,6 @@ import (
 
 	"github.com/blk-project/blk/internal/lvm"
 	"github.com/blk-project/blk/internal/state"
-	"github.com/google/uuid"
 )
 
 type CreateOptions struct {
@@ -48,7 +47,7 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (v Volume, err er
 	if err != nil {
 		return v, err
 	}
-	v = Volume{UUID: uuid.NewString(), Name: o.Name, Backend: bname, SizeBytes: size, Thin: o.Thin, Status: state.Creating}
+	v = Volume{UUID: s.newUUID(), Name: o.Name, Backend: bname, SizeBytes: size, Thin: o.Thin, Status: state.Creating}
 	if s.Hosts.DryRun() {
 		if _, err := s.State.Volume(ctx, o.Name); err == nil {
 			return v, conflict("volume %q already exists", o.Name)

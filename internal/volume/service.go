@@ -7,6 +7,7 @@ import (
 	"github.com/blk-project/blk/internal/config"
 	"github.com/blk-project/blk/internal/lvm"
 	"github.com/blk-project/blk/internal/state"
+	"github.com/google/uuid"
 )
 
 // Volume is what blk reports about a volume.
@@ -21,6 +22,16 @@ type Service struct {
 	// Progress, when set, is called for long work (wipe) and returns where to
 	// report bytes done; nil means no progress display.
 	Progress func(label string, total int64) Progress
+
+	// testHookUUID, when set, is the UUID the next create uses.
+	testHookUUID string
+}
+
+func (s *Service) newUUID() string {
+	if s.testHookUUID != "" {
+		return s.testHookUUID
+	}
+	return uuid.NewString()
 }
 
 // Progress receives bytes done of long work.

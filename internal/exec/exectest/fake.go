@@ -28,7 +28,18 @@ type Fake struct {
 	mu    sync.Mutex
 	calls []*call
 	// Stdins records what each command was fed, by argv.
-	Stdins map[string]string
+	Stdins  map[string]string
+	handler func(args []string) (stdout, stderr string, code int, ok bool)
+}
+
+// Handle answers commands no expectation matched, for tests where argv
+// holds values the test cannot know (a random UUID): fn returns ok=false
+// for commands it does not know, which then fail the test as unexpected.
+func (f *Fake) Handle(fn func(args []string) (stdout, stderr string, code int, ok bool)) *Fake {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.handler = fn
+	return f
 }
 
 // New returns a Fake for host; unused expectations fail t at cleanup.
@@ -71,20 +82,31 @@ func (f *Fake) Run(ctx context.Context, cmd exec.Cmd) (exec.Result, error) {
 			continue
 		}
 		c.used = true
-		if cmd.Stdin != nil {
-			b, _ := io.ReadAll(cmd.Stdin)
-			f.Stdins[exec.Quote(cmd.Args)] = string(b)
+		return f.answer(c, cmd)
+	}
+	if f.handler != nil {
+		if stdout, stderr, code, ok := f.handler(cmd.Args); ok {
+			c := &call{args: cmd.Args, stdout: stdout, stderr: stderr, exitCode: code, used: true}
+			f.calls = append(f.calls, c)
+			return f.answer(c, cmd)
 		}
-		res := exec.Result{Stdout: []byte(c.stdout), Stderr: []byte(c.stderr)}
-		if c.exitCode != 0 {
-			e := &exec.Error{Host: f.host, Args: exec.Mask(cmd.Args, cmd.Secrets), ExitCode: c.exitCode, Stderr: c.stderr}
-			if c.exitCode == 127 {
-				e.Err = exec.ErrNotFound
-			}
-			return res, e
-		}
-		return res, nil
 	}
 	f.t.Errorf("%s: unexpected command: %s", f.host, exec.Quote(cmd.Args))
 	return exec.Result{}, &exec.Error{Host: f.host, Args: cmd.Args, ExitCode: 1, Stderr: "unexpected command in test"}
+}
+
+func (f *Fake) answer(c *call, cmd exec.Cmd) (exec.Result, error) {
+	if cmd.Stdin != nil {
+		b, _ := io.ReadAll(cmd.Stdin)
+		f.Stdins[exec.Quote(cmd.Args)] = string(b)
+	}
+	res := exec.Result{Stdout: []byte(c.stdout), Stderr: []byte(c.stderr)}
+	if c.exitCode == 0 {
+		return res, nil
+	}
+	e := &exec.Error{Host: f.host, Args: exec.Mask(cmd.Args, cmd.Secrets), ExitCode: c.exitCode, Stderr: c.stderr}
+	if c.exitCode == 127 {
+		e.Err = exec.ErrNotFound
+	}
+	return res, e
 }

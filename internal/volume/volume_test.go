@@ -1,0 +1,231 @@
+package volume
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/blk-project/blk/internal/config"
+	"github.com/blk-project/blk/internal/exec"
+	"github.com/blk-project/blk/internal/exec/exectest"
+	"github.com/blk-project/blk/internal/state"
+)
+
+func newService(t *testing.T, f *exectest.Fake, dryRun *strings.Builder) *Service {
+	t.Helper()
+	cfg := &config.Config{
+		State: filepath.Join(t.TempDir(), "state.db"),
+		Hosts: map[string]config.Host{"stor1": {Address: "192.0.2.10"}},
+		Backends: map[string]config.Backend{"lvm-1": {Type: "lvm", Host: "stor1", VG: "blk", ThinPool: "pool",
+			Portal: "192.0.2.10:3260", IQNPrefix: "iqn.2026-11.org.example.blk"}},
+		Defaults: config.Defaults{Backend: "lvm-1"},
+	}
+	st, err := state.Open(context.Background(), cfg.State, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	var w *strings.Builder
+	hs := NewHosts(cfg, nil, nil)
+	if dryRun != nil {
+		w = dryRun
+		hs = NewHosts(cfg, nil, w)
+	}
+	hs.New = func(string, config.Host) exec.Runner { return f }
+	return &Service{Config: cfg, State: st, Hosts: hs}
+}
+
+const lvsOne = `{"report":[{"lv":[{"lv_name":"%s","vg_name":"blk","lv_size":"%s","lv_tags":"blk","pool_lv":"","lv_attr":"-wi-a-----","data_percent":""}]}]}`
+
+var lvsArgs = []string{"lvs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "lv_name,vg_name,lv_size,lv_tags,pool_lv,lv_attr,data_percent"}
+
+func lvsOf(uuid string) []string { return append(append([]string{}, lvsArgs...), "blk/volume-"+uuid) }
+
+const notFound = `  Failed to find logical volume "blk/x"`
+
+func TestCreateRefusesAGarbledReport(t *testing.T) {
+	ctx := context.Background()
+	f := exectest.New(t, "stor1")
+	s := newService(t, f, nil)
+	s.testHookUUID = "11111111-2222-3333-4444-555555555555"
+	u := s.testHookUUID
+	f.ExpectFail(5, "", notFound, lvsOf(u)...)
+	f.Expect("", "lvcreate", "--yes", "--name", "volume-"+u, "--size", "1073741824b", "--wipesignatures", "y", "--zero", "y",
+		"--addtag", "blk", "--addtag", "blk-vol-"+u, "blk")
+	f.Expect(strings.ReplaceAll(strings.ReplaceAll(lvsOne, "%s", "X"), `"lv_name":"X"`, `"lv_name":"volume-`+u+`"`), lvsOf(u)...)
+	_, err := s.Create(ctx, CreateOptions{Name: "db1", Size: "1GiB"})
+	// lv_size "X" is not a number: the report is refused, not guessed at.
+	if err == nil || !strings.Contains(err.Error(), "lv_size") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestCreateThinAndReadBack(t *testing.T) {
+	ctx := context.Background()
+	f := exectest.New(t, "stor1")
+	s := newService(t, f, nil)
+	u := "aaaaaaaa-2222-3333-4444-555555555555"
+	s.testHookUUID = u
+	f.ExpectFail(5, "", notFound, lvsOf(u)...)
+	f.Expect("", "lvcreate", "--yes", "--name", "volume-"+u, "--type", "thin", "--virtualsize", "2147483648b", "--thinpool", "pool",
+		"--addtag", "blk", "--addtag", "blk-vol-"+u, "blk")
+	f.Expect(strings.Replace(strings.Replace(lvsOne, "%s", "volume-"+u, 1), "%s", "2151677952", 1), lvsOf(u)...)
+	v, err := s.Create(ctx, CreateOptions{Name: "scratch", Size: "2G", Thin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Status != state.Available || v.SizeBytes != 2151677952 || !v.Thin || v.Path != "/dev/blk/volume-"+u {
+		t.Errorf("volume = %+v", v)
+	}
+}
+
+func TestFailedLVCreateLeavesNothing(t *testing.T) {
+	ctx := context.Background()
+	f := exectest.New(t, "stor1")
+	s := newService(t, f, nil)
+	u := "bbbbbbbb-2222-3333-4444-555555555555"
+	s.testHookUUID = u
+	f.ExpectFail(5, "", notFound, lvsOf(u)...)
+	f.ExpectFail(5, "", `  Volume group "blk" has insufficient free space (765 extents): 25600 required.`,
+		"lvcreate", "--yes", "--name", "volume-"+u, "--size", "107374182400b", "--wipesignatures", "y", "--zero", "y",
+		"--addtag", "blk", "--addtag", "blk-vol-"+u, "blk")
+	f.ExpectFail(5, "", notFound, lvsOf(u)...)
+	_, err := s.Create(ctx, CreateOptions{Name: "big", Size: "100GiB"})
+	if err == nil || !strings.Contains(err.Error(), `create volume "big"`) || !strings.Contains(err.Error(), "insufficient free space") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := s.Show(ctx, "big"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("row left behind: %v", err)
+	}
+}
+
+func TestBadInputRunsNothing(t *testing.T) {
+	ctx := context.Background()
+	s := newService(t, exectest.New(t, "stor1"), nil)
+	for _, o := range []CreateOptions{
+		{Name: "db1", Size: "20"}, {Name: "db1", Size: "0GiB"}, {Name: "db1", Size: "-1GiB"}, {Name: "db1", Size: "20XB"},
+		{Name: "db1", Size: "99999999999TiB"}, {Name: "DB1", Size: "1GiB"}, {Name: "-x", Size: "1GiB"},
+		{Name: strings.Repeat("a", 64), Size: "1GiB"}, {Name: "a b", Size: "1GiB"}, {Name: "db1", Size: "1GiB", Backend: "nope"},
+	} {
+		_, err := s.Create(ctx, o)
+		if err == nil {
+			t.Errorf("%+v: accepted", o)
+			continue
+		}
+		if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrNotFound) {
+			t.Errorf("%+v: err = %v, want invalid or not found", o, err)
+		}
+		if strings.Contains(err.Error(), "\n") {
+			t.Errorf("%+v: error is not one line: %q", o, err)
+		}
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"512MiB": 512 << 20, "20GiB": 20 << 30, "1TiB": 1 << 40, "20G": 20 << 30, "1.5GiB": 3 << 29, "100m": 100 << 20} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+}
+
+func TestDryRunCreatePrintsPlanAndKeepsStateEmpty(t *testing.T) {
+	ctx := context.Background()
+	f := exectest.New(t, "stor1")
+	var plan strings.Builder
+	s := newService(t, f, &plan)
+	u := "cccccccc-2222-3333-4444-555555555555"
+	s.testHookUUID = u
+	f.ExpectFail(5, "", notFound, lvsOf(u)...)
+	if _, err := s.Create(ctx, CreateOptions{Name: "db1", Size: "1GiB"}); err != nil {
+		t.Fatal(err)
+	}
+	want := "stor1: lvcreate --yes --name volume-" + u + " --size 1073741824b --wipesignatures y --zero y --addtag blk --addtag blk-vol-" + u + " blk\n"
+	if plan.String() != want {
+		t.Errorf("plan = %q\nwant %q", plan.String(), want)
+	}
+	if vols, _ := s.List(ctx, ListOptions{}); len(vols) != 0 {
+		t.Errorf("dry run wrote state: %+v", vols)
+	}
+}
+
+func insert(t *testing.T, s *Service, name, uuid, status string) {
+	t.Helper()
+	if err := s.State.InsertVolume(context.Background(), &state.Volume{UUID: uuid, Name: name, Backend: "lvm-1", SizeBytes: 600 << 20, Status: state.Creating}); err != nil {
+		t.Fatal(err)
+	}
+	if status != state.Creating {
+		if _, err := s.State.MoveVolume(context.Background(), uuid, state.Move{From: []string{state.Creating}, To: status}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestDeleteWipesThenRemoves(t *testing.T) {
+	ctx := context.Background()
+	f := exectest.New(t, "stor1")
+	s := newService(t, f, nil)
+	u := "dddddddd-2222-3333-4444-555555555555"
+	insert(t, s, "old", u, state.Available)
+	f.Expect(strings.Replace(strings.Replace(lvsOne, "%s", "volume-"+u, 1), "%s", "629145600", 1), lvsOf(u)...)
+	dev := "of=/dev/blk/volume-" + u
+	for _, step := range [][2]string{{"0", "268435456"}, {"268435456", "268435456"}, {"536870912", "92274688"}} {
+		f.Expect("", "dd", "if=/dev/zero", dev, "bs=4M", "seek="+step[0], "count="+step[1], "iflag=count_bytes", "oflag=seek_bytes,direct", "conv=notrunc,fsync", "status=none")
+	}
+	f.Expect("", "lvremove", "--yes", "blk/volume-"+u)
+	res, err := s.Delete(ctx, DeleteOptions{Refs: []string{"old"}, Wipe: true})
+	if err != nil || len(res) != 1 || res[0].Status != "deleted" {
+		t.Fatalf("res = %+v, err = %v", res, err)
+	}
+	if _, err := s.Show(ctx, "old"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("row still there: %v", err)
+	}
+}
+
+func TestDeleteRefusesInUseAndReportsPartial(t *testing.T) {
+	ctx := context.Background()
+	f := exectest.New(t, "stor1")
+	s := newService(t, f, nil)
+	u1, u2 := "eeeeeeee-2222-3333-4444-555555555555", "ffffffff-2222-3333-4444-555555555555"
+	insert(t, s, "busy", u1, state.InUse)
+	insert(t, s, "free", u2, state.Available)
+	f.ExpectFail(5, "", notFound, lvsOf(u2)...) // already gone: fine
+	res, err := s.Delete(ctx, DeleteOptions{Refs: []string{"busy", "free", "ghost"}})
+	if !errors.Is(err, ErrPartial) {
+		t.Fatalf("err = %v, want partial", err)
+	}
+	if !strings.Contains(res[0].Status, "in-use") || !strings.Contains(res[0].Status, "detach it first") {
+		t.Errorf("busy: %q", res[0].Status)
+	}
+	if res[1].Status != "deleted" || !errors.Is(res[2].Err, ErrNotFound) {
+		t.Errorf("res = %+v", res)
+	}
+	v, _ := s.Show(ctx, "busy")
+	if v.Status != state.InUse {
+		t.Errorf("busy volume moved to %s", v.Status)
+	}
+	_, err = s.Delete(ctx, DeleteOptions{Refs: []string{"busy"}})
+	if !errors.Is(err, ErrConflict) {
+		t.Errorf("single in-use delete: err = %v, want conflict", err)
+	}
+}
+
+func TestFailedRemoveLeavesErrorDeleting(t *testing.T) {
+	ctx := context.Background()
+	f := exectest.New(t, "stor1")
+	s := newService(t, f, nil)
+	u := "99999999-2222-3333-4444-555555555555"
+	insert(t, s, "stuck", u, state.Available)
+	f.Expect(strings.Replace(strings.Replace(lvsOne, "%s", "volume-"+u, 1), "%s", "629145600", 1), lvsOf(u)...)
+	f.ExpectFail(5, "", "  Logical volume blk/volume-"+u+" in use.", "lvremove", "--yes", "blk/volume-"+u)
+	_, err := s.Delete(ctx, DeleteOptions{Refs: []string{"stuck"}})
+	if err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("err = %v", err)
+	}
+	v, _ := s.Show(ctx, "stuck")
+	if v.Status != state.ErrorDeleting || !strings.Contains(v.LastError, "in use") {
+		t.Errorf("volume = %+v", v)
+	}
+}
