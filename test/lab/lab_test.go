@@ -104,7 +104,9 @@ func decode[T any](t *testing.T, s string) T {
 	return v
 }
 
-func uniq(prefix string) string { return fmt.Sprintf("%s-%d-%d", prefix, os.Getpid(), time.Now().UnixNano()%1e6) }
+func uniq(prefix string) string {
+	return fmt.Sprintf("%s-%d-%d", prefix, os.Getpid(), time.Now().UnixNano()%1e6)
+}
 
 type lv struct {
 	Name, Size, Tags, Pool string
