@@ -4,7 +4,7 @@ BIN     ?= bin/blk
 LAB     := lab/lab.sh
 LABDIR   = $(shell $(LAB) dir)
 
-.PHONY: build test lab-up lab-down lab-ssh lab-test demo bench lint clean
+.PHONY: build test check lab-up lab-down lab-ssh lab-test demo bench lint clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/blk
@@ -12,6 +12,9 @@ build:
 ## test: unit tests (no root, no lab)
 test:
 	$(GO) test ./...
+
+## check: everything CI runs: lint, unit tests, lab tests
+check: lint test lab-test
 
 lint:
 	test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }

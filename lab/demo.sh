@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# make demo: build blk, boot the lab, and run blk's main job for a new user to
+# watch. blk runs on this machine and drives the lab guest over SSH.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+lab/lab.sh up
+LAB=$(lab/lab.sh dir)
+go build -o bin/blk ./cmd/blk
+export BLK_CONFIG=$LAB/blk-ssh.yaml
+blk() { printf '\n\033[1m$ blk %s\033[0m\n' "$*"; bin/blk "$@"; }
+name=demo-$(date +%H%M%S)
+
+blk host check
+blk backend list
+blk volume create "$name" --size 1GiB
+blk volume create "$name-thin" --size 20GiB --thin
+blk volume list
+blk volume show "$name" -o json
+blk --dry-run volume delete "$name" "$name-thin"
+blk volume delete "$name" "$name-thin" --yes --wipe
+blk volume list
+
+cat <<TXT
+
+The lab is still running. To explore further:
+  export BLK_CONFIG=$BLK_CONFIG
+  bin/blk --help                           every command, with examples and exit codes
+  bin/blk volume create db1 --size 2GiB    then: bin/blk volume list -o wide
+  bin/blk -v volume delete db1 --yes       -v logs each command blk runs on the lab
+  make lab-ssh                             a shell in the lab guest (lvs, tgtadm, virsh list)
+Stop the lab with: make lab-down
+TXT
