@@ -46,7 +46,10 @@ func (a *App) print(v view) error {
 	switch format {
 	case "json":
 		enc := json.NewEncoder(a.Out)
-		enc.SetIndent("", "  ")
+		// Indenting triples the cost of a long list; scripts do not need it.
+		if isTerminal(a.Out) {
+			enc.SetIndent("", "  ")
+		}
 		return enc.Encode(v.obj)
 	case "yaml":
 		enc := yaml.NewEncoder(a.Out)

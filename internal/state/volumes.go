@@ -59,10 +59,12 @@ func (e *ConflictError) Unwrap() error { return ErrConflict }
 
 const volumeColumns = `v.uuid, v.name, v.backend, v.size_bytes, v.status, v.previous_status, v.thin,
 	v.source, v.path, v.created_at, v.updated_at, v.last_error,
-	(SELECT count(*) FROM snapshots s WHERE s.volume = v.uuid),
+	coalesce(sc.n, 0),
 	a.instance, a.host, a.device, a.device_path, a.attached_at`
 
-const volumeFrom = ` FROM volumes v LEFT JOIN attachments a ON a.volume = v.uuid AND a.status = 'attached'`
+const volumeFrom = ` FROM volumes v
+	LEFT JOIN attachments a ON a.volume = v.uuid AND a.status = 'attached'
+	LEFT JOIN (SELECT volume, count(*) AS n FROM snapshots GROUP BY volume) sc ON sc.volume = v.uuid`
 
 func scanVolume(row interface{ Scan(...any) error }) (Volume, error) {
 	var v Volume

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# make bench: the figures issue #2 names, each as a ratio to a reference
+# measured in the same run (the machines are shared and noisy).
+#  1. blk volume list -o json over 10,000 volumes vs one lvs --reportformat json,
+#     both inside the lab guest (where LVM works), same emulated CPU.
+#  2. start-up: blk version and blk volume list (empty state) vs /bin/true and
+#     lvm version, on this machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v hyperfine >/dev/null || { apt-get update -q; apt-get install -y -q hyperfine; }
+LAB=$(lab/lab.sh dir)
+out=$LAB/bench/run-$(date +%s)
+mkdir -p "$out"
+go build -o "$out/blk" ./cmd/blk
+go build -o "$out/seed" ./bench/seed
+"$out/seed" -state "$out/10k.db" -n 10000
+cat > "$out/blk.yaml" <<YAML
+state: $out/empty.db
+hosts: {local: {local: true}}
+backends: {lvm-1: {type: lvm, host: local, vg: blk, portal: "127.0.0.1:3260", iqn_prefix: iqn.2026-11.org.example.blk}}
+YAML
+export LVM_SUPPRESS_FD_WARNINGS=1
+
+echo "== start-up on this machine (empty state file)"
+"$out/blk" --config "$out/blk.yaml" volume list >/dev/null
+hyperfine -N -w 5 -r 100 --export-json "$out/startup.json" \
+  -n true /bin/true \
+  -n 'lvm version' 'lvm version' \
+  -n 'blk version' "$out/blk version" \
+  -n 'blk volume list' "$out/blk --config $out/blk.yaml volume list -o json"
+
+echo "== list 10,000 volumes vs one lvs call, in the lab guest"
+started=0
+lab/lab.sh status >/dev/null 2>&1 || { started=1; lab/lab.sh up; }
+lab/lab.sh ssh "cd /tmp && LVM_SUPPRESS_FD_WARNINGS=1 hyperfine -N -w 3 -r 30 --export-json /tmp/list.json \
+  -n 'lvs --reportformat json' 'lvs --reportformat json --units b --nosuffix -o lv_name,vg_name,lv_size,lv_tags blk' \
+  -n 'blk volume list -o json (10k)' '$out/blk --config $out/blk.yaml --state $out/10k.db volume list -o json' \
+  && cat /tmp/list.json" > "$out/list.json.raw"
+sed -n '/^{/,$p' "$out/list.json.raw" > "$out/list.json"
+[ "$started" = 1 ] && lab/lab.sh down
+
+python3 - "$out" <<'PY'
+import json, sys
+out = sys.argv[1]
+def load(f):
+    return {r["command"]: r for r in json.load(open(f"{out}/{f}"))["results"]}
+s = load("startup.json")
+l = load("list.json")
+ms = lambda r: f'{r["median"]*1000:.1f} ms'
+print("\nstart-up (this machine, median):")
+for k in ["blk version", "blk volume list"]:
+    print(f'  {k:<18} {ms(s[k]):>10}  = {s[k]["median"]/s["true"]["median"]:.1f}x /bin/true, {s[k]["median"]/s["lvm version"]["median"]:.2f}x lvm version ({ms(s["lvm version"])})')
+b, r = l["blk volume list -o json (10k)"], l["lvs --reportformat json"]
+print("\nlist in the lab guest (median):")
+print(f'  blk volume list -o json, 10,000 volumes: {ms(b)}  = {b["median"]/r["median"]:.2f}x one lvs --reportformat json ({ms(r)})')
+PY
+rm -rf "$out"
