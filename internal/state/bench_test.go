@@ -2,8 +2,8 @@ package state
 
 import (
 	"context"
-	"fmt"
 	"database/sql"
+	"fmt"
 	"path/filepath"
 	"testing"
 )
