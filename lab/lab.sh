@@ -149,6 +149,9 @@ boot() {
   kver=$(kernel_version)
   mkdir -p "$RUN"
   rm -f "$RUN/console.log" "$RUN/data.img"
+  # The guest has its own /tmp (and /root): the checkout may be invisible to
+  # it, the lab folder never is.
+  cp "$HERE/guest-init.sh" "$RUN/guest-init.sh"
   # A fresh sparse data disk each boot: every lab starts clean.
   truncate -s 8G "$RUN/data.img"
   phase boot
@@ -161,7 +164,7 @@ boot() {
     -device virtio-9p-pci,fsdev=rootfs,mount_tag=rootfs \
     -drive "file=$RUN/data.img,if=none,id=d0,format=raw,cache=unsafe,discard=unmap" \
     -device virtio-blk-pci,drive=d0,serial=labdata \
-    -append "console=ttyS0 panic=-1 quiet blk.init=$HERE/guest-init.sh blk.lab=$LAB blk.kver=$kver"
+    -append "console=ttyS0 panic=-1 quiet blk.init=$RUN/guest-init.sh blk.lab=$LAB blk.kver=$kver"
   local deadline=$(( $(date +%s) + ${BLK_LAB_BOOT_TIMEOUT:-300} ))
   until grep -q BLK-LAB-SSHD "$RUN/console.log" 2>/dev/null; do
     running || { console_tail; die "guest died while booting"; }
