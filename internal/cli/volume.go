@@ -14,9 +14,10 @@ func newVolumeCmd(a *App) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "volume",
 		Aliases: []string{"vol"},
-		Short:   "Create, list, show and delete volumes",
+		Short:   "Create, list, show, attach, detach and delete volumes",
 	}
-	cmd.AddCommand(newVolumeCreateCmd(a), newVolumeListCmd(a), newVolumeShowCmd(a), newVolumeDeleteCmd(a))
+	cmd.AddCommand(newVolumeCreateCmd(a), newVolumeListCmd(a), newVolumeShowCmd(a), newVolumeDeleteCmd(a),
+		newVolumeAttachCmd(a), newVolumeDetachCmd(a))
 	return cmd
 }
 

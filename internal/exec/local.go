@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
 	osexec "os/exec"
 	"syscall"
@@ -14,6 +15,11 @@ type Local struct{ Name string }
 
 func (l *Local) Host() string { return l.Name }
 func (l *Local) Close() error { return nil }
+
+func (l *Local) DialUnix(ctx context.Context, path string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "unix", path)
+}
 
 func (l *Local) Run(ctx context.Context, cmd Cmd) (Result, error) {
 	var stdout, stderr bytes.Buffer

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 )
 
@@ -34,6 +35,9 @@ type Result struct {
 type Runner interface {
 	Host() string
 	Run(ctx context.Context, cmd Cmd) (Result, error)
+	// DialUnix connects to a unix socket on the host (libvirt's), over the
+	// same SSH connection the commands use when the host is remote.
+	DialUnix(ctx context.Context, path string) (net.Conn, error)
 	Close() error
 }
 

@@ -72,6 +72,18 @@ func (s *SSH) Client(ctx context.Context) (*ssh.Client, error) {
 	return c, nil
 }
 
+func (s *SSH) DialUnix(ctx context.Context, path string) (net.Conn, error) {
+	c, err := s.Client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := c.Dial("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("ssh %s: dial %s: %w", s.cfg.Name, path, err)
+	}
+	return conn, nil
+}
+
 func (s *SSH) addr() string {
 	if _, _, err := net.SplitHostPort(s.cfg.Address); err == nil {
 		return s.cfg.Address

@@ -60,6 +60,9 @@ func (o *Op) End(ctx context.Context, err error) {
 	})
 }
 
+// Holder names the owner of a running operation on object, or "".
+func (s *Store) Holder(ctx context.Context, object string) string { return s.holder(ctx, object) }
+
 // holder names the live owner of a running operation on object, or "".
 func (s *Store) holder(ctx context.Context, object string) string {
 	var op, owner string

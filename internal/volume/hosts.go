@@ -10,6 +10,7 @@ import (
 
 	"github.com/blk-project/blk/internal/config"
 	"github.com/blk-project/blk/internal/exec"
+	"github.com/blk-project/blk/internal/hypervisor"
 )
 
 // Hosts hands out one runner per configured host, made on first use, so
@@ -22,15 +23,19 @@ type Hosts struct {
 
 	mu      sync.Mutex
 	runners map[string]exec.Runner
+	hvs     map[string]hypervisor.Hypervisor
 	dryMu   sync.Mutex
 	// New makes the runner for a host; tests replace it.
 	New func(name string, h config.Host) exec.Runner
+	// NewHypervisor connects to libvirt on a host; tests replace it.
+	NewHypervisor func(ctx context.Context, name string, r exec.Runner) (hypervisor.Hypervisor, error)
 }
 
 // NewHosts prepares runners for cfg's hosts. With dryRun set, commands that
 // change something are printed there and skipped.
 func NewHosts(cfg *config.Config, log *slog.Logger, dryRun io.Writer) *Hosts {
-	return &Hosts{cfg: cfg, log: log, dryRun: dryRun, runners: map[string]exec.Runner{}, New: newRunner}
+	return &Hosts{cfg: cfg, log: log, dryRun: dryRun, runners: map[string]exec.Runner{},
+		hvs: map[string]hypervisor.Hypervisor{}, New: newRunner, NewHypervisor: dialLibvirt}
 }
 
 func newRunner(name string, h config.Host) exec.Runner {
@@ -63,6 +68,40 @@ func (hs *Hosts) Runner(name string) (exec.Runner, error) {
 	return r, nil
 }
 
+func dialLibvirt(ctx context.Context, name string, r exec.Runner) (hypervisor.Hypervisor, error) {
+	return hypervisor.Dial(ctx, name, r.DialUnix)
+}
+
+// Hypervisor returns the libvirt connection of the named host, made on first
+// use through the host's runner (so over its one SSH connection).
+func (hs *Hosts) Hypervisor(ctx context.Context, name string) (hypervisor.Hypervisor, error) {
+	r, err := hs.Runner(name)
+	if err != nil {
+		return nil, err
+	}
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if h, ok := hs.hvs[name]; ok {
+		return h, nil
+	}
+	h, err := hs.NewHypervisor(ctx, name, r)
+	if err != nil {
+		return nil, err
+	}
+	hs.hvs[name] = h
+	return h, nil
+}
+
+// Plan prints, in a dry run, a step that is not a command (a libvirt call).
+func (hs *Hosts) Plan(host, format string, args ...any) {
+	if hs.dryRun == nil {
+		return
+	}
+	hs.dryMu.Lock()
+	defer hs.dryMu.Unlock()
+	fmt.Fprintf(hs.dryRun, "%s: "+format+"\n", append([]any{host}, args...)...)
+}
+
 // DryRun reports whether mutating commands are skipped.
 func (hs *Hosts) DryRun() bool { return hs.dryRun != nil }
 
@@ -70,6 +109,9 @@ func (hs *Hosts) DryRun() bool { return hs.dryRun != nil }
 func (hs *Hosts) Close() error {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
+	for _, h := range hs.hvs {
+		h.Close()
+	}
 	for _, r := range hs.runners {
 		r.Close()
 	}

@@ -5,7 +5,9 @@ package exectest
 
 import (
 	"context"
+	"errors"
 	"io"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -72,6 +74,10 @@ func (f *Fake) ExpectFail(code int, stdout, stderr string, args ...string) *Fake
 
 func (f *Fake) Host() string { return f.host }
 func (f *Fake) Close() error { return nil }
+
+func (f *Fake) DialUnix(context.Context, string) (net.Conn, error) {
+	return nil, errors.New("exectest: the fake runner has no sockets")
+}
 
 func (f *Fake) Run(ctx context.Context, cmd exec.Cmd) (exec.Result, error) {
 	f.mu.Lock()

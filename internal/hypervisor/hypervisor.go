@@ -1,0 +1,246 @@
+// Package hypervisor talks to libvirtd on a compute host with go-libvirt,
+// over its unix socket: directly, or tunnelled through blk's SSH connection
+// to that host. Disk XML is built and read with libvirtxml.
+package hypervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	libvirt "github.com/digitalocean/go-libvirt"
+	"libvirt.org/go/libvirtxml"
+)
+
+// Socket is libvirtd's read-write socket.
+const Socket = "/var/run/libvirt/libvirt-sock"
+
+// ErrNoDomain is a domain the host does not know.
+var ErrNoDomain = errors.New("no such domain")
+
+// Hypervisor is what blk needs of libvirt on one host.
+type Hypervisor interface {
+	// DomainXML returns the live (or, with persistent, the inactive) XML.
+	DomainXML(ctx context.Context, domain string, persistent bool) (string, error)
+	AttachDevice(ctx context.Context, domain, xml string, flags Flags) error
+	DetachDevice(ctx context.Context, domain, xml string, flags Flags) error
+	Close() error
+}
+
+// Flags choose which definitions a device change touches.
+type Flags struct{ Live, Persistent bool }
+
+func (f Flags) libvirt() uint32 {
+	var v libvirt.DomainDeviceModifyFlags
+	if f.Live {
+		v |= libvirt.DomainDeviceModifyLive
+	}
+	if f.Persistent {
+		v |= libvirt.DomainDeviceModifyConfig
+	}
+	return uint32(v)
+}
+
+func (f Flags) String() string {
+	var s []string
+	if f.Live {
+		s = append(s, "--live")
+	}
+	if f.Persistent {
+		s = append(s, "--config")
+	}
+	return strings.Join(s, " ")
+}
+
+// Libvirt is a connection to one libvirtd.
+type Libvirt struct {
+	host string
+	l    *libvirt.Libvirt
+}
+
+type dialer func() (net.Conn, error)
+
+func (d dialer) Dial() (net.Conn, error) { return d() }
+
+// Dial connects to qemu:///system through dial.
+func Dial(ctx context.Context, host string, dial func(ctx context.Context, path string) (net.Conn, error)) (*Libvirt, error) {
+	l := libvirt.NewWithDialer(dialer(func() (net.Conn, error) { return dial(ctx, Socket) }))
+	if err := l.ConnectToURI(libvirt.QEMUSystem); err != nil {
+		return nil, fmt.Errorf("%s: libvirt: %w", host, err)
+	}
+	return &Libvirt{host: host, l: l}, nil
+}
+
+func (v *Libvirt) Close() error { return v.l.Disconnect() }
+
+func (v *Libvirt) wrap(op, domain string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if libvirt.IsNotFound(err) {
+		return fmt.Errorf("%s: libvirt %s %s: %w", v.host, op, domain, ErrNoDomain)
+	}
+	return fmt.Errorf("%s: libvirt %s %s: %w", v.host, op, domain, err)
+}
+
+func (v *Libvirt) DomainXML(ctx context.Context, domain string, persistent bool) (string, error) {
+	d, err := v.l.DomainLookupByName(domain)
+	if err != nil {
+		return "", v.wrap("lookup", domain, err)
+	}
+	var flags libvirt.DomainXMLFlags
+	if persistent {
+		flags = libvirt.DomainXMLInactive
+	}
+	x, err := v.l.DomainGetXMLDesc(d, flags)
+	return x, v.wrap("dumpxml", domain, err)
+}
+
+func (v *Libvirt) AttachDevice(ctx context.Context, domain, xml string, f Flags) error {
+	d, err := v.l.DomainLookupByName(domain)
+	if err != nil {
+		return v.wrap("lookup", domain, err)
+	}
+	return v.wrap("attach-device", domain, v.l.DomainAttachDeviceFlags(d, xml, f.libvirt()))
+}
+
+func (v *Libvirt) DetachDevice(ctx context.Context, domain, xml string, f Flags) error {
+	d, err := v.l.DomainLookupByName(domain)
+	if err != nil {
+		return v.wrap("lookup", domain, err)
+	}
+	return v.wrap("detach-device", domain, v.l.DomainDetachDeviceFlags(d, xml, f.libvirt()))
+}
+
+// Disk describes a disk to plug in.
+type Disk struct {
+	Source   string // block device or file
+	File     bool   // a file (NFS volume) rather than a block device
+	Target   string // vdb, sdc
+	Bus      string // virtio or scsi
+	Serial   string
+	ReadOnly bool
+}
+
+// SerialOf fits a volume UUID in a disk serial: virtio keeps 20 bytes.
+func SerialOf(uuid string) string { return uuid[:min(20, len(uuid))] }
+
+// XML renders the disk as libvirt wants it: raw, cache=none (the page cache
+// of the compute host must not sit between the guest and shared storage).
+func (d Disk) XML() (string, error) {
+	disk := libvirtxml.DomainDisk{
+		Device: "disk",
+		Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw", Cache: "none", IO: "native"},
+		Target: &libvirtxml.DomainDiskTarget{Dev: d.Target, Bus: d.Bus},
+		Serial: d.Serial,
+	}
+	if d.File {
+		disk.Source = &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: d.Source}}
+	} else {
+		disk.Source = &libvirtxml.DomainDiskSource{Block: &libvirtxml.DomainDiskSourceBlock{Dev: d.Source}}
+	}
+	if d.ReadOnly {
+		disk.ReadOnly = &libvirtxml.DomainDiskReadOnly{}
+	}
+	return disk.Marshal()
+}
+
+// Disks lists the disks of a domain's XML: target dev to serial.
+func Disks(domainXML string) (map[string]libvirtxml.DomainDisk, error) {
+	var dom libvirtxml.Domain
+	if err := dom.Unmarshal(domainXML); err != nil {
+		return nil, fmt.Errorf("parse domain xml: %w", err)
+	}
+	disks := map[string]libvirtxml.DomainDisk{}
+	if dom.Devices == nil {
+		return disks, nil
+	}
+	for _, d := range dom.Devices.Disks {
+		if d.Target != nil {
+			disks[d.Target.Dev] = d
+		}
+	}
+	return disks, nil
+}
+
+// DiskBySerial finds the target of the disk with serial, or "".
+func DiskBySerial(domainXML, serial string) (string, error) {
+	disks, err := Disks(domainXML)
+	if err != nil {
+		return "", err
+	}
+	for dev, d := range disks {
+		if d.Serial == serial {
+			return dev, nil
+		}
+	}
+	return "", nil
+}
+
+// FreeDevice picks the first target name for bus that no disk of either
+// domain definition uses.
+func FreeDevice(bus string, xmls ...string) (string, error) {
+	prefix := "vd"
+	if bus == "scsi" {
+		prefix = "sd"
+	}
+	var taken []string
+	for _, x := range xmls {
+		disks, err := Disks(x)
+		if err != nil {
+			return "", err
+		}
+		for dev := range disks {
+			taken = append(taken, dev)
+		}
+	}
+	// vda/sda is usually the boot disk even when absent from the XML.
+	for c := 'b'; c <= 'z'; c++ {
+		if dev := prefix + string(c); !slices.Contains(taken, dev) {
+			return dev, nil
+		}
+	}
+	return "", fmt.Errorf("no free %s device name", bus)
+}
+
+// Taken reports whether dev is used in any of xmls.
+func Taken(dev string, xmls ...string) (bool, error) {
+	for _, x := range xmls {
+		disks, err := Disks(x)
+		if err != nil {
+			return false, err
+		}
+		if _, ok := disks[dev]; ok {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// WaitGone polls the live XML until no disk has serial, because libvirt's
+// detach only asks the guest: a guest that never answers keeps the disk.
+func WaitGone(ctx context.Context, h Hypervisor, domain, serial string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		x, err := h.DomainXML(ctx, domain, false)
+		if err != nil {
+			return err
+		}
+		dev, err := DiskBySerial(x, serial)
+		if err != nil || dev == "" {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("disk %s is still in %s after %v: the guest did not release it", dev, domain, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}

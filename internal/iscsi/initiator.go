@@ -1,0 +1,181 @@
+package iscsi
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/blk-project/blk/internal/exec"
+)
+
+// iscsiadm exit codes (iscsi_err.h).
+const (
+	exitNoObjsFound    = 21 // no records, no sessions
+	exitSessExists     = 15 // already logged in
+	exitTransportTimer = 8
+)
+
+// Initiator drives open-iscsi through iscsiadm on one host.
+type Initiator struct{ Run exec.Runner }
+
+// CHAP are per-volume credentials; the password never leaves the state file
+// except as an argument to the two tools, masked in every log and error.
+type CHAP struct {
+	User, Password string
+}
+
+// Name reads the host's initiator IQN.
+func (i Initiator) Name(ctx context.Context) (string, error) {
+	res, err := i.Run.Run(ctx, exec.Cmd{Args: []string{"cat", "/etc/iscsi/initiatorname.iscsi"}})
+	if err != nil {
+		return "", err
+	}
+	sc := bufio.NewScanner(strings.NewReader(string(res.Stdout)))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "InitiatorName="); ok {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", fmt.Errorf("%s: no InitiatorName in /etc/iscsi/initiatorname.iscsi", i.Run.Host())
+}
+
+func (i Initiator) node(ctx context.Context, portal, iqn string, secrets []string, args ...string) error {
+	argv := append([]string{"iscsiadm", "-m", "node", "-T", iqn, "-p", portal}, args...)
+	_, err := i.Run.Run(ctx, exec.Cmd{Args: argv, Mutates: true, Secrets: secrets})
+	return err
+}
+
+// Login creates the node record, sets CHAP and node.startup, and logs in.
+// node.startup=automatic makes the session come back after a reboot, and only
+// attached volumes have a node record at all.
+func (i Initiator) Login(ctx context.Context, portal, iqn string, chap *CHAP) error {
+	if err := i.node(ctx, portal, iqn, nil, "-o", "new"); err != nil {
+		return fmt.Errorf("iscsiadm node create: %w", err)
+	}
+	settings := [][2]string{{"node.startup", "automatic"}}
+	var secrets []string
+	if chap != nil {
+		settings = append(settings, [2]string{"node.session.auth.authmethod", "CHAP"},
+			[2]string{"node.session.auth.username", chap.User}, [2]string{"node.session.auth.password", chap.Password})
+		secrets = []string{chap.Password}
+	}
+	for _, s := range settings {
+		if err := i.node(ctx, portal, iqn, secrets, "-o", "update", "-n", s[0], "-v", s[1]); err != nil {
+			return fmt.Errorf("iscsiadm node update %s: %w", s[0], err)
+		}
+	}
+	err := retry(ctx, func() error { return i.node(ctx, portal, iqn, nil, "--login") })
+	if exec.ExitCode(err) == exitSessExists {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("iscsiadm login: %w", err)
+	}
+	return nil
+}
+
+// Logout ends the session and deletes the node record of this target only.
+// Both already gone is success.
+func (i Initiator) Logout(ctx context.Context, portal, iqn string) error {
+	err := retry(ctx, func() error { return i.node(ctx, portal, iqn, nil, "--logout") })
+	if err != nil && exec.ExitCode(err) != exitNoObjsFound {
+		return fmt.Errorf("iscsiadm logout: %w", err)
+	}
+	err = i.node(ctx, portal, iqn, nil, "-o", "delete")
+	if err != nil && exec.ExitCode(err) != exitNoObjsFound {
+		return fmt.Errorf("iscsiadm node delete: %w", err)
+	}
+	return nil
+}
+
+// ByPath is the stable device link udev makes for a LUN.
+func ByPath(portal, iqn string, lun int) string {
+	return fmt.Sprintf("/dev/disk/by-path/ip-%s-iscsi-%s-lun-%d", portal, iqn, lun)
+}
+
+// WaitDevice waits for link to appear (udev lags the login) and returns the
+// device it points to.
+func (i Initiator) WaitDevice(ctx context.Context, link string, timeout time.Duration) (string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		res, err := i.Run.Run(ctx, exec.Cmd{Args: []string{"readlink", "-e", link}})
+		if err == nil {
+			return strings.TrimSpace(string(res.Stdout)), nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("%s: %s did not appear within %v", i.Run.Host(), link, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// RemoveDevice flushes and deletes the SCSI disk behind link, so no stale
+// /dev/sdX is left when the session ends. A missing link is done already.
+func (i Initiator) RemoveDevice(ctx context.Context, link string) error {
+	res, err := i.Run.Run(ctx, exec.Cmd{Args: []string{"readlink", "-e", link}})
+	if err != nil {
+		return nil
+	}
+	dev := strings.TrimSpace(string(res.Stdout))
+	if _, err := i.Run.Run(ctx, exec.Cmd{Args: []string{"blockdev", "--flushbufs", dev}, Mutates: true}); err != nil {
+		return fmt.Errorf("flush %s: %w", dev, err)
+	}
+	_, err = i.Run.Run(ctx, exec.Cmd{Args: []string{"tee", "/sys/block/" + path.Base(dev) + "/device/delete"},
+		Stdin: strings.NewReader("1"), Mutates: true})
+	if err != nil {
+		return fmt.Errorf("delete scsi device %s: %w", dev, err)
+	}
+	return nil
+}
+
+// Sessions lists the target IQNs this host is logged in to.
+func (i Initiator) Sessions(ctx context.Context) ([]string, error) {
+	res, err := i.Run.Run(ctx, exec.Cmd{Args: []string{"iscsiadm", "-m", "session"}})
+	if exec.ExitCode(err) == exitNoObjsFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var iqns []string
+	for _, l := range strings.Split(string(res.Stdout), "\n") {
+		// tcp: [1] 127.0.0.1:3260,1 iqn.2026-11.org.example.blk:uuid (non-flash)
+		if f := strings.Fields(l); len(f) >= 4 {
+			iqns = append(iqns, f[3])
+		}
+	}
+	return iqns, nil
+}
+
+// retry repeats transient iscsiadm failures (database locks, a transport
+// still settling) with bounded backoff.
+func retry(ctx context.Context, fn func() error) error {
+	delay := 200 * time.Millisecond
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		err = fn()
+		var e *exec.Error
+		if err == nil || !errors.As(err, &e) || !transient(e) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+		delay *= 2
+	}
+	return err
+}
+
+func transient(e *exec.Error) bool {
+	return e.ExitCode == exitTransportTimer || strings.Contains(e.Stderr, "database") && strings.Contains(e.Stderr, "lock")
+}

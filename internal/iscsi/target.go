@@ -1,0 +1,153 @@
+// Package iscsi drives both ends of an iSCSI export: tgt's tgtadm on the
+// storage host and open-iscsi's iscsiadm on the compute host. Known failures
+// are typed so callers decide with errors.Is, not by matching text.
+package iscsi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/blk-project/blk/internal/exec"
+)
+
+var (
+	ErrExists   = errors.New("already exists")
+	ErrNotFound = errors.New("not found")
+)
+
+// Target drives tgtd through tgtadm on one host.
+type Target struct{ Run exec.Runner }
+
+// Error is a failed iSCSI command of a known kind.
+type Error struct {
+	Kind error
+	Err  error
+}
+
+func (e *Error) Error() string   { return e.Err.Error() }
+func (e *Error) Unwrap() []error { return []error{e.Kind, e.Err} }
+
+func classifyTgt(err error) error {
+	var e *exec.Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	switch s := e.Stderr; {
+	case strings.Contains(s, "already exists"):
+		return &Error{ErrExists, err}
+	case strings.Contains(s, "can't find"):
+		return &Error{ErrNotFound, err}
+	}
+	return err
+}
+
+func (t Target) tgtadm(ctx context.Context, mutates bool, secrets []string, args ...string) (string, error) {
+	res, err := t.Run.Run(ctx, exec.Cmd{Args: append([]string{"tgtadm", "--lld", "iscsi"}, args...), Mutates: mutates, Secrets: secrets})
+	if err != nil {
+		return "", classifyTgt(err)
+	}
+	return string(res.Stdout), nil
+}
+
+var targetLine = regexp.MustCompile(`(?m)^Target (\d+): (\S+)$`)
+
+// Targets lists the target ids by IQN.
+func (t Target) Targets(ctx context.Context) (map[string]int, error) {
+	out, err := t.tgtadm(ctx, false, nil, "--op", "show", "--mode", "target")
+	if err != nil {
+		return nil, err
+	}
+	ids := map[string]int{}
+	for _, m := range targetLine.FindAllStringSubmatch(out, -1) {
+		id, _ := strconv.Atoi(m[1])
+		ids[m[2]] = id
+	}
+	return ids, nil
+}
+
+// Create makes the target iqn, or finds it when a previous run did, and
+// returns its id. tgtadm wants the caller to pick the id: another blk may
+// pick the same one at the same moment, so a taken id is retried with the
+// next.
+func (t Target) Create(ctx context.Context, iqn string) (tid int, created bool, err error) {
+	for attempt := 0; attempt < 20; attempt++ {
+		ids, err := t.Targets(ctx)
+		if err != nil {
+			return 0, false, err
+		}
+		if id, ok := ids[iqn]; ok {
+			return id, false, nil
+		}
+		next := 1
+		for _, id := range ids {
+			next = max(next, id+1)
+		}
+		next += attempt // racing processes spread out instead of colliding again
+		_, err = t.tgtadm(ctx, true, nil, "--op", "new", "--mode", "target", "--tid", strconv.Itoa(next), "--targetname", iqn)
+		if !errors.Is(err, ErrExists) {
+			return next, err == nil, err
+		}
+	}
+	return 0, false, fmt.Errorf("create target %s: no free target id after 20 tries", iqn)
+}
+
+// AddLUN backs LUN lun of target tid with a block device or file.
+func (t Target) AddLUN(ctx context.Context, tid, lun int, backing string) error {
+	_, err := t.tgtadm(ctx, true, nil, "--op", "new", "--mode", "logicalunit", "--tid", strconv.Itoa(tid),
+		"--lun", strconv.Itoa(lun), "--backing-store", backing)
+	if errors.Is(err, ErrExists) {
+		return nil
+	}
+	return err
+}
+
+// Bind lets exactly one initiator, by IQN, log in to the target.
+func (t Target) Bind(ctx context.Context, tid int, initiator string) error {
+	_, err := t.tgtadm(ctx, true, nil, "--op", "bind", "--mode", "target", "--tid", strconv.Itoa(tid), "--initiator-name", initiator)
+	if errors.Is(err, ErrExists) {
+		return nil
+	}
+	return err
+}
+
+func (t Target) Unbind(ctx context.Context, tid int, initiator string) error {
+	return ignore(t.tgtadm(ctx, true, nil, "--op", "unbind", "--mode", "target", "--tid", strconv.Itoa(tid), "--initiator-name", initiator))
+}
+
+// AddAccount creates a CHAP account and binds it to the target.
+func (t Target) AddAccount(ctx context.Context, tid int, user, password string) error {
+	_, err := t.tgtadm(ctx, true, []string{password}, "--op", "new", "--mode", "account", "--user", user, "--password", password)
+	if err != nil && !errors.Is(err, ErrExists) {
+		return err
+	}
+	_, err = t.tgtadm(ctx, true, nil, "--op", "bind", "--mode", "account", "--tid", strconv.Itoa(tid), "--user", user)
+	if errors.Is(err, ErrExists) {
+		return nil
+	}
+	return err
+}
+
+func (t Target) DeleteAccount(ctx context.Context, user string) error {
+	return ignore(t.tgtadm(ctx, true, nil, "--op", "delete", "--mode", "account", "--user", user))
+}
+
+func (t Target) DeleteLUN(ctx context.Context, tid, lun int) error {
+	return ignore(t.tgtadm(ctx, true, nil, "--op", "delete", "--mode", "logicalunit", "--tid", strconv.Itoa(tid), "--lun", strconv.Itoa(lun)))
+}
+
+// Delete removes the target; --force drops sessions an initiator left.
+func (t Target) Delete(ctx context.Context, tid int) error {
+	return ignore(t.tgtadm(ctx, true, nil, "--op", "delete", "--mode", "target", "--force", "--tid", strconv.Itoa(tid)))
+}
+
+// ignore treats "already gone" as done, so teardown can be rerun.
+func ignore(_ string, err error) error {
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,273 @@
+package volume
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/blk-project/blk/internal/config"
+	"github.com/blk-project/blk/internal/hypervisor"
+	"github.com/blk-project/blk/internal/iscsi"
+	"github.com/blk-project/blk/internal/state"
+)
+
+type AttachOptions struct {
+	Volume   string
+	Instance string
+	Host     string // compute host; default: search every compute host
+	Device   string // vdX or sdX; default: the first free one
+	Bus      string // virtio (default) or scsi
+	ReadOnly bool
+}
+
+var deviceRE = regexp.MustCompile(`^(vd|sd)[b-z]$`)
+
+// Validate checks the options alone, before anything is opened or run.
+func (o *AttachOptions) Validate() error {
+	if o.Bus == "" {
+		o.Bus = "virtio"
+	}
+	if o.Bus != "virtio" && o.Bus != "scsi" {
+		return invalid("--bus %q: want virtio or scsi", o.Bus)
+	}
+	if o.Instance == "" {
+		return invalid("--instance is required")
+	}
+	if o.Device != "" {
+		want := map[string]string{"virtio": "vd", "scsi": "sd"}[o.Bus]
+		if !deviceRE.MatchString(o.Device) || !strings.HasPrefix(o.Device, want) {
+			return invalid("--device %q: want %sb..%sz on the %s bus", o.Device, want, want, o.Bus)
+		}
+	}
+	return nil
+}
+
+// lunID is the one LUN of each volume's target (LUN 0 is tgt's controller).
+const lunID = 1
+
+// deviceWait bounds how long udev may take to make the by-path link.
+var deviceWait = 30 * time.Second
+
+// Attach exports the volume over iSCSI, logs the compute host in and plugs
+// the disk into the domain, live and persistent. Every step made is undone
+// in reverse if a later one fails. Attaching a volume already attached to
+// the same instance succeeds with already=true.
+func (s *Service) Attach(ctx context.Context, o AttachOptions) (v Volume, already bool, err error) {
+	if err := o.Validate(); err != nil {
+		return v, false, err
+	}
+	v, err = s.State.Volume(ctx, o.Volume)
+	if err != nil {
+		return v, false, err
+	}
+	if v.Status == state.InUse && v.Attachment != nil {
+		if v.Attachment.Instance == o.Instance && (o.Host == "" || o.Host == v.Attachment.Host) {
+			return v, true, nil
+		}
+		return v, false, conflict("volume %q is attached to %s on %s: detach it first", v.Name, v.Attachment.Instance, v.Attachment.Host)
+	}
+	if v.Status != state.Available {
+		return v, false, &state.ConflictError{Volume: v.Name, Status: v.Status, Holder: s.State.Holder(ctx, v.UUID),
+			Reason: "is " + v.Status + ": only an available volume can be attached"}
+	}
+	b, ok := s.Config.Backends[v.Backend]
+	if !ok || b.Type != "lvm" {
+		return v, false, invalid("volume %q: attaching %s volumes is not supported yet", v.Name, b.Type)
+	}
+	host, live, persistent, err := s.findDomain(ctx, o.Instance, o.Host)
+	if err != nil {
+		return v, false, err
+	}
+	dev := o.Device
+	if dev == "" {
+		if dev, err = hypervisor.FreeDevice(o.Bus, live, persistent); err != nil {
+			return v, false, err
+		}
+	} else if taken, err := hypervisor.Taken(dev, live, persistent); err != nil {
+		return v, false, err
+	} else if taken {
+		return v, false, conflict("device %s of %s is taken", dev, o.Instance)
+	}
+
+	conn := state.ConnectionInfo{DriverVolumeType: "iscsi", TargetPortal: b.Portal, TargetIQN: b.IQNPrefix + ":" + v.UUID,
+		TargetLUN: lunID, Bus: o.Bus, ReadOnly: o.ReadOnly}
+	if b.CHAP {
+		conn.AuthMethod, conn.AuthUsername, conn.AuthPassword = "CHAP", "blk-"+v.UUID[:8], newSecret()
+	}
+	rec := state.AttachmentRecord{Volume: v.UUID, Instance: o.Instance, Host: host, Device: dev, Status: state.Attaching, Conn: conn}
+	if !s.Hosts.DryRun() {
+		if _, err := s.State.Reserve(ctx, v.UUID, rec); err != nil {
+			return v, false, err
+		}
+		op, err := s.State.BeginOp(ctx, "attach", v.UUID)
+		if err != nil {
+			return v, false, err
+		}
+		defer func() { op.End(ctx, err) }()
+	}
+	r := &reverter{}
+	r.add("reservation", func(ctx context.Context) error {
+		if s.Hosts.DryRun() {
+			return nil
+		}
+		_, err := s.State.Unreserve(ctx, v.UUID)
+		return err
+	})
+	if err := s.connect(ctx, r, b, v, &rec); err != nil {
+		return v, false, r.fail(ctx, fmt.Errorf("attach volume %q to %q: %w", v.Name, o.Instance, err))
+	}
+	if s.Hosts.DryRun() {
+		return v, false, nil
+	}
+	v, err = s.State.FinishAttach(ctx, v.UUID)
+	if err != nil {
+		return v, false, r.fail(ctx, err)
+	}
+	return v, false, nil
+}
+
+// connect does the external steps of an attach, registering each undo.
+func (s *Service) connect(ctx context.Context, r *reverter, b config.Backend, v Volume, rec *state.AttachmentRecord) error {
+	storage, err := s.Hosts.Runner(b.Host)
+	if err != nil {
+		return err
+	}
+	compute, err := s.Hosts.Runner(rec.Host)
+	if err != nil {
+		return err
+	}
+	hv, err := s.Hosts.Hypervisor(ctx, rec.Host)
+	if err != nil {
+		return err
+	}
+	target, initiator := iscsi.Target{Run: storage}, iscsi.Initiator{Run: compute}
+	conn := &rec.Conn
+	step := func(name string) error {
+		rec.Step = name
+		if s.Hosts.DryRun() {
+			return nil
+		}
+		return s.State.UpdateAttachment(ctx, *rec)
+	}
+
+	if conn.InitiatorIQN, err = initiator.Name(ctx); err != nil {
+		return fmt.Errorf("read initiator name: %w", err)
+	}
+	tid, _, err := target.Create(ctx, conn.TargetIQN)
+	if err != nil {
+		return fmt.Errorf("tgtadm new target: %w", err)
+	}
+	conn.TargetID = tid
+	// Deleting the target (forced) also drops its LUN and bindings.
+	r.add("target", func(ctx context.Context) error { return target.Delete(ctx, tid) })
+	if err := step("target"); err != nil {
+		return err
+	}
+	if err := target.AddLUN(ctx, tid, lunID, v.Path); err != nil {
+		return fmt.Errorf("tgtadm new logicalunit: %w", err)
+	}
+	if err := target.Bind(ctx, tid, conn.InitiatorIQN); err != nil {
+		return fmt.Errorf("tgtadm bind initiator: %w", err)
+	}
+	var chap *iscsi.CHAP
+	if conn.AuthMethod == "CHAP" {
+		chap = &iscsi.CHAP{User: conn.AuthUsername, Password: conn.AuthPassword}
+		r.add("chap account", func(ctx context.Context) error { return target.DeleteAccount(ctx, chap.User) })
+		if err := target.AddAccount(ctx, tid, chap.User, chap.Password); err != nil {
+			return fmt.Errorf("tgtadm account: %w", err)
+		}
+	}
+
+	r.add("iscsi session", func(ctx context.Context) error {
+		return initiator.Logout(ctx, conn.TargetPortal, conn.TargetIQN)
+	})
+	if err := initiator.Login(ctx, conn.TargetPortal, conn.TargetIQN, chap); err != nil {
+		return err
+	}
+	link := iscsi.ByPath(conn.TargetPortal, conn.TargetIQN, lunID)
+	conn.DevicePath, rec.DevicePath = link, link
+	if !s.Hosts.DryRun() {
+		if _, err := initiator.WaitDevice(ctx, link, deviceWait); err != nil {
+			return err
+		}
+	}
+	r.add("scsi device", func(ctx context.Context) error { return initiator.RemoveDevice(ctx, link) })
+	if err := step("logged-in"); err != nil {
+		return err
+	}
+
+	disk := hypervisor.Disk{Source: link, Target: rec.Device, Bus: conn.Bus, Serial: hypervisor.SerialOf(v.UUID), ReadOnly: conn.ReadOnly}
+	xml, err := disk.XML()
+	if err != nil {
+		return err
+	}
+	both := hypervisor.Flags{Live: true, Persistent: true}
+	if s.Hosts.DryRun() {
+		s.Hosts.Plan(rec.Host, "libvirt attach-device %s %s %s", rec.Instance, both, oneLineXML(xml))
+		return nil
+	}
+	if err := hv.AttachDevice(ctx, rec.Instance, xml, both); err != nil {
+		return err
+	}
+	r.add("libvirt disk", func(ctx context.Context) error {
+		return s.unplug(ctx, hv, rec.Host, rec.Instance, disk.Serial)
+	})
+	return step("libvirt-attached")
+}
+
+// findDomain looks for the instance on the compute hosts (or the one named)
+// and returns where it runs with its live and persistent XML.
+func (s *Service) findDomain(ctx context.Context, instance, only string) (host, live, persistent string, err error) {
+	hosts := s.Config.Compute
+	if len(hosts) == 0 {
+		hosts = slices.Sorted(maps.Keys(s.Config.Hosts))
+	}
+	if only != "" {
+		if _, ok := s.Config.Hosts[only]; !ok {
+			return "", "", "", fmt.Errorf("host %q: %w", only, ErrNotFound)
+		}
+		hosts = []string{only}
+	}
+	for _, h := range hosts {
+		hv, err := s.Hosts.Hypervisor(ctx, h)
+		if err != nil {
+			return "", "", "", err
+		}
+		live, err := hv.DomainXML(ctx, instance, false)
+		if errors.Is(err, hypervisor.ErrNoDomain) {
+			continue
+		}
+		if err != nil {
+			return "", "", "", err
+		}
+		persistent, err := hv.DomainXML(ctx, instance, true)
+		if err != nil {
+			return "", "", "", err
+		}
+		return h, live, persistent, nil
+	}
+	return "", "", "", fmt.Errorf("instance %q: %w on hosts %s", instance, ErrNotFound, strings.Join(hosts, ", "))
+}
+
+// newSecret is replaced by tests, which must know the password.
+var newSecret = secret
+
+// secret makes a CHAP password: 16 characters (the most some initiators
+// take) from an alphabet that needs no quoting anywhere.
+func secret() string {
+	const alphabet = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+	b := make([]byte, 16)
+	rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}
+
+func oneLineXML(x string) string { return strings.Join(strings.Fields(x), " ") }

@@ -1,0 +1,437 @@
+package volume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/blk-project/blk/internal/config"
+	"github.com/blk-project/blk/internal/exec"
+	"github.com/blk-project/blk/internal/exec/exectest"
+	"github.com/blk-project/blk/internal/hypervisor"
+	"github.com/blk-project/blk/internal/state"
+	"libvirt.org/go/libvirtxml"
+)
+
+// fakeHV is libvirt with one running domain, kept as XML.
+type fakeHV struct {
+	domains   map[string]*libvirtxml.Domain
+	failOn    string // "attach" or "detach": that call fails
+	calls     []string
+	stuckLive int // live detaches the guest ignores before releasing
+}
+
+func newFakeHV(domains ...string) *fakeHV {
+	h := &fakeHV{domains: map[string]*libvirtxml.Domain{}}
+	for _, d := range domains {
+		h.domains[d] = &libvirtxml.Domain{Type: "qemu", Name: d, Devices: &libvirtxml.DomainDeviceList{
+			Disks: []libvirtxml.DomainDisk{{Device: "disk", Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"}}}}}
+	}
+	return h
+}
+
+func (h *fakeHV) DomainXML(_ context.Context, name string, persistent bool) (string, error) {
+	d, ok := h.domains[name]
+	if !ok {
+		return "", fmt.Errorf("fake: %w", hypervisor.ErrNoDomain)
+	}
+	return d.Marshal()
+}
+
+func (h *fakeHV) AttachDevice(_ context.Context, name, xml string, f hypervisor.Flags) error {
+	h.calls = append(h.calls, "attach "+name+" "+f.String())
+	if h.failOn == "attach" {
+		return errors.New("fake: attach refused")
+	}
+	var disk libvirtxml.DomainDisk
+	if err := disk.Unmarshal(xml); err != nil {
+		return err
+	}
+	h.domains[name].Devices.Disks = append(h.domains[name].Devices.Disks, disk)
+	return nil
+}
+
+func (h *fakeHV) DetachDevice(_ context.Context, name, xml string, f hypervisor.Flags) error {
+	h.calls = append(h.calls, "detach "+name+" "+f.String())
+	if h.failOn == "detach" {
+		return errors.New("fake: detach refused")
+	}
+	if f.Live && h.stuckLive > 0 {
+		h.stuckLive--
+		return nil
+	}
+	var disk libvirtxml.DomainDisk
+	disk.Unmarshal(xml)
+	if f.Live { // one definition stands for both in this fake
+		d := h.domains[name]
+		d.Devices.Disks = slices.DeleteFunc(d.Devices.Disks, func(x libvirtxml.DomainDisk) bool { return x.Serial == disk.Serial })
+	}
+	return nil
+}
+
+func (h *fakeHV) Close() error { return nil }
+
+// world simulates tgtd and open-iscsi on two hosts, to check that whatever
+// fails, nothing an attach made is left behind.
+type world struct {
+	targets  map[int]string // tid -> iqn
+	luns     map[int]bool
+	acls     map[int]string
+	accounts map[string]bool
+	nodes    map[string]bool
+	sessions map[string]bool
+	failAt   int // fail the n-th mutating command (1-based); 0 never
+	count    int
+	failed   string
+}
+
+func newWorld() *world {
+	return &world{targets: map[int]string{}, luns: map[int]bool{}, acls: map[int]string{}, accounts: map[string]bool{},
+		nodes: map[string]bool{}, sessions: map[string]bool{}}
+}
+
+func (w *world) empty() string {
+	var left []string
+	for what, n := range map[string]int{"targets": len(w.targets), "luns": len(w.luns), "acls": len(w.acls),
+		"accounts": len(w.accounts), "nodes": len(w.nodes), "sessions": len(w.sessions)} {
+		if n > 0 {
+			left = append(left, fmt.Sprintf("%d %s", n, what))
+		}
+	}
+	slices.Sort(left)
+	return strings.Join(left, ", ")
+}
+
+func arg(args []string, flag string) string {
+	if i := slices.Index(args, flag); i >= 0 && i+1 < len(args) {
+		return args[i+1]
+	}
+	return ""
+}
+
+func (w *world) handle(args []string) (string, string, int, bool) {
+	mutating := args[0] == "tgtadm" && arg(args, "--op") != "show" || args[0] == "iscsiadm" && args[2] == "node" ||
+		args[0] == "blockdev" || args[0] == "tee"
+	if mutating {
+		w.count++
+		if w.count == w.failAt {
+			w.failed = exec.Quote(args)
+			return "", "injected failure", 1, true
+		}
+	}
+	tid := 0
+	fmt.Sscan(arg(args, "--tid"), &tid)
+	switch args[0] {
+	case "cat":
+		return "InitiatorName=iqn.2026-11.org.example:comp1\n", "", 0, true
+	case "readlink":
+		for iqn := range w.sessions {
+			if strings.Contains(args[2], iqn) {
+				return "/dev/sdb\n", "", 0, true
+			}
+		}
+		return "", "", 1, true
+	case "blockdev", "tee":
+		return "", "", 0, true
+	case "tgtadm":
+		switch arg(args, "--op") + " " + arg(args, "--mode") {
+		case "show target":
+			var b strings.Builder
+			for id, iqn := range w.targets {
+				fmt.Fprintf(&b, "Target %d: %s\n    System information:\n", id, iqn)
+			}
+			return b.String(), "", 0, true
+		case "new target":
+			if _, ok := w.targets[tid]; ok {
+				return "", "tgtadm: this target already exists", 22, true
+			}
+			w.targets[tid] = arg(args, "--targetname")
+		case "new logicalunit":
+			w.luns[tid] = true
+		case "bind target":
+			w.acls[tid] = arg(args, "--initiator-name")
+		case "unbind target":
+			delete(w.acls, tid)
+		case "new account":
+			w.accounts[arg(args, "--user")] = true
+		case "bind account":
+		case "delete account":
+			if !w.accounts[arg(args, "--user")] {
+				return "", "tgtadm: can't find the account", 22, true
+			}
+			delete(w.accounts, arg(args, "--user"))
+		case "delete logicalunit":
+			delete(w.luns, tid)
+		case "delete target":
+			if _, ok := w.targets[tid]; !ok {
+				return "", "tgtadm: can't find the target", 22, true
+			}
+			delete(w.targets, tid)
+			delete(w.luns, tid)
+			delete(w.acls, tid)
+		default:
+			return "", "", 0, false
+		}
+		return "", "", 0, true
+	case "iscsiadm":
+		iqn := arg(args, "-T")
+		switch {
+		case arg(args, "-o") == "new":
+			w.nodes[iqn] = true
+		case arg(args, "-o") == "update":
+			if !w.nodes[iqn] {
+				return "", "no records", 21, true
+			}
+		case arg(args, "-o") == "delete":
+			if !w.nodes[iqn] {
+				return "", "no records", 21, true
+			}
+			delete(w.nodes, iqn)
+		case slices.Contains(args, "--login"):
+			w.sessions[iqn] = true
+		case slices.Contains(args, "--logout"):
+			if !w.sessions[iqn] {
+				return "", "No matching sessions found", 21, true
+			}
+			delete(w.sessions, iqn)
+		default:
+			return "", "", 0, false
+		}
+		return "", "", 0, true
+	}
+	return "", "", 0, false
+}
+
+func attachService(t *testing.T, w *world, hv *fakeHV) (*Service, *exectest.Fake, *exectest.Fake) {
+	t.Helper()
+	cfg := &config.Config{
+		State: filepath.Join(t.TempDir(), "state.db"),
+		Hosts: map[string]config.Host{"stor1": {Address: "192.0.2.10"}, "comp1": {Address: "192.0.2.20"}},
+		Backends: map[string]config.Backend{"lvm-1": {Type: "lvm", Host: "stor1", VG: "blk",
+			Portal: "192.0.2.10:3260", IQNPrefix: "iqn.2026-11.org.example.blk", CHAP: true}},
+		Compute:  []string{"comp1"},
+		Defaults: config.Defaults{Backend: "lvm-1"},
+	}
+	st, err := state.Open(context.Background(), cfg.State, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	stor, comp := exectest.New(t, "stor1"), exectest.New(t, "comp1")
+	if w != nil {
+		stor.Handle(w.handle)
+		comp.Handle(w.handle)
+	}
+	hs := NewHosts(cfg, nil, nil)
+	hs.New = func(name string, _ config.Host) exec.Runner {
+		if name == "stor1" {
+			return stor
+		}
+		return comp
+	}
+	hs.NewHypervisor = func(context.Context, string, exec.Runner) (hypervisor.Hypervisor, error) { return hv, nil }
+	s := &Service{Config: cfg, State: st, Hosts: hs}
+	if err := st.InsertVolume(context.Background(), &state.Volume{UUID: volUUID, Name: "db1", Backend: "lvm-1", SizeBytes: 1 << 30,
+		Status: state.Creating, Path: "/dev/blk/volume-" + volUUID}); err != nil {
+		t.Fatal(err)
+	}
+	st.MoveVolume(context.Background(), volUUID, state.Move{From: []string{state.Creating}, To: state.Available})
+	newSecret = func() string { return "s3cretS3cretXyz9" }
+	detachWait = 200 * time.Millisecond
+	return s, stor, comp
+}
+
+const volUUID = "0a0b0c0d-1111-2222-3333-444455556666"
+
+func TestAttachRunsTheSeedSequence(t *testing.T) {
+	ctx := context.Background()
+	hv := newFakeHV("web1")
+	s, stor, comp := attachService(t, nil, hv)
+	iqn := "iqn.2026-11.org.example.blk:" + volUUID
+	ini := "iqn.2026-11.org.example:comp1"
+	tgt := func(args ...string) []string { return append([]string{"tgtadm", "--lld", "iscsi"}, args...) }
+	node := func(args ...string) []string {
+		return append([]string{"iscsiadm", "-m", "node", "-T", iqn, "-p", "192.0.2.10:3260"}, args...)
+	}
+	comp.Expect("InitiatorName="+ini+"\n", "cat", "/etc/iscsi/initiatorname.iscsi")
+	stor.Expect("Target 1: iqn.other:x\n", tgt("--op", "show", "--mode", "target")...)
+	stor.Expect("", tgt("--op", "new", "--mode", "target", "--tid", "2", "--targetname", iqn)...)
+	stor.Expect("", tgt("--op", "new", "--mode", "logicalunit", "--tid", "2", "--lun", "1", "--backing-store", "/dev/blk/volume-"+volUUID)...)
+	stor.Expect("", tgt("--op", "bind", "--mode", "target", "--tid", "2", "--initiator-name", ini)...)
+	stor.Expect("", tgt("--op", "new", "--mode", "account", "--user", "blk-0a0b0c0d", "--password", "s3cretS3cretXyz9")...)
+	stor.Expect("", tgt("--op", "bind", "--mode", "account", "--tid", "2", "--user", "blk-0a0b0c0d")...)
+	comp.Expect("", node("-o", "new")...)
+	comp.Expect("", node("-o", "update", "-n", "node.startup", "-v", "automatic")...)
+	comp.Expect("", node("-o", "update", "-n", "node.session.auth.authmethod", "-v", "CHAP")...)
+	comp.Expect("", node("-o", "update", "-n", "node.session.auth.username", "-v", "blk-0a0b0c0d")...)
+	comp.Expect("", node("-o", "update", "-n", "node.session.auth.password", "-v", "s3cretS3cretXyz9")...)
+	comp.Expect("", node("--login")...)
+	link := "/dev/disk/by-path/ip-192.0.2.10:3260-iscsi-" + iqn + "-lun-1"
+	comp.Expect("/dev/sdb\n", "readlink", "-e", link)
+
+	v, already, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1"})
+	if err != nil || already {
+		t.Fatalf("attach: %v (already=%v)", err, already)
+	}
+	if v.Status != state.InUse || v.Attachment == nil || v.Attachment.Device != "vdb" || v.Attachment.DevicePath != link || v.Attachment.Host != "comp1" {
+		t.Fatalf("volume = %+v, attachment %+v", v, v.Attachment)
+	}
+	x, _ := hv.DomainXML(ctx, "web1", false)
+	for _, want := range []string{"<serial>0a0b0c0d-1111-2222-3</serial>", `cache="none"`, `dev="` + link + `"`, `<target dev="vdb" bus="virtio">`} {
+		if !strings.Contains(x, want) {
+			t.Errorf("domain XML lacks %s:\n%s", want, x)
+		}
+	}
+	if !slices.Equal(hv.calls, []string{"attach web1 --live --config"}) {
+		t.Errorf("libvirt calls = %q", hv.calls)
+	}
+	rec, _ := s.State.Attachment(ctx, volUUID)
+	if rec.Conn.AuthPassword != "s3cretS3cretXyz9" || rec.Conn.TargetID != 2 || rec.Conn.InitiatorIQN != ini {
+		t.Errorf("connection info = %+v", rec.Conn)
+	}
+	// Again to the same instance: success, nothing run.
+	if _, already, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1"}); err != nil || !already {
+		t.Errorf("re-attach: already=%v err=%v", already, err)
+	}
+	// To another instance: conflict naming the holder.
+	if _, _, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web2"}); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "web1 on comp1") {
+		t.Errorf("attach elsewhere: %v", err)
+	}
+}
+
+func TestAttachFailureAtEveryStepLeavesNothing(t *testing.T) {
+	ctx := context.Background()
+	for step := 1; ; step++ {
+		w := newWorld()
+		w.failAt = step
+		hv := newFakeHV("web1")
+		s, _, _ := attachService(t, w, hv)
+		_, _, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1", Bus: "scsi"})
+		if w.failed == "" {
+			if err != nil {
+				t.Fatalf("no failure injected, yet: %v", err)
+			}
+			// Past the last step: inject at libvirt instead, then stop.
+			w2 := newWorld()
+			hv2 := newFakeHV("web1")
+			hv2.failOn = "attach"
+			s2, _, _ := attachService(t, w2, hv2)
+			_, _, err := s2.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1"})
+			checkRolledBack(t, "libvirt attach", s2, w2, hv2, err)
+			if step < 10 {
+				t.Fatalf("only %d mutating steps: the world is not being exercised", step-1)
+			}
+			return
+		}
+		checkRolledBack(t, w.failed, s, w, hv, err)
+	}
+}
+
+func checkRolledBack(t *testing.T, failed string, s *Service, w *world, hv *fakeHV, err error) {
+	t.Helper()
+	ctx := context.Background()
+	if err == nil || !strings.Contains(err.Error(), `attach volume "db1" to "web1"`) {
+		t.Errorf("failing %s: err = %v", failed, err)
+	}
+	if left := w.empty(); left != "" {
+		t.Errorf("failing %s left %s behind", failed, left)
+	}
+	x, _ := hv.DomainXML(ctx, "web1", false)
+	if strings.Contains(x, "<serial>") {
+		t.Errorf("failing %s left the disk in the domain", failed)
+	}
+	v, _ := s.State.Volume(ctx, "db1")
+	if v.Status != state.Available || v.Attachment != nil {
+		t.Errorf("failing %s: volume %s, attachment %+v", failed, v.Status, v.Attachment)
+	}
+	if _, err := s.State.Attachment(ctx, volUUID); !errors.Is(err, state.ErrNotFound) {
+		t.Errorf("failing %s: attachment row left: %v", failed, err)
+	}
+}
+
+func TestDetachUndoesAttachAndResumesAfterAFailure(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	hv := newFakeHV("web1")
+	hv.stuckLive = 1 // the guest ignores the first request
+	s, _, _ := attachService(t, w, hv)
+	if _, _, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1"}); err != nil {
+		t.Fatal(err)
+	}
+	// Fail the logout: detach stops, the volume stays detaching.
+	w.count, w.failAt = 0, 4 // blockdev, tee, logout -> 3 ... node delete is 4
+	_, err := s.Detach(ctx, DetachOptions{Volume: "db1"})
+	if err == nil || !strings.Contains(err.Error(), "run detach again") {
+		t.Fatalf("err = %v", err)
+	}
+	v, _ := s.State.Volume(ctx, "db1")
+	rec, _ := s.State.Attachment(ctx, volUUID)
+	if v.Status != state.Detaching || rec.Step != "device-removed" {
+		t.Fatalf("after failure: %s, step %q", v.Status, rec.Step)
+	}
+	// The process that failed has ended its operation: a rerun continues.
+	w.failAt = 0
+	res, err := s.Detach(ctx, DetachOptions{Volume: "db1"})
+	if err != nil || res.Volume.Status != state.Available {
+		t.Fatalf("rerun: %+v %v", res.Volume, err)
+	}
+	if left := w.empty(); left != "" {
+		t.Errorf("detach left %s", left)
+	}
+	x, _ := hv.DomainXML(ctx, "web1", false)
+	if strings.Contains(x, "<serial>") {
+		t.Error("disk still in domain")
+	}
+	if res, err := s.Detach(ctx, DetachOptions{Volume: "db1"}); err != nil || res.WasPresent {
+		t.Errorf("detach of a detached volume: %+v %v", res, err)
+	}
+}
+
+func TestForceDetachCleansUpAfterTheDomainIsGone(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	hv := newFakeHV("web1")
+	s, _, _ := attachService(t, w, hv)
+	if _, _, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1"}); err != nil {
+		t.Fatal(err)
+	}
+	delete(hv.domains, "web1")
+	delete(w.sessions, "iqn.2026-11.org.example.blk:"+volUUID) // the session died too
+	res, err := s.Detach(ctx, DetachOptions{Volume: "db1", Force: true})
+	if err != nil || res.Volume.Status != state.Available {
+		t.Fatalf("force: %+v %v", res, err)
+	}
+	if left := w.empty(); left != "" {
+		t.Errorf("force detach left %s", left)
+	}
+}
+
+func TestAttachRefusesUnknownInstanceAndTakenDevice(t *testing.T) {
+	ctx := context.Background()
+	s, _, _ := attachService(t, newWorld(), newFakeHV("web1"))
+	_, _, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "nope"})
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "comp1") {
+		t.Errorf("unknown instance: %v", err)
+	}
+	_, _, err = s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1", Device: "vda"})
+	if !errors.Is(err, ErrInvalid) {
+		t.Errorf("vda: %v", err)
+	}
+	hv := newFakeHV("web2")
+	hv.domains["web2"].Devices.Disks = append(hv.domains["web2"].Devices.Disks,
+		libvirtxml.DomainDisk{Device: "disk", Target: &libvirtxml.DomainDiskTarget{Dev: "vdb", Bus: "virtio"}})
+	s2, _, _ := attachService(t, newWorld(), hv)
+	_, _, err = s2.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web2", Device: "vdb"})
+	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "device vdb of web2 is taken") {
+		t.Errorf("taken device: %v", err)
+	}
+	v, _ := s.State.Volume(ctx, "db1")
+	if v.Status != state.Available {
+		t.Errorf("refused attach moved the volume to %s", v.Status)
+	}
+}

@@ -1,0 +1,228 @@
+package volume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/blk-project/blk/internal/hypervisor"
+	"github.com/blk-project/blk/internal/iscsi"
+	"github.com/blk-project/blk/internal/state"
+)
+
+type DetachOptions struct {
+	Volume   string
+	Instance string // when set, the volume must be attached to it
+	Force    bool
+}
+
+// DetachResult tells what detach did.
+type DetachResult struct {
+	Volume     Volume
+	WasPresent bool     // false: the volume was not attached
+	Warnings   []string // --force: steps that failed and were passed over
+}
+
+// detachWait bounds how long a guest may take to release a disk, per try.
+var detachWait = 10 * time.Second
+
+// Detach unplugs the disk, removes the SCSI device, logs out, and removes
+// the export, each step idempotent. A failed step leaves the volume
+// detaching with the step recorded; running detach again continues. With
+// Force every step is tried whatever fails before it, and the volume ends
+// available.
+func (s *Service) Detach(ctx context.Context, o DetachOptions) (res DetachResult, err error) {
+	v, err := s.State.Volume(ctx, o.Volume)
+	if err != nil {
+		return res, err
+	}
+	res.Volume = v
+	rec, err := s.State.Attachment(ctx, v.UUID)
+	if errors.Is(err, state.ErrNotFound) && v.Status == state.Available {
+		return res, nil
+	}
+	if err != nil {
+		return res, err
+	}
+	if o.Instance != "" && rec.Instance != o.Instance {
+		return res, conflict("volume %q is attached to %s, not %s", v.Name, rec.Instance, o.Instance)
+	}
+	from := []string{state.InUse}
+	stale := s.State.Stale(ctx, v.UUID)
+	if stale && (v.Status == state.Detaching || o.Force && v.Status == state.Attaching) {
+		from = []string{v.Status} // continue a detach, or clean up a killed attach
+	}
+	res.WasPresent = true
+	if s.Hosts.DryRun() {
+		if !slices.Contains(from, v.Status) {
+			return res, &state.ConflictError{Volume: v.Name, Status: v.Status, Holder: s.State.Holder(ctx, v.UUID)}
+		}
+		_, err := s.disconnect(ctx, rec, o.Force)
+		return res, err
+	}
+	if _, err := s.State.MoveVolume(ctx, v.UUID, state.Move{From: from, To: state.Detaching}); err != nil {
+		var ce *state.ConflictError
+		if errors.As(err, &ce) && ce.Status == state.Attaching && ce.Holder == "" {
+			ce.Reason = "is attaching and its attach is gone: clean up with 'blk volume detach --force " + v.Name + "'"
+		}
+		return res, err
+	}
+	op, err := s.State.BeginOp(ctx, "detach", v.UUID)
+	if err != nil {
+		return res, err
+	}
+	defer func() { op.End(ctx, err) }()
+	res.Warnings, err = s.disconnect(ctx, rec, o.Force)
+	if err != nil {
+		return res, fmt.Errorf("detach volume %q from %q: %w (the volume stays detaching; run detach again to continue, or with --force)", v.Name, rec.Instance, err)
+	}
+	res.Volume, err = s.State.FinishDetach(ctx, v.UUID)
+	return res, err
+}
+
+// disconnect runs the detach steps. Without force the first failure stops
+// it; with force failures become warnings.
+func (s *Service) disconnect(ctx context.Context, rec state.AttachmentRecord, force bool) ([]string, error) {
+	v, err := s.State.Volume(ctx, rec.Volume)
+	if err != nil {
+		return nil, err
+	}
+	b := s.Config.Backends[v.Backend]
+	conn := rec.Conn
+	var warnings []string
+	do := func(name string, fn func() error) error {
+		err := fn()
+		if err == nil {
+			rec.Step = name
+			if !s.Hosts.DryRun() {
+				return s.State.UpdateAttachment(ctx, rec)
+			}
+			return nil
+		}
+		if force {
+			warnings = append(warnings, fmt.Sprintf("%s: %v", name, err))
+			return nil
+		}
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	serial := hypervisor.SerialOf(v.UUID)
+	steps := []struct {
+		name string
+		fn   func() error
+	}{
+		{"libvirt-detached", func() error {
+			hv, err := s.Hosts.Hypervisor(ctx, rec.Host)
+			if err != nil {
+				return err
+			}
+			err = s.unplug(ctx, hv, rec.Host, rec.Instance, serial)
+			if errors.Is(err, hypervisor.ErrNoDomain) {
+				return nil // the domain is gone, and its disk with it
+			}
+			return err
+		}},
+		{"device-removed", func() error {
+			compute, err := s.Hosts.Runner(rec.Host)
+			if err != nil {
+				return err
+			}
+			return iscsi.Initiator{Run: compute}.RemoveDevice(ctx, iscsi.ByPath(conn.TargetPortal, conn.TargetIQN, lunID))
+		}},
+		{"logged-out", func() error {
+			compute, err := s.Hosts.Runner(rec.Host)
+			if err != nil {
+				return err
+			}
+			return iscsi.Initiator{Run: compute}.Logout(ctx, conn.TargetPortal, conn.TargetIQN)
+		}},
+		{"target-removed", func() error {
+			storage, err := s.Hosts.Runner(b.Host)
+			if err != nil {
+				return err
+			}
+			return s.removeTarget(ctx, iscsi.Target{Run: storage}, conn)
+		}},
+	}
+	for _, st := range steps {
+		if err := do(st.name, st.fn); err != nil {
+			return warnings, err
+		}
+	}
+	return warnings, nil
+}
+
+// removeTarget removes the ACL, account, LUN and target of a volume; what is
+// already gone is skipped. The target id comes from the state, or from tgtd
+// when a killed attach never recorded it.
+func (s *Service) removeTarget(ctx context.Context, t iscsi.Target, conn state.ConnectionInfo) error {
+	ids, err := t.Targets(ctx)
+	if err != nil {
+		return err
+	}
+	tid, ok := ids[conn.TargetIQN]
+	if conn.AuthUsername != "" {
+		if err := t.DeleteAccount(ctx, conn.AuthUsername); err != nil {
+			return err
+		}
+	}
+	if !ok {
+		return nil
+	}
+	if conn.InitiatorIQN != "" {
+		if err := t.Unbind(ctx, tid, conn.InitiatorIQN); err != nil {
+			return err
+		}
+	}
+	if err := t.DeleteLUN(ctx, tid, lunID); err != nil {
+		return err
+	}
+	return t.Delete(ctx, tid)
+}
+
+// unplug removes the disk with serial from the domain: from the persistent
+// definition, then from the live one, asking again while the guest has not
+// let go. libvirt reporting success is no proof: only the live XML is.
+func (s *Service) unplug(ctx context.Context, hv hypervisor.Hypervisor, host, domain, serial string) error {
+	for _, persistent := range []bool{true, false} {
+		x, err := hv.DomainXML(ctx, domain, persistent)
+		if err != nil {
+			return err
+		}
+		disks, err := hypervisor.Disks(x)
+		if err != nil {
+			return err
+		}
+		for _, d := range disks {
+			if d.Serial != serial {
+				continue
+			}
+			dx, err := d.Marshal()
+			if err != nil {
+				return err
+			}
+			flags := hypervisor.Flags{Persistent: persistent, Live: !persistent}
+			if s.Hosts.DryRun() {
+				s.Hosts.Plan(host, "libvirt detach-device %s %s (serial %s)", domain, flags, serial)
+				continue
+			}
+			for try := 1; ; try++ {
+				// A second request while the guest is still releasing the
+				// disk is refused with "already in the process of unplug".
+				if err := hv.DetachDevice(ctx, domain, dx, flags); err != nil && !(try > 1 && strings.Contains(err.Error(), "in the process of unplug")) {
+					return err
+				}
+				if persistent {
+					break
+				}
+				err := hypervisor.WaitGone(ctx, hv, domain, serial, detachWait)
+				if err == nil || try == 3 {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
