@@ -30,7 +30,9 @@ func (l *Local) Run(ctx context.Context, cmd Cmd) (Result, error) {
 	c.Stderr = &stderr
 	// A timeout must kill the whole child, not leave a grandchild holding
 	// the device: run it in its own process group and kill that.
-	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// And a blk killed with SIGKILL must not leave a tgtadm or iscsiadm
+	// running on its own, racing whoever cleans up after it.
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	c.Cancel = func() error { return syscall.Kill(-c.Process.Pid, syscall.SIGKILL) }
 	err := c.Run()
 	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}

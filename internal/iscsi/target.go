@@ -39,7 +39,7 @@ func classifyTgt(err error) error {
 	switch s := e.Stderr; {
 	case strings.Contains(s, "already exists"):
 		return &Error{ErrExists, err}
-	case strings.Contains(s, "can't find"):
+	case strings.Contains(s, "can't find"), strings.Contains(s, "does not exist"):
 		return &Error{ErrNotFound, err}
 	}
 	return err

@@ -158,28 +158,40 @@ func (s *Service) disconnect(ctx context.Context, rec state.AttachmentRecord, fo
 // already gone is skipped. The target id comes from the state, or from tgtd
 // when a killed attach never recorded it.
 func (s *Service) removeTarget(ctx context.Context, t iscsi.Target, conn state.ConnectionInfo) error {
-	ids, err := t.Targets(ctx)
-	if err != nil {
-		return err
-	}
-	tid, ok := ids[conn.TargetIQN]
 	if conn.AuthUsername != "" {
 		if err := t.DeleteAccount(ctx, conn.AuthUsername); err != nil {
 			return err
 		}
 	}
-	if !ok {
-		return nil
-	}
-	if conn.InitiatorIQN != "" {
-		if err := t.Unbind(ctx, tid, conn.InitiatorIQN); err != nil {
+	// A command of a killed attach may still be landing on tgtd: look again
+	// after removing, and remove again, until the target stays gone.
+	for try := 1; ; try++ {
+		ids, err := t.Targets(ctx)
+		if err != nil {
 			return err
 		}
+		tid, ok := ids[conn.TargetIQN]
+		if !ok {
+			return nil
+		}
+		if try > 5 {
+			return fmt.Errorf("target %s (tid %d) is still there after %d removals", conn.TargetIQN, tid, try-1)
+		}
+		if conn.InitiatorIQN != "" {
+			if err := t.Unbind(ctx, tid, conn.InitiatorIQN); err != nil {
+				return err
+			}
+		}
+		if err := t.DeleteLUN(ctx, tid, lunID); err != nil {
+			return err
+		}
+		if err := t.Delete(ctx, tid); err != nil {
+			return err
+		}
+		if try > 1 {
+			time.Sleep(200 * time.Millisecond)
+		}
 	}
-	if err := t.DeleteLUN(ctx, tid, lunID); err != nil {
-		return err
-	}
-	return t.Delete(ctx, tid)
 }
 
 // unplug removes the disk with serial from the domain: from the persistent

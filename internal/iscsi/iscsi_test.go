@@ -1,0 +1,66 @@
+package iscsi
+
+import (
+	"context"
+	"testing"
+
+	"github.com/blk-project/blk/internal/exec/exectest"
+)
+
+func tgt(args ...string) []string { return append([]string{"tgtadm", "--lld", "iscsi"}, args...) }
+
+// Messages as tgtadm 1.0.85 prints them, seen in the lab.
+func TestTeardownOfWhatIsGoneSucceeds(t *testing.T) {
+	f := exectest.New(t, "stor1")
+	f.ExpectFail(22, "", "tgtadm: this access control rule does not exist", tgt("--op", "unbind", "--mode", "target", "--tid", "3", "--initiator-name", "iqn.x:c")...)
+	f.ExpectFail(22, "", "tgtadm: can't find the account", tgt("--op", "delete", "--mode", "account", "--user", "u")...)
+	f.ExpectFail(22, "", "tgtadm: can't find the logical unit", tgt("--op", "delete", "--mode", "logicalunit", "--tid", "3", "--lun", "1")...)
+	f.ExpectFail(22, "", "tgtadm: can't find the target", tgt("--op", "delete", "--mode", "target", "--force", "--tid", "3")...)
+	tg := Target{Run: f}
+	ctx := context.Background()
+	for _, err := range []error{tg.Unbind(ctx, 3, "iqn.x:c"), tg.DeleteAccount(ctx, "u"), tg.DeleteLUN(ctx, 3, 1), tg.Delete(ctx, 3)} {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestCreateRetriesATakenTargetID(t *testing.T) {
+	f := exectest.New(t, "stor1")
+	show := tgt("--op", "show", "--mode", "target")
+	f.Expect("Target 1: iqn.a:1\n", show...)
+	f.ExpectFail(22, "", "tgtadm: this target already exists", tgt("--op", "new", "--mode", "target", "--tid", "2", "--targetname", "iqn.a:mine")...)
+	// Another blk took tid 2 meanwhile.
+	f.Expect("Target 1: iqn.a:1\nTarget 2: iqn.a:theirs\n", show...)
+	f.Expect("", tgt("--op", "new", "--mode", "target", "--tid", "4", "--targetname", "iqn.a:mine")...)
+	tid, created, err := Target{Run: f}.Create(context.Background(), "iqn.a:mine")
+	if err != nil || tid != 4 || !created {
+		t.Fatalf("tid %d created %v err %v", tid, created, err)
+	}
+}
+
+func TestLoginTreatsAlreadyLoggedInAsDone(t *testing.T) {
+	f := exectest.New(t, "comp1")
+	node := func(a ...string) []string {
+		return append([]string{"iscsiadm", "-m", "node", "-T", "iqn.a:v", "-p", "10.0.0.1:3260"}, a...)
+	}
+	f.Expect("", node("-o", "new")...)
+	f.Expect("", node("-o", "update", "-n", "node.startup", "-v", "automatic")...)
+	f.ExpectFail(15, "", "iscsiadm: default: 1 session requested, but 1 already present.", node("--login")...)
+	if err := (Initiator{Run: f}).Login(context.Background(), "10.0.0.1:3260", "iqn.a:v", nil); err != nil {
+		t.Fatal(err)
+	}
+	g := exectest.New(t, "comp1")
+	g.ExpectFail(21, "", "iscsiadm: No matching sessions found", node("--logout")...)
+	g.ExpectFail(21, "", "iscsiadm: No records found", node("-o", "delete")...)
+	if err := (Initiator{Run: g}).Logout(context.Background(), "10.0.0.1:3260", "iqn.a:v"); err != nil {
+		t.Fatal(err)
+	}
+	h := exectest.New(t, "comp1")
+	h.ExpectFail(24, "", "iscsiadm: Login failed to authenticate with target", node("--login")...)
+	h.Expect("", node("-o", "new")...)
+	h.Expect("", node("-o", "update", "-n", "node.startup", "-v", "automatic")...)
+	if err := (Initiator{Run: h}).Login(context.Background(), "10.0.0.1:3260", "iqn.a:v", nil); err == nil {
+		t.Fatal("a failed login must fail")
+	}
+}

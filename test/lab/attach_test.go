@@ -1,0 +1,161 @@
+//go:build lab
+
+package lab
+
+import (
+	"os"
+	osexec "os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+type attached struct {
+	volume
+	Attachment *struct {
+		Instance   string `json:"instance"`
+		Host       string `json:"host"`
+		Device     string `json:"device"`
+		DevicePath string `json:"device_path"`
+	} `json:"attachment"`
+}
+
+// clean reports what of a volume's export is left anywhere: target,
+// session, node record, disk in either domain definition.
+func leftovers(t *testing.T, uuid, domain string) []string {
+	t.Helper()
+	var left []string
+	if strings.Contains(sh(t, "tgtadm", "--lld", "iscsi", "--op", "show", "--mode", "target"), uuid) {
+		left = append(left, "tgt target")
+	}
+	if strings.Contains(sh(t, "sh", "-c", "iscsiadm -m session 2>/dev/null; true"), uuid) {
+		left = append(left, "iscsi session")
+	}
+	if strings.Contains(sh(t, "sh", "-c", "iscsiadm -m node 2>/dev/null; true"), uuid) {
+		left = append(left, "iscsi node record")
+	}
+	serial := uuid[:20]
+	if strings.Contains(sh(t, "virsh", "-c", "qemu:///system", "dumpxml", domain), serial) {
+		left = append(left, "disk in live domain")
+	}
+	if strings.Contains(sh(t, "virsh", "-c", "qemu:///system", "dumpxml", "--inactive", domain), serial) {
+		left = append(left, "disk in persistent domain")
+	}
+	return left
+}
+
+func TestAttachWriteReadDetach(t *testing.T) {
+	for _, bus := range []string{"scsi"} {
+		t.Run(bus, func(t *testing.T) {
+			name := uniq("att")
+			v := decode[volume](t, ok(t, "volume", "create", name, "--size", "32MiB", "-o", "json"))
+			defer blk(t, "volume", "delete", name, "--yes")
+
+			a := decode[attached](t, ok(t, "volume", "attach", name, "--instance", "lab-vm1", "--bus", bus, "-o", "json"))
+			if a.Status != "in-use" || a.Attachment == nil || a.Attachment.Instance != "lab-vm1" || !strings.Contains(a.Attachment.DevicePath, v.UUID) {
+				t.Fatalf("attached volume = %+v %+v", a.volume, a.Attachment)
+			}
+			serial := v.UUID[:20]
+			for _, flag := range []string{"", "--inactive"} {
+				args := []string{"virsh", "-c", "qemu:///system", "dumpxml", "lab-vm1"}
+				if flag != "" {
+					args = append(args, flag)
+				}
+				x := sh(t, args...)
+				if !strings.Contains(x, "<serial>"+serial+"</serial>") || !strings.Contains(x, a.Attachment.DevicePath) {
+					t.Errorf("domain XML %s lacks the disk:\n%s", flag, x)
+				}
+			}
+			// The target is bound to the compute host's initiator only.
+			show := sh(t, "tgtadm", "--lld", "iscsi", "--op", "show", "--mode", "target")
+			if !strings.Contains(show, "iqn.2026-11.org.example.lab:compute") || strings.Contains(show, "ALL") {
+				t.Errorf("target ACL is not the one initiator:\n%s", show)
+			}
+			// Bytes written through the compute host's iSCSI device come back from the LV.
+			sum := sh(t, "sh", "-c", "head -c 16777216 /dev/urandom > /tmp/"+name+" && dd if=/tmp/"+name+" of="+a.Attachment.DevicePath+
+				" bs=1M oflag=direct status=none && sha256sum < /tmp/"+name+" && rm /tmp/"+name)
+			back := sh(t, "sh", "-c", "dd if="+v.Path+" bs=1M count=16 iflag=direct status=none | sha256sum")
+			if sum != back {
+				t.Errorf("LV holds %q, wrote %q", back, sum)
+			}
+
+			// Again to the same instance: success, says so.
+			if r := blk(t, "volume", "attach", name, "--instance", "lab-vm1", "--bus", bus); r.code != 0 || !strings.Contains(r.errOut, "already attached") {
+				t.Errorf("re-attach: %d %q", r.code, r.errOut)
+			}
+			// To another instance: refused, naming the holder.
+			if r := blk(t, "volume", "attach", name, "--instance", "lab-vm2"); r.code != 3 || !strings.Contains(r.errOut, "lab-vm1") {
+				t.Errorf("attach to lab-vm2: %d %q", r.code, r.errOut)
+			}
+
+			d := decode[attached](t, ok(t, "volume", "detach", name, "-o", "json"))
+			if d.Status != "available" || d.Attachment != nil {
+				t.Errorf("after detach: %+v", d)
+			}
+			if left := leftovers(t, v.UUID, "lab-vm1"); len(left) > 0 {
+				t.Errorf("detach left: %v", left)
+			}
+		})
+	}
+}
+
+func TestAttachDryRunPrintsThePlan(t *testing.T) {
+	name := uniq("plan")
+	v := decode[volume](t, ok(t, "volume", "create", name, "--size", "8MiB", "-o", "json"))
+	defer blk(t, "volume", "delete", name, "--yes")
+	out := ok(t, "--dry-run", "volume", "attach", name, "--instance", "lab-vm1", "--bus", "scsi")
+	for _, want := range []string{"lab: tgtadm --lld iscsi --op new --mode target", "--op bind --mode target", "--password '***'",
+		"lab: iscsiadm -m node", "--login", "lab: libvirt attach-device lab-vm1 --live --config"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("plan lacks %q:\n%s", want, out)
+		}
+	}
+	if left := leftovers(t, v.UUID, "lab-vm1"); len(left) > 0 {
+		t.Errorf("dry run made: %v", left)
+	}
+	if got := decode[volume](t, ok(t, "volume", "show", name, "-o", "json")); got.Status != "available" {
+		t.Errorf("dry run moved the volume to %s", got.Status)
+	}
+}
+
+// An attach killed with SIGKILL part-way, then detach --force: nothing left.
+func TestKilledAttachIsCleanedByForceDetach(t *testing.T) {
+	name := uniq("kill")
+	v := decode[volume](t, ok(t, "volume", "create", name, "--size", "8MiB", "-o", "json"))
+	cmd := osexec.Command(os.Getenv("BLK_BIN"), "volume", "attach", name, "--instance", "lab-vm1", "--bus", "scsi")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Kill it once the export exists, before it finishes.
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(sh(t, "tgtadm", "--lld", "iscsi", "--op", "show", "--mode", "target"), v.UUID) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	if r := blk(t, "volume", "delete", name, "--yes"); r.code != 3 {
+		t.Errorf("delete of a half-attached volume: exit %d %s", r.code, r.errOut)
+	}
+	r := blk(t, "volume", "detach", name, "--force")
+	if r.code != 0 {
+		t.Fatalf("detach --force: %d %s", r.code, r.errOut)
+	}
+	if left := leftovers(t, v.UUID, "lab-vm1"); len(left) > 0 {
+		t.Errorf("after kill and detach --force: %v\ndetach said: %s", left, r.errOut)
+	}
+	if got := decode[attached](t, ok(t, "volume", "show", name, "-o", "json")); got.Status != "available" || got.Attachment != nil {
+		t.Errorf("volume = %+v", got)
+	}
+	ok(t, "volume", "delete", name, "--yes")
+}
+
+func TestAttachUnknownInstance(t *testing.T) {
+	name := uniq("nodom")
+	ok(t, "volume", "create", name, "--size", "8MiB")
+	defer blk(t, "volume", "delete", name, "--yes")
+	r := blk(t, "volume", "attach", name, "--instance", "no-such-vm")
+	if r.code != 4 || !strings.Contains(r.errOut, "lab") {
+		t.Errorf("exit %d %q: want 4 naming the hosts searched", r.code, r.errOut)
+	}
+}
