@@ -81,16 +81,32 @@ CONF
   virtlogd -d
   libvirtd -d
   for _ in $(seq 120); do virsh -c qemu:///system version >/dev/null 2>&1 && break; sleep 0.5; done
+  # lab-vm1: no OS, a virtio-scsi controller; it completes scsi hot-unplug.
+  # lab-vm2: Debian's kernel with a tiny initramfs, so that it also answers
+  # virtio-blk hot-unplug (about a minute to boot under nested emulation;
+  # it writes BLK-VM-READY to /run/lab-vm2.console when it can).
   for vm in lab-vm1 lab-vm2; do
+    os="<type arch='x86_64' machine='q35'>hvm</type>"
+    if [ "$vm" = lab-vm2 ]; then
+      os="$os<kernel>$LAB/kernel/root/boot/vmlinuz-$KVER</kernel><initrd>$LAB/vm-initramfs.cpio.gz</initrd>"
+      os="$os<cmdline>console=ttyS0 quiet panic=-1</cmdline>"
+    fi
     cat > "/run/$vm.xml" <<XML
 <domain type='qemu'>
   <name>$vm</name>
-  <memory unit='MiB'>64</memory>
+  <memory unit='MiB'>192</memory>
   <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <os>$os</os>
+  <features><acpi/><apic/></features>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
     <controller type='scsi' index='0' model='virtio-scsi'/>
+    <controller type='pci' index='0' model='pcie-root'/>
+    <controller type='pci' model='pcie-root-port'/>
+    <controller type='pci' model='pcie-root-port'/>
+    <controller type='pci' model='pcie-root-port'/>
+    <controller type='pci' model='pcie-root-port'/>
+    <serial type='file'><source path='/run/$vm.console'/></serial>
     <memballoon model='none'/>
   </devices>
 </domain>
@@ -100,7 +116,10 @@ XML
   done
   touch /run/blk-lab-ready
 }
-( setup ) > /run/blk-lab-setup.log 2>&1 || fail "setup (see /run/blk-lab-setup.log)"
+# In the background, not under ||: bash ignores set -e in a function whose
+# status is tested.
+( setup ) > /run/blk-lab-setup.log 2>&1 &
+wait $! || fail "setup (see /run/blk-lab-setup.log)"
 console BLK-LAB-READY
 
 # PID 1 must never exit; bash reaps the orphans it inherits.

@@ -61,30 +61,35 @@ build_kernel() {
   phase_end kernel
 }
 
-# A tiny initramfs: busybox and the modules to mount this machine's root
-# over 9p with an overlay; everything else comes from that root.
+# Tiny initramfs images: busybox and a few modules. The guest's mounts this
+# machine's root over 9p with an overlay; lab-vm2's (nested in the guest)
+# only loads the virtio disk drivers so that it answers hot-unplug.
 build_initramfs() {
-  local kver out stamp
+  initramfs "$LAB/initramfs.cpio.gz" "$HERE/initramfs-init.sh" virtio_pci 9pnet_virtio 9p overlay
+  initramfs "$LAB/vm-initramfs.cpio.gz" "$HERE/vm-init.sh" virtio_pci virtio_blk virtio_scsi sd_mod
+}
+
+initramfs() {
+  local out=$1 init=$2 kver stamp tmp
+  shift 2
   kver=$(kernel_version)
-  out=$LAB/initramfs.cpio.gz
-  stamp=$(sha256sum "$HERE/initramfs-init.sh" | cut -c1-16)
-  [ -e "$out" ] && [ "$(cat "$LAB/initramfs.stamp" 2>/dev/null)" = "$stamp" ] && return 0
-  phase initramfs
-  local tmp
+  stamp=$(cat "$init" <(echo "$@") | sha256sum | cut -c1-16)
+  [ -e "$out" ] && [ "$(cat "$out.stamp" 2>/dev/null)" = "$stamp" ] && return 0
+  phase "initramfs $(basename "$out")"
   tmp=$(mktemp -d)
   mkdir -p "$tmp"/{bin,dev,proc,sys,lower,upper,newroot,mods}
   cp /bin/busybox "$tmp/bin/busybox"
-  for m in virtio_pci 9pnet_virtio 9p overlay; do
+  for m in "$@"; do
     modprobe -d "$KDIR/root" -S "$kver" --show-depends "$m" | awk '$1 == "insmod" {print $2}'
   done | awk '!seen[$0]++' | while read -r ko; do
     cp "$ko" "$tmp/mods/"
     basename "$ko" >> "$tmp/mods/order"
   done
-  cp "$HERE/initramfs-init.sh" "$tmp/init"
+  cp "$init" "$tmp/init"
   chmod +x "$tmp/init"
   (cd "$tmp" && find . | cpio -o -H newc --quiet | gzip -1 > "$out.new")
   mv "$out.new" "$out"
-  echo "$stamp" > "$LAB/initramfs.stamp"
+  echo "$stamp" > "$out.stamp"
   rm -rf "$tmp"
   phase_end initramfs
 }
