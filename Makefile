@@ -38,8 +38,10 @@ lab-test:
 demo:
 	lab/demo.sh
 
+## bench: list/start-up (issue 2) and attach/detach (issue 4) ratios
 bench:
 	bench/run.sh
+	bench/attach.sh
 
 clean:
 	rm -rf bin

@@ -15,7 +15,11 @@ blk backend list
 blk volume create "$name" --size 1GiB
 blk volume create "$name-thin" --size 20GiB --thin
 blk volume list
+blk --dry-run volume attach "$name" --instance lab-vm1 --bus scsi
+blk volume attach "$name" --instance lab-vm1 --bus scsi
+blk volume show "$name"
 blk volume show "$name" -o json
+blk volume detach "$name"
 blk --dry-run volume delete "$name" "$name-thin"
 blk volume delete "$name" "$name-thin" --yes --wipe
 blk volume list
@@ -26,6 +30,8 @@ The lab is still running. To explore further:
   export BLK_CONFIG=$BLK_CONFIG
   bin/blk --help                           every command, with examples and exit codes
   bin/blk volume create db1 --size 2GiB    then: bin/blk volume list -o wide
+  bin/blk volume attach db1 --instance lab-vm2   virtio on lab-vm2, which runs a kernel (boots in ~1 min)
+  bin/blk volume detach db1
   bin/blk -v volume delete db1 --yes       -v logs each command blk runs on the lab
   make lab-ssh                             a shell in the lab guest (lvs, tgtadm, virsh list)
 Stop the lab with: make lab-down

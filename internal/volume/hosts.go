@@ -24,6 +24,7 @@ type Hosts struct {
 	mu      sync.Mutex
 	runners map[string]exec.Runner
 	hvs     map[string]hypervisor.Hypervisor
+	raw     []exec.Runner // unwrapped, to count connections
 	dryMu   sync.Mutex
 	// New makes the runner for a host; tests replace it.
 	New func(name string, h config.Host) exec.Runner
@@ -58,6 +59,7 @@ func (hs *Hosts) Runner(name string) (exec.Runner, error) {
 		return nil, fmt.Errorf("host %q: %w", name, ErrNotFound)
 	}
 	var r exec.Runner = hs.New(name, h)
+	hs.raw = append(hs.raw, r)
 	if hs.log != nil {
 		r = exec.Logged{Runner: r, Log: hs.log}
 	}
@@ -114,6 +116,13 @@ func (hs *Hosts) Close() error {
 	}
 	for _, r := range hs.runners {
 		r.Close()
+	}
+	if hs.log != nil {
+		for _, r := range hs.raw {
+			if s, ok := r.(*exec.SSH); ok {
+				hs.log.Debug("ssh", "host", s.Host(), "connections", s.Dials())
+			}
+		}
 	}
 	return nil
 }
