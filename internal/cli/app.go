@@ -157,6 +157,17 @@ func (a *App) context(cmd *cobra.Command) context.Context {
 	return ctx
 }
 
+// withService runs fn with the command's context (bounded by --timeout) and
+// the workflows.
+func (a *App) withService(cmd *cobra.Command, fn func(ctx context.Context, svc *volume.Service) error) error {
+	ctx := a.context(cmd)
+	svc, err := a.service(ctx)
+	if err != nil {
+		return err
+	}
+	return fn(ctx, svc)
+}
+
 // note prints a message for people on stderr, unless -q.
 func (a *App) note(format string, args ...any) {
 	if !a.Quiet {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"github.com/blk-project/blk/internal/volume"
 	"github.com/spf13/cobra"
 )
@@ -32,23 +33,20 @@ succeeds and says so; to another instance it exits 3.`,
 			if err := o.Validate(); err != nil {
 				return err
 			}
-			ctx := a.context(cmd)
-			svc, err := a.service(ctx)
-			if err != nil {
-				return err
-			}
-			v, already, err := svc.Attach(ctx, o)
-			if err != nil {
-				return err
-			}
-			if a.DryRun {
-				a.note("dry run: nothing was changed")
-				return nil
-			}
-			if already {
-				a.note("volume %s is already attached to %s", v.Name, o.Instance)
-			}
-			return a.print(volumeView(v))
+			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
+				v, already, err := svc.Attach(ctx, o)
+				if err != nil {
+					return err
+				}
+				if a.DryRun {
+					a.note("dry run: nothing was changed")
+					return nil
+				}
+				if already {
+					a.note("volume %s is already attached to %s", v.Name, o.Instance)
+				}
+				return a.print(volumeView(v))
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -81,26 +79,23 @@ Detaching a volume that is not attached succeeds and says so.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Volume = args[0]
-			ctx := a.context(cmd)
-			svc, err := a.service(ctx)
-			if err != nil {
-				return err
-			}
-			res, err := svc.Detach(ctx, o)
-			if err != nil {
-				return err
-			}
-			if a.DryRun {
-				a.note("dry run: nothing was changed")
-				return nil
-			}
-			for _, w := range res.Warnings {
-				a.note("blk: warning: %s", w)
-			}
-			if !res.WasPresent {
-				a.note("volume %s was not attached", res.Volume.Name)
-			}
-			return a.print(volumeView(res.Volume))
+			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
+				res, err := svc.Detach(ctx, o)
+				if err != nil {
+					return err
+				}
+				if a.DryRun {
+					a.note("dry run: nothing was changed")
+					return nil
+				}
+				for _, w := range res.Warnings {
+					a.note("blk: warning: %s", w)
+				}
+				if !res.WasPresent {
+					a.note("volume %s was not attached", res.Volume.Name)
+				}
+				return a.print(volumeView(res.Volume))
+			})
 		},
 	}
 	cmd.Flags().StringVar(&o.Instance, "instance", "", "only detach if attached to this domain")

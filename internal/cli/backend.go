@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"strconv"
 
 	"github.com/blk-project/blk/internal/volume"
@@ -21,18 +22,15 @@ there (the sum of its volumes' sizes, from the state file).`,
 		Example: "  blk backend list\n  blk backend list -o wide",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := a.context(cmd)
-			svc, err := a.service(ctx)
-			if err != nil {
-				return err
-			}
-			infos, err := svc.Backends(ctx)
-			if infos != nil {
-				if perr := a.print(backendsView(infos)); perr != nil {
-					return perr
+			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
+				infos, err := svc.Backends(ctx)
+				if infos != nil {
+					if perr := a.print(backendsView(infos)); perr != nil {
+						return perr
+					}
 				}
-			}
-			return err
+				return err
+			})
 		},
 	})
 	return cmd

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"strings"
 
 	"github.com/blk-project/blk/internal/volume"
@@ -32,18 +33,15 @@ tgtadm, iscsiadm, virsh, the libvirt socket and the NFS tools are present,
 with versions. An unreachable host makes the command exit 1 with the reason.`,
 		Example: "  blk host check\n  blk host check stor1 -o json",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := a.context(cmd)
-			svc, err := a.service(ctx)
-			if err != nil {
-				return err
-			}
-			reports, err := svc.CheckHosts(ctx, args)
-			if reports != nil {
-				if perr := a.print(hostsView(reports, true)); perr != nil {
-					return perr
+			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
+				reports, err := svc.CheckHosts(ctx, args)
+				if reports != nil {
+					if perr := a.print(hostsView(reports, true)); perr != nil {
+						return perr
+					}
 				}
-			}
-			return err
+				return err
+			})
 		},
 	})
 	return cmd

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -45,20 +46,17 @@ If a create is killed part-way, running the same command again finishes it.`,
 			if _, err := o.Validate(); err != nil {
 				return err
 			}
-			ctx := a.context(cmd)
-			svc, err := a.service(ctx)
-			if err != nil {
-				return err
-			}
-			v, err := svc.Create(ctx, o)
-			if err != nil {
-				return err
-			}
-			if a.DryRun {
-				a.note("dry run: nothing was changed")
-				return nil
-			}
-			return a.print(volumeView(v))
+			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
+				v, err := svc.Create(ctx, o)
+				if err != nil {
+					return err
+				}
+				if a.DryRun {
+					a.note("dry run: nothing was changed")
+					return nil
+				}
+				return a.print(volumeView(v))
+			})
 		},
 	}
 	cmd.Flags().StringVar(&o.Size, "size", "", "size with a unit: 512MiB, 20GiB, 1TiB, 20G")
@@ -78,16 +76,13 @@ func newVolumeListCmd(a *App) *cobra.Command {
   blk volume list -o wide`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := a.context(cmd)
-			svc, err := a.service(ctx)
-			if err != nil {
-				return err
-			}
-			vols, err := svc.List(ctx, o)
-			if err != nil {
-				return err
-			}
-			return a.print(volumesView(vols))
+			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
+				vols, err := svc.List(ctx, o)
+				if err != nil {
+					return err
+				}
+				return a.print(volumesView(vols))
+			})
 		},
 	}, func(cmd *cobra.Command) {
 		cmd.Flags().StringVar(&o.Status, "status", "", "only volumes in this status")
@@ -103,16 +98,13 @@ func newVolumeShowCmd(a *App) *cobra.Command {
 		Example: "  blk volume show db1\n  blk volume show db1 -o json",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := a.context(cmd)
-			svc, err := a.service(ctx)
-			if err != nil {
-				return err
-			}
-			v, err := svc.Show(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			return a.print(volumeView(v))
+			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
+				v, err := svc.Show(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				return a.print(volumeView(v))
+			})
 		},
 	}
 }
@@ -145,26 +137,23 @@ With several volumes, each is tried; if some fail the exit code is 5.`,
 			if err := a.confirm("Delete " + what + "?"); err != nil {
 				return err
 			}
-			ctx := a.context(cmd)
-			svc, err := a.service(ctx)
-			if err != nil {
+			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
+				results, err := svc.Delete(ctx, o)
+				if a.DryRun && err == nil {
+					a.note("dry run: nothing was changed")
+					return nil
+				}
+				if len(results) > 1 || err == nil {
+					v := view{obj: results, header: []string{"VOLUME", "RESULT"}}
+					for _, r := range results {
+						v.rows = append(v.rows, []string{r.Ref, r.Status})
+					}
+					if perr := a.print(v); perr != nil {
+						return perr
+					}
+				}
 				return err
-			}
-			results, err := svc.Delete(ctx, o)
-			if a.DryRun && err == nil {
-				a.note("dry run: nothing was changed")
-				return nil
-			}
-			if len(results) > 1 || err == nil {
-				v := view{obj: results, header: []string{"VOLUME", "RESULT"}}
-				for _, r := range results {
-					v.rows = append(v.rows, []string{r.Ref, r.Status})
-				}
-				if perr := a.print(v); perr != nil {
-					return perr
-				}
-			}
-			return err
+			})
 		},
 	}, func(cmd *cobra.Command) {
 		cmd.Flags().BoolVar(&o.Wipe, "wipe", false, "zero the volume's data before removing it")

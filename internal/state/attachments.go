@@ -45,13 +45,9 @@ func (s *Store) Reserve(ctx context.Context, uuid string, a AttachmentRecord) (V
 	var moved int64
 	var deviceTaken bool
 	err := s.tx(ctx, func(t *sql.Tx) error {
-		res, err := t.ExecContext(ctx, `UPDATE volumes SET status = ?, previous_status = status, updated_at = ?
-			WHERE uuid = ? AND status = ?`, Attaching, now(), uuid, Available)
-		if err != nil {
+		var err error
+		if moved, err = casStatus(ctx, t, uuid, Available, Attaching); err != nil || moved == 0 {
 			return err
-		}
-		if moved, _ = res.RowsAffected(); moved == 0 {
-			return nil
 		}
 		conn, _ := json.Marshal(a.Conn)
 		_, err = t.ExecContext(ctx, `INSERT INTO attachments (volume, instance, host, device, connection_info, status)
@@ -124,13 +120,9 @@ func (s *Store) FinishDetach(ctx context.Context, uuid string) (Volume, error) {
 func (s *Store) endAttachment(ctx context.Context, uuid, from, to string, remove bool) (Volume, error) {
 	var moved int64
 	err := s.tx(ctx, func(t *sql.Tx) error {
-		res, err := t.ExecContext(ctx, `UPDATE volumes SET status = ?, previous_status = status, updated_at = ?
-			WHERE uuid = ? AND status = ?`, to, now(), uuid, from)
-		if err != nil {
+		var err error
+		if moved, err = casStatus(ctx, t, uuid, from, to); err != nil || moved == 0 {
 			return err
-		}
-		if moved, _ = res.RowsAffected(); moved == 0 {
-			return nil
 		}
 		if remove {
 			_, err = t.ExecContext(ctx, `DELETE FROM attachments WHERE volume = ?`, uuid)
@@ -147,4 +139,15 @@ func (s *Store) endAttachment(ctx context.Context, uuid, from, to string, remove
 		err = &ConflictError{Volume: v.Name, Status: v.Status, Holder: s.holder(ctx, uuid)}
 	}
 	return v, err
+}
+
+// casStatus moves a volume from one status to another inside t, and says
+// whether it was still in from.
+func casStatus(ctx context.Context, t *sql.Tx, uuid, from, to string) (int64, error) {
+	res, err := t.ExecContext(ctx, `UPDATE volumes SET status = ?, previous_status = status, updated_at = ?
+		WHERE uuid = ? AND status = ?`, to, now(), uuid, from)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }
