@@ -263,3 +263,14 @@ func TestDryRunSkipsOnlyMutations(t *testing.T) {
 		t.Errorf("plan = %q", got)
 	}
 }
+
+func TestSSHUnreachableSaysWhere(t *testing.T) {
+	_, cfg := sshFixture(t)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	cfg.Address = ln.Addr().String()
+	ln.Close() // nothing listens there now
+	_, err := NewSSH(cfg).Run(context.Background(), Cmd{Args: []string{"true"}})
+	if err == nil || !strings.Contains(err.Error(), "ssh stor1 ("+cfg.Address+")") || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("err = %v", err)
+	}
+}

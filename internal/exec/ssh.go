@@ -205,7 +205,7 @@ func (s *SSH) Run(ctx context.Context, cmd Cmd) (Result, error) {
 	}
 	client, err := s.Client(ctx)
 	if err != nil {
-		return fail(err)
+		return Result{}, err // says host and address; the command never started
 	}
 	sess, err := client.NewSession()
 	if err != nil {

@@ -147,3 +147,45 @@ func TestConcurrentWritersOnOneFile(t *testing.T) {
 		t.Fatalf("got %d available volumes, want %d (%v)", len(vols), n*20, err)
 	}
 }
+
+// Two attaches of one volume racing from separate handles: exactly one
+// reserves it; the loser learns who holds it.
+func TestReserveRaceHasOneWinner(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	s := open(t, path)
+	s.InsertVolume(ctx, &Volume{UUID: "u1", Name: "db1", Backend: "b", SizeBytes: 1, Status: Creating})
+	s.MoveVolume(ctx, "u1", Move{From: []string{Creating}, To: Available})
+	const n = 8
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h, err := Open(ctx, path, false)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer h.Close()
+			_, errs[i] = h.Reserve(ctx, "u1", AttachmentRecord{Instance: fmt.Sprintf("vm%d", i), Host: "c1", Device: "vdb"})
+		}()
+	}
+	wg.Wait()
+	wins := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			wins++
+		case !errors.Is(err, ErrConflict):
+			t.Errorf("loser got %v, want a conflict", err)
+		}
+	}
+	if wins != 1 {
+		t.Fatalf("%d reservations won, want 1", wins)
+	}
+	if _, err := s.Attachment(ctx, "u1"); err != nil {
+		t.Fatal(err)
+	}
+}

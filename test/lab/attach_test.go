@@ -178,3 +178,39 @@ func TestAttachUnknownInstance(t *testing.T) {
 		t.Errorf("exit %d %q: want 4 naming the hosts searched", r.code, r.errOut)
 	}
 }
+
+// Two attaches of one volume to different instances, started together:
+// exactly one wins, the other exits 3.
+func TestAttachRaceHasOneWinner(t *testing.T) {
+	name := uniq("race")
+	v := decode[volume](t, ok(t, "volume", "create", name, "--size", "8MiB", "-o", "json"))
+	defer blk(t, "volume", "delete", name, "--yes")
+	results := make(chan result, 2)
+	for _, vm := range []string{"lab-vm1", "lab-vm2"} {
+		go func() { results <- blk(t, "volume", "attach", name, "--instance", vm, "--bus", "scsi") }()
+	}
+	wins := 0
+	for range 2 {
+		r := <-results
+		switch r.code {
+		case 0:
+			wins++
+		case 3:
+		default:
+			t.Errorf("exit %d: %s", r.code, r.errOut)
+		}
+	}
+	if wins != 1 {
+		t.Errorf("%d attaches won, want 1", wins)
+	}
+	a := decode[attached](t, ok(t, "volume", "show", name, "-o", "json"))
+	if a.Attachment == nil {
+		t.Fatal("nobody holds the volume")
+	}
+	ok(t, "volume", "detach", name)
+	for _, vm := range []string{"lab-vm1", "lab-vm2"} {
+		if left := leftovers(t, v.UUID, vm); len(left) > 0 {
+			t.Errorf("%s: %v", vm, left)
+		}
+	}
+}
