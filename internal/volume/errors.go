@@ -20,7 +20,7 @@ var (
 )
 
 func invalid(format string, args ...any) error {
-	return fmt.Errorf("%w", &kindError{kind: ErrInvalid, msg: fmt.Sprintf(format, args...)})
+	return &kindError{kind: ErrInvalid, msg: fmt.Sprintf(format, args...)}
 }
 
 func conflict(format string, args ...any) error {
