@@ -84,7 +84,7 @@ func (s *Store) migrate(ctx context.Context, readOnly bool) error {
 	if version == len(migrations) {
 		return nil
 	}
-	if readOnly && s.path != "" && !isMemory(s) {
+	if readOnly && !s.memory {
 		return fmt.Errorf("schema version %d is older than this blk (%d): run any command without --dry-run once to migrate", version, len(migrations))
 	}
 	return s.tx(ctx, func(t *sql.Tx) error {
@@ -100,12 +100,4 @@ func (s *Store) migrate(ctx context.Context, readOnly bool) error {
 		_, err := t.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, len(migrations)))
 		return err
 	})
-}
-
-func isMemory(s *Store) bool {
-	var file string
-	var seq int
-	var name string
-	_ = s.db.QueryRow(`PRAGMA database_list`).Scan(&seq, &name, &file)
-	return file == ""
 }

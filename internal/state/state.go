@@ -38,8 +38,9 @@ const (
 
 // Store is an open state file.
 type Store struct {
-	db   *sql.DB
-	path string
+	db     *sql.DB
+	path   string
+	memory bool // a dry run's stand-in for a state file that does not exist
 }
 
 // BusyTimeout is how long a writer waits for another before giving up.
@@ -72,10 +73,11 @@ func Open(ctx context.Context, path string, readOnly bool) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state %s: %w", path, err)
 	}
-	if readOnly && strings.Contains(dsn, ":memory:") {
+	memory := strings.Contains(dsn, ":memory:")
+	if memory {
 		db.SetMaxOpenConns(1) // each in-memory connection is its own database
 	}
-	s := &Store{db: db, path: path}
+	s := &Store{db: db, path: path, memory: memory}
 	if err := s.migrate(ctx, readOnly); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("state %s: %w", path, err)
