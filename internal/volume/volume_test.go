@@ -37,7 +37,11 @@ func newService(t *testing.T, f *exectest.Fake, dryRun *strings.Builder) *Servic
 	return &Service{Config: cfg, State: st, Hosts: hs}
 }
 
-const lvsOne = `{"report":[{"lv":[{"lv_name":"%s","vg_name":"blk","lv_size":"%s","lv_tags":"blk","pool_lv":"","lv_attr":"-wi-a-----","data_percent":""}]}]}`
+// lvsReport is lvs's JSON for one LV, as LVM prints it with --nosuffix.
+func lvsReport(uuid, size string) string {
+	return `{"report":[{"lv":[{"lv_name":"volume-` + uuid + `","vg_name":"blk","lv_size":"` + size +
+		`","lv_tags":"blk","pool_lv":"","lv_attr":"-wi-a-----","data_percent":""}]}]}`
+}
 
 var lvsArgs = []string{"lvs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "lv_name,vg_name,lv_size,lv_tags,pool_lv,lv_attr,data_percent"}
 
@@ -54,7 +58,7 @@ func TestCreateRefusesAGarbledReport(t *testing.T) {
 	f.ExpectFail(5, "", notFound, lvsOf(u)...)
 	f.Expect("", "lvcreate", "--yes", "--name", "volume-"+u, "--size", "1073741824b", "--wipesignatures", "y", "--zero", "y",
 		"--addtag", "blk", "--addtag", "blk-vol-"+u, "blk")
-	f.Expect(strings.ReplaceAll(strings.ReplaceAll(lvsOne, "%s", "X"), `"lv_name":"X"`, `"lv_name":"volume-`+u+`"`), lvsOf(u)...)
+	f.Expect(lvsReport(u, "X"), lvsOf(u)...)
 	_, err := s.Create(ctx, CreateOptions{Name: "db1", Size: "1GiB"})
 	// lv_size "X" is not a number: the report is refused, not guessed at.
 	if err == nil || !strings.Contains(err.Error(), "lv_size") {
@@ -71,7 +75,7 @@ func TestCreateThinAndReadBack(t *testing.T) {
 	f.ExpectFail(5, "", notFound, lvsOf(u)...)
 	f.Expect("", "lvcreate", "--yes", "--name", "volume-"+u, "--type", "thin", "--virtualsize", "2147483648b", "--thinpool", "pool",
 		"--addtag", "blk", "--addtag", "blk-vol-"+u, "blk")
-	f.Expect(strings.Replace(strings.Replace(lvsOne, "%s", "volume-"+u, 1), "%s", "2151677952", 1), lvsOf(u)...)
+	f.Expect(lvsReport(u, "2151677952"), lvsOf(u)...)
 	v, err := s.Create(ctx, CreateOptions{Name: "scratch", Size: "2G", Thin: true})
 	if err != nil {
 		t.Fatal(err)
@@ -169,7 +173,7 @@ func TestDeleteWipesThenRemoves(t *testing.T) {
 	s := newService(t, f, nil)
 	u := "dddddddd-2222-3333-4444-555555555555"
 	insert(t, s, "old", u, state.Available)
-	f.Expect(strings.Replace(strings.Replace(lvsOne, "%s", "volume-"+u, 1), "%s", "629145600", 1), lvsOf(u)...)
+	f.Expect(lvsReport(u, "629145600"), lvsOf(u)...)
 	dev := "of=/dev/blk/volume-" + u
 	for _, step := range [][2]string{{"0", "268435456"}, {"268435456", "268435456"}, {"536870912", "92274688"}} {
 		f.Expect("", "dd", "if=/dev/zero", dev, "bs=4M", "seek="+step[0], "count="+step[1], "iflag=count_bytes", "oflag=seek_bytes,direct", "conv=notrunc,fsync", "status=none")
@@ -218,7 +222,7 @@ func TestFailedRemoveLeavesErrorDeleting(t *testing.T) {
 	s := newService(t, f, nil)
 	u := "99999999-2222-3333-4444-555555555555"
 	insert(t, s, "stuck", u, state.Available)
-	f.Expect(strings.Replace(strings.Replace(lvsOne, "%s", "volume-"+u, 1), "%s", "629145600", 1), lvsOf(u)...)
+	f.Expect(lvsReport(u, "629145600"), lvsOf(u)...)
 	f.ExpectFail(5, "", "  Logical volume blk/volume-"+u+" in use.", "lvremove", "--yes", "blk/volume-"+u)
 	_, err := s.Delete(ctx, DeleteOptions{Refs: []string{"stuck"}})
 	if err == nil || !strings.Contains(err.Error(), "in use") {
