@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"log"
 
-	"github.com/blk-project/blk/internal/state"
+	"github.com/blk-project/blk/state"
 	"github.com/google/uuid"
 )
 

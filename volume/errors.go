@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/blk-project/blk/internal/state"
+	"github.com/blk-project/blk/state"
 )
 
 // The kinds of failure a caller maps to exit codes. Errors from external

@@ -5,8 +5,8 @@ import (
 	"fmt"
 
 	"github.com/blk-project/blk/internal/config"
-	"github.com/blk-project/blk/internal/lvm"
-	"github.com/blk-project/blk/internal/state"
+	"github.com/blk-project/blk/lvm"
+	"github.com/blk-project/blk/state"
 	"github.com/google/uuid"
 )
 

@@ -1,8 +1,8 @@
-package cli
+package main
 
 import (
 	"context"
-	"github.com/blk-project/blk/internal/volume"
+	"github.com/blk-project/blk/volume"
 	"github.com/spf13/cobra"
 )
 

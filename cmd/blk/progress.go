@@ -1,10 +1,10 @@
-package cli
+package main
 
 import (
 	"io"
 	"time"
 
-	"github.com/blk-project/blk/internal/volume"
+	"github.com/blk-project/blk/volume"
 	"github.com/schollz/progressbar/v3"
 )
 

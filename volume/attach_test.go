@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blk-project/blk/hypervisor"
 	"github.com/blk-project/blk/internal/config"
 	"github.com/blk-project/blk/internal/exec"
 	"github.com/blk-project/blk/internal/exec/exectest"
-	"github.com/blk-project/blk/internal/hypervisor"
-	"github.com/blk-project/blk/internal/state"
+	"github.com/blk-project/blk/state"
 	"libvirt.org/go/libvirtxml"
 )
 

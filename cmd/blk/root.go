@@ -1,4 +1,4 @@
-package cli
+package main
 
 import (
 	"fmt"
@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// Version is set at build time: -ldflags "-X github.com/blk-project/blk/internal/cli.Version=v1.2.3".
+// Version is set at build time: -ldflags "-X github.com/blk-project/blk/main.Version=v1.2.3".
 var Version = ""
 
 func newRootCmd(a *App) *cobra.Command {

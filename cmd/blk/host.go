@@ -1,10 +1,10 @@
-package cli
+package main
 
 import (
 	"context"
 	"strings"
 
-	"github.com/blk-project/blk/internal/volume"
+	"github.com/blk-project/blk/volume"
 	"github.com/spf13/cobra"
 )
 

@@ -8,8 +8,8 @@ import (
 	"strconv"
 
 	"github.com/blk-project/blk/internal/exec"
-	"github.com/blk-project/blk/internal/lvm"
-	"github.com/blk-project/blk/internal/state"
+	"github.com/blk-project/blk/lvm"
+	"github.com/blk-project/blk/state"
 )
 
 type DeleteOptions struct {

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/blk-project/blk/internal/hypervisor"
-	"github.com/blk-project/blk/internal/iscsi"
-	"github.com/blk-project/blk/internal/state"
+	"github.com/blk-project/blk/hypervisor"
+	"github.com/blk-project/blk/iscsi"
+	"github.com/blk-project/blk/state"
 )
 
 type DetachOptions struct {

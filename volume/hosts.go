@@ -8,9 +8,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/blk-project/blk/hypervisor"
 	"github.com/blk-project/blk/internal/config"
 	"github.com/blk-project/blk/internal/exec"
-	"github.com/blk-project/blk/internal/hypervisor"
 )
 
 // Hosts hands out one runner per configured host, made on first use, so

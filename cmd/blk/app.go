@@ -1,4 +1,4 @@
-package cli
+package main
 
 import (
 	"context"
@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/blk-project/blk/internal/config"
-	"github.com/blk-project/blk/internal/state"
-	"github.com/blk-project/blk/internal/volume"
+	"github.com/blk-project/blk/state"
+	"github.com/blk-project/blk/volume"
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 	"golang.org/x/term"

@@ -10,7 +10,7 @@ import (
 	"github.com/blk-project/blk/internal/config"
 	"github.com/blk-project/blk/internal/exec"
 	"github.com/blk-project/blk/internal/exec/exectest"
-	"github.com/blk-project/blk/internal/state"
+	"github.com/blk-project/blk/state"
 )
 
 func newService(t *testing.T, f *exectest.Fake, dryRun *strings.Builder) *Service {

@@ -1,4 +1,4 @@
-package cli
+package main
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/blk-project/blk/internal/volume"
+	"github.com/blk-project/blk/volume"
 	"github.com/spf13/cobra"
 )
 
