@@ -16,13 +16,13 @@ type Volume struct {
 	Backend        string      `json:"backend" yaml:"backend"`
 	SizeBytes      int64       `json:"size_bytes" yaml:"size_bytes"`
 	Status         string      `json:"status" yaml:"status"`
-	PreviousStatus string      `json:"previous_status,omitempty" yaml:"previous_status,omitempty"`
+	PreviousStatus string      `json:"previous_status" yaml:"previous_status"`
 	Thin           bool        `json:"thin" yaml:"thin"`
-	Source         string      `json:"source,omitempty" yaml:"source,omitempty"`
+	Source         string      `json:"source" yaml:"source"`
 	Path           string      `json:"path" yaml:"path"`
 	CreatedAt      time.Time   `json:"created_at" yaml:"created_at"`
 	UpdatedAt      time.Time   `json:"updated_at" yaml:"updated_at"`
-	LastError      string      `json:"last_error,omitempty" yaml:"last_error,omitempty"`
+	LastError      string      `json:"last_error" yaml:"last_error"`
 	SnapshotCount  int         `json:"snapshot_count" yaml:"snapshot_count"`
 	Attachment     *Attachment `json:"attachment" yaml:"attachment"`
 }
@@ -121,20 +121,25 @@ type VolumeFilter struct {
 	Status, Backend, Instance string
 }
 
-func (s *Store) ListVolumes(ctx context.Context, f VolumeFilter) ([]Volume, error) {
-	var where []string
+// where renders the filter as a WHERE clause with its arguments.
+func (f VolumeFilter) where() (string, []any) {
+	var conds []string
 	var args []any
 	for _, c := range []struct{ col, val string }{{"v.status", f.Status}, {"v.backend", f.Backend}, {"a.instance", f.Instance}} {
 		if c.val != "" {
-			where = append(where, c.col+" = ?")
+			conds = append(conds, c.col+" = ?")
 			args = append(args, c.val)
 		}
 	}
-	q := `SELECT ` + volumeColumns + volumeFrom
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
+	if len(conds) == 0 {
+		return "", nil
 	}
-	rows, err := s.db.QueryContext(ctx, q+" ORDER BY v.name", args...)
+	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+func (s *Store) ListVolumes(ctx context.Context, f VolumeFilter) ([]Volume, error) {
+	where, args := f.where()
+	rows, err := s.db.QueryContext(ctx, `SELECT `+volumeColumns+volumeFrom+where+" ORDER BY v.name", args...)
 	if err != nil {
 		return nil, err
 	}

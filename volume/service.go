@@ -3,6 +3,7 @@ package volume
 import (
 	"context"
 	"fmt"
+	"io"
 
 	"github.com/blk-project/blk/internal/config"
 	"github.com/blk-project/blk/lvm"
@@ -93,4 +94,10 @@ type ListOptions = state.VolumeFilter
 
 func (s *Service) List(ctx context.Context, o ListOptions) ([]Volume, error) {
 	return s.State.ListVolumes(ctx, o)
+}
+
+// WriteListJSON streams the volumes o selects to w as the JSON array List
+// would encode, fast enough for lists of many thousands.
+func (s *Service) WriteListJSON(ctx context.Context, o ListOptions, w io.Writer) error {
+	return s.State.WriteVolumesJSON(ctx, o, w)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -65,6 +66,23 @@ func (a *App) print(v view) error {
 	default:
 		return renderTable(a.Out, header, rows)
 	}
+}
+
+// printJSONStream prints JSON that write produces already encoded, indented
+// on a terminal as print does.
+func (a *App) printJSONStream(write func(io.Writer) error) error {
+	if !isTerminal(a.Out) {
+		return write(a.Out)
+	}
+	var raw, out bytes.Buffer
+	if err := write(&raw); err != nil {
+		return err
+	}
+	if err := json.Indent(&out, raw.Bytes(), "", "  "); err != nil {
+		return err
+	}
+	_, err := out.WriteTo(a.Out)
+	return err
 }
 
 func renderTable(w io.Writer, header []string, rows [][]string) error {

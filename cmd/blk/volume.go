@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -77,6 +78,9 @@ func newVolumeListCmd(a *App) *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
+				if a.Output == "json" {
+					return a.printJSONStream(func(w io.Writer) error { return svc.WriteListJSON(ctx, o, w) })
+				}
 				vols, err := svc.List(ctx, o)
 				if err != nil {
 					return err
