@@ -34,13 +34,20 @@ install_packages() {
   command -v bc >/dev/null || missing+=(bc)
   [ ${#missing[@]} -eq 0 ] && return 0
   phase install
-  # Installing must not start daemons on this machine: the guest runs them.
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-    chmod +x /usr/sbin/policy-rc.d
+  # Installing must not start daemons on this machine (the guest runs them):
+  # a policy-rc.d that says no, only for this install, removed right after
+  # unless the machine had one of its own.
+  local policy=/usr/sbin/policy-rc.d ours=0
+  if [ ! -e $policy ]; then
+    printf '#!/bin/sh\n# written by blk lab/lab.sh for one apt-get install\nexit 101\n' > $policy
+    chmod +x $policy
+    ours=1
   fi
-  apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  local rc=0
+  apt-get update -q >/dev/null &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+  [ $ours = 1 ] && rm -f $policy
+  [ $rc = 0 ] || die "apt-get install ${missing[*]} failed (exit $rc)"
   phase_end install
 }
 
