@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 )
@@ -62,10 +61,10 @@ func TestNamesAreUniqueAndMovesAreCompareAndSet(t *testing.T) {
 	ctx := context.Background()
 	s := open(t, filepath.Join(t.TempDir(), "state.db"))
 	v := &Volume{UUID: "u1", Name: "db1", Backend: "lvm-1", SizeBytes: 1 << 30, Status: Creating}
-	if err := s.InsertVolume(ctx, v); err != nil {
+	if _, err := s.InsertVolume(ctx, v); err != nil {
 		t.Fatal(err)
 	}
-	err := s.InsertVolume(ctx, &Volume{UUID: "u2", Name: "db1", Backend: "lvm-1", SizeBytes: 1, Status: Creating})
+	_, err := s.InsertVolume(ctx, &Volume{UUID: "u2", Name: "db1", Backend: "lvm-1", SizeBytes: 1, Status: Creating})
 	if !errors.Is(err, ErrConflict) {
 		t.Fatalf("duplicate name: err = %v", err)
 	}
@@ -83,25 +82,6 @@ func TestNamesAreUniqueAndMovesAreCompareAndSet(t *testing.T) {
 	}
 	if byUUID, err := s.Volume(ctx, "u1"); err != nil || byUUID.Name != "db1" {
 		t.Errorf("by uuid: %+v %v", byUUID, err)
-	}
-}
-
-func TestConflictNamesTheHolder(t *testing.T) {
-	ctx := context.Background()
-	s := open(t, filepath.Join(t.TempDir(), "state.db"))
-	s.InsertVolume(ctx, &Volume{UUID: "u1", Name: "db1", Backend: "b", SizeBytes: 1, Status: Creating})
-	if _, err := s.BeginOp(ctx, "create", "u1"); err != nil {
-		t.Fatal(err)
-	}
-	err := s.InsertVolume(ctx, &Volume{UUID: "u2", Name: "db1", Backend: "b", SizeBytes: 1, Status: Creating})
-	if err == nil || !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "held by create by "+Owner) {
-		t.Fatalf("err = %v", err)
-	}
-	if s.Stale(ctx, "u1") {
-		t.Error("an operation of this live process is reported stale")
-	}
-	if ownerGone("otherhost:1:1") || ownerGone("garbage") {
-		t.Error("owners on other hosts, or unreadable ones, must never be assumed dead")
 	}
 }
 
@@ -125,7 +105,7 @@ func TestConcurrentWritersOnOneFile(t *testing.T) {
 			defer s.Close()
 			for j := 0; j < 20; j++ {
 				v := &Volume{UUID: fmt.Sprintf("u%d-%d", i, j), Name: fmt.Sprintf("v%d-%d", i, j), Backend: "b", SizeBytes: 1, Status: Creating}
-				if err := s.InsertVolume(ctx, v); err != nil {
+				if _, err := s.InsertVolume(ctx, v); err != nil {
 					errs[i] = err
 					return
 				}

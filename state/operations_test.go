@@ -1,0 +1,145 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// deadPID returns the pid of a process that has exited and been reaped.
+func deadPID(t *testing.T) int {
+	t.Helper()
+	c := osexec.Command("true")
+	if err := c.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return c.Process.Pid
+}
+
+func TestOwnerLivenessComesFromTheKernel(t *testing.T) {
+	self, ok := parseOwner(Owner)
+	if !ok || self.ticks == 0 || self.boot == "" {
+		t.Fatalf("Owner %q lacks the kernel's start time or boot id", Owner)
+	}
+	h, boot, ns := hostname(), bootID(), pidNS()
+	own := func(host, boot string, pid int, ticks uint64) string {
+		return fmt.Sprintf("%s:%s:%s:%d:%d", host, boot, ns, pid, ticks)
+	}
+	dead := deadPID(t)
+	for _, c := range []struct {
+		name, owner string
+		gone        bool
+	}{
+		{"this live process", Owner, false},
+		{"a dead pid", own(h, boot, dead, self.ticks), true},
+		{"a pid reused by a later process", own(h, boot, os.Getpid(), self.ticks+1), true},
+		{"an owner from before a reboot", own(h, "0b0e1d1d-0000-4000-8000-000000000000", os.Getpid(), self.ticks), true},
+		{"an owner on another host, even with a dead pid", own("otherhost", boot, dead, 1), false},
+		{"an old-format owner whose pid is dead", fmt.Sprintf("%s:%d:1", h, dead), true},
+		{"an old-format owner whose pid is taken", fmt.Sprintf("%s:%d:1", h, os.Getpid()), false},
+		{"an old-format owner on another host", "otherhost:1:1", false},
+		{"garbage", "garbage", false},
+	} {
+		if got := ownerGone(c.owner); got != c.gone {
+			t.Errorf("%s (%s): gone = %v, want %v", c.name, c.owner, got, c.gone)
+		}
+	}
+}
+
+// The command name may hold spaces and parentheses; only the last ')' ends it.
+func TestParseStartTicksAfterTheLastParen(t *testing.T) {
+	stat := "4242 (a) (b c) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100"
+	got, err := parseStartTicks(stat)
+	if err != nil || got != 987654 {
+		t.Fatalf("got %d, %v; want 987654", got, err)
+	}
+	if _, err := parseStartTicks("4242 (x S 1"); err == nil {
+		t.Error("a truncated stat line parsed")
+	}
+}
+
+// A new row and its create operation are one transaction: another process
+// never sees a creating row without a live owner.
+func TestInsertedVolumeIsNeverStale(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, other := open(t, path), open(t, path)
+	op, err := s.InsertVolume(ctx, &Volume{UUID: "u1", Name: "db1", Backend: "b", SizeBytes: 1, Status: Creating})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other.Stale(ctx, "u1") {
+		t.Fatal("a creating row of a live process is stale to another handle")
+	}
+	if err := op.End(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// End records the outcome even after Ctrl-C or --timeout.
+func TestEndRecordsWithACancelledContext(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "state.db"))
+	op, err := s.BeginOp(context.Background(), "attach", "u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := op.End(ctx, context.Canceled); err != nil {
+		t.Fatal(err)
+	}
+	var st string
+	s.db.QueryRow(`SELECT state FROM operations WHERE id = ?`, op.id).Scan(&st)
+	if st != "failed" {
+		t.Fatalf("operation is %q after End with a cancelled context, want failed", st)
+	}
+}
+
+func TestConflictSaysWhoHoldsItAndWhatToDo(t *testing.T) {
+	ctx := context.Background()
+	h := hostname()
+	for _, c := range []struct {
+		op, owner string
+		want      []string
+	}{
+		{"create", Owner, []string{`already exists (creating): held by "create" (pid ` + fmt.Sprint(os.Getpid()) + " on " + h + " since ", "still running: wait"}},
+		{"attach", fmt.Sprintf("%s:%s:%s:%d:1", h, bootID(), pidNS(), deadPID(t)),
+			[]string{`held by "attach"`, "that process is gone", "'blk volume detach --force db1'"}},
+		{"delete", fmt.Sprintf("%s:%s:%s:%d:1", h, bootID(), pidNS(), deadPID(t)),
+			[]string{"rerun 'blk volume delete db1' to finish it"}},
+		{"create", fmt.Sprintf("stor9:%s:%s:77:1", bootID(), pidNS()),
+			[]string{`(pid 77 on stor9 since `, "cannot tell from here", "on stor9 rerun the same 'blk volume create db1 ...'"}},
+		{"detach", fmt.Sprintf("%s:%d:1", h, os.Getpid()),
+			[]string{"cannot prove it gone", "sqlite3 ", "UPDATE operations SET state='failed' WHERE id=", "rerun 'blk volume detach db1'"}},
+	} {
+		s := open(t, filepath.Join(t.TempDir(), "state.db"))
+		if _, err := s.InsertVolume(ctx, &Volume{UUID: "u1", Name: "db1", Backend: "b", SizeBytes: 1, Status: Creating}); err != nil {
+			t.Fatal(err)
+		}
+		s.db.Exec(`UPDATE operations SET op = ?, owner = ?`, c.op, c.owner)
+		_, err := s.InsertVolume(ctx, &Volume{UUID: "u2", Name: "db1", Backend: "b", SizeBytes: 1, Status: Creating})
+		if !errors.Is(err, ErrConflict) {
+			t.Fatalf("err = %v, want a conflict", err)
+		}
+		msg := err.Error()
+		for _, w := range c.want {
+			if !strings.Contains(msg, w) {
+				t.Errorf("%s by %s:\n%s\nlacks %q", c.op, c.owner, msg, w)
+			}
+		}
+		if !regexp.MustCompile(`since \d\d:\d\d:\d\d UTC`).MatchString(msg) {
+			t.Errorf("%s: no start time in %q", c.op, msg)
+		}
+		for _, nowhere := range []string{"reconcile", "reset-state"} {
+			if strings.Contains(msg, nowhere) {
+				t.Errorf("%q points to %s, which does not exist", msg, nowhere)
+			}
+		}
+	}
+}
