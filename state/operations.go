@@ -201,6 +201,11 @@ func (o *Op) End(ctx context.Context, err error) error {
 func (s *Store) Holder(ctx context.Context, object string) string { return s.holder(ctx, object) }
 
 func (s *Store) holder(ctx context.Context, object string) string {
+	return s.describeHolder(ctx, object, false)
+}
+
+// describeHolder is holder, naming the volume too when named.
+func (s *Store) describeHolder(ctx context.Context, object string, named bool) string {
 	var id int64
 	var op, own, started, name string
 	err := s.db.QueryRowContext(ctx, `SELECT o.id, o.op, o.owner, o.started_at, coalesce(v.name, o.object)
@@ -209,11 +214,15 @@ func (s *Store) holder(ctx context.Context, object string) string {
 	if err != nil {
 		return ""
 	}
+	what := strconv.Quote(op)
+	if named {
+		what += " of " + strconv.Quote(name)
+	}
 	o, ok := parseOwner(own)
 	if !ok {
-		return fmt.Sprintf("%q (owner %q since %s)", op, own, since(started))
+		return fmt.Sprintf("%s (owner %q since %s)", what, own, since(started))
 	}
-	msg := fmt.Sprintf("%q (pid %d on %s since %s)", op, o.pid, o.host, since(started))
+	msg := fmt.Sprintf("%s (pid %d on %s since %s)", what, o.pid, o.host, since(started))
 	l, why := o.check()
 	rerun := rerunHint(op, name)
 	switch {

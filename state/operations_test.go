@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // deadPID returns the pid of a process that has exited and been reaped.
@@ -140,6 +141,59 @@ func TestConflictSaysWhoHoldsItAndWhatToDo(t *testing.T) {
 			if strings.Contains(msg, nowhere) {
 				t.Errorf("%q points to %s, which does not exist", msg, nowhere)
 			}
+		}
+	}
+}
+
+// holdWriteLock takes the state file's write lock from another handle, as a
+// second blk in the middle of a transaction would, until the test ends.
+func holdWriteLock(t *testing.T, path string) {
+	t.Helper()
+	h := open(t, path)
+	c, err := h.db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ExecContext(context.Background(), `BEGIN IMMEDIATE`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.ExecContext(context.Background(), `ROLLBACK`); c.Close() })
+}
+
+// Ctrl-C ends a wait for another writer at once, not after BusyTimeout.
+func TestWaitForTheWriteLockStopsOnCancel(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s := open(t, path)
+	holdWriteLock(t, path)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := s.BeginOp(ctx, "delete", "u1")
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("cancel took effect after %v", took)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), path) {
+		t.Errorf("err = %v, want the deadline and the state file", err)
+	}
+}
+
+// A writer that gives up says which file, and who the journal says runs.
+func TestLockTimeoutNamesTheFileAndTheHolder(t *testing.T) {
+	defer func(d time.Duration) { BusyTimeout = d }(BusyTimeout)
+	BusyTimeout = 200 * time.Millisecond
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	s := open(t, path)
+	op, err := s.InsertVolume(ctx, &Volume{UUID: "u1", Name: "db1", Backend: "b", SizeBytes: 1, Status: Creating})
+	if err != nil {
+		t.Fatal(err)
+	}
+	holdWriteLock(t, path)
+	err = op.Step(ctx, "lvcreate")
+	want := []string{path, "database is locked", `"create" of "db1" (pid ` + fmt.Sprint(os.Getpid())}
+	for _, w := range want {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("err = %v, lacks %q", err, w)
 		}
 	}
 }

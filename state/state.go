@@ -44,12 +44,17 @@ type Store struct {
 }
 
 // BusyTimeout is how long a writer waits for another before giving up.
-const BusyTimeout = 30 * time.Second
+var BusyTimeout = 30 * time.Second
+
+// busyPoll is how long SQLite's own busy handler waits per try. It cannot
+// see ctx, so it waits briefly and tx does the rest of the waiting, where
+// Ctrl-C and --timeout end it at once.
+const busyPoll = 50 * time.Millisecond
 
 // Open opens (creating if needed, mode 0600) and migrates the state file.
 // With readOnly, nothing on disk changes: a missing file reads as empty.
 func Open(ctx context.Context, path string, readOnly bool) (*Store, error) {
-	dsn := fmt.Sprintf("file:%s?_busy_timeout=%d&_txlock=immediate&_foreign_keys=1", path, BusyTimeout.Milliseconds())
+	dsn := fmt.Sprintf("file:%s?_busy_timeout=%d&_txlock=immediate&_foreign_keys=1", path, busyPoll.Milliseconds())
 	if readOnly {
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 			dsn = "file::memory:?_foreign_keys=1"
@@ -97,17 +102,45 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	deadline := time.Now().Add(BusyTimeout)
 	for {
 		err := s.tryTx(ctx, fn)
-		if !isBusy(err) || time.Now().After(deadline) {
+		if !isBusy(err) {
 			return err
 		}
-		// The busy handler covers most waits; WAL recovery by another
-		// process can still answer BUSY at once, so wait and try again.
+		if time.Now().After(deadline) {
+			return fmt.Errorf("state %s: %w for %s: %s", s.path, err, BusyTimeout, s.writers())
+		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
+			return fmt.Errorf("state %s: waiting for another writer: %w", s.path, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
+}
+
+// writers names the operations the journal shows running, for a lock
+// timeout: one of them most likely holds the lock.
+func (s *Store) writers() string {
+	rows, err := s.db.Query(`SELECT DISTINCT object FROM operations WHERE state = 'running' ORDER BY id DESC LIMIT 3`)
+	if err != nil {
+		return "another process holds the write lock"
+	}
+	var objects []string
+	for rows.Next() {
+		var o string
+		if rows.Scan(&o) == nil {
+			objects = append(objects, o)
+		}
+	}
+	rows.Close()
+	var held []string
+	for _, o := range objects {
+		if h := s.describeHolder(context.Background(), o, true); h != "" {
+			held = append(held, h)
+		}
+	}
+	if len(held) == 0 {
+		return "no blk operation is running: another program (an open sqlite3 shell?) holds the write lock"
+	}
+	return "running now: " + strings.Join(held, "; ")
 }
 
 func (s *Store) tryTx(ctx context.Context, fn func(*sql.Tx) error) error {
