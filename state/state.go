@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,43 +52,88 @@ var BusyTimeout = 30 * time.Second
 // Ctrl-C and --timeout end it at once.
 const busyPoll = 50 * time.Millisecond
 
-// Open opens (creating if needed, mode 0600) and migrates the state file.
-// With readOnly, nothing on disk changes: a missing file reads as empty.
-func Open(ctx context.Context, path string, readOnly bool) (*Store, error) {
-	dsn := fmt.Sprintf("file:%s?_busy_timeout=%d&_txlock=immediate&_foreign_keys=1", path, busyPoll.Milliseconds())
-	if readOnly {
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			dsn = "file::memory:?_foreign_keys=1"
-		} else {
-			dsn += "&mode=ro"
-		}
-	} else {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+// Mode says what Open may do to the file.
+type Mode int
+
+const (
+	// ReadWrite creates the file (0600) and its directory if needed.
+	ReadWrite Mode = iota
+	// ReadOnly changes nothing on disk; a missing file is an ErrNotFound
+	// naming the path, so a mistyped --state is not an empty list.
+	ReadOnly
+	// ReadOnlyOrEmpty changes nothing on disk; a missing file reads as
+	// empty (a dry run on a machine where blk never ran).
+	ReadOnlyOrEmpty
+)
+
+// Open opens and migrates the state file at path, taken literally: no
+// character of it is an SQLite URI parameter. The file holds CHAP secrets,
+// so one that others can read is refused.
+func Open(ctx context.Context, path string, mode Mode) (*Store, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("state %s: %w", path, err)
+	}
+	params := fmt.Sprintf("_busy_timeout=%d&_txlock=immediate&_foreign_keys=1", busyPoll.Milliseconds())
+	memory := false
+	fi, err := os.Stat(abs)
+	switch {
+	case errors.Is(err, os.ErrNotExist) && mode == ReadOnly:
+		return nil, &noStateError{path}
+	case errors.Is(err, os.ErrNotExist) && mode == ReadOnlyOrEmpty:
+		memory = true
+	case err != nil && !errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("state %s: %w", path, err)
+	case err == nil && fi.Mode().Perm()&0o077 != 0:
+		return nil, fmt.Errorf("state %s is open to others (mode %04o) and holds CHAP secrets: make it private with 'chmod 600 %s'",
+			path, fi.Mode().Perm(), shellQuote(abs))
+	}
+	dsn := "file::memory:?_foreign_keys=1"
+	switch {
+	case memory:
+	case mode != ReadWrite:
+		dsn = sqliteURI(abs) + "?" + params + "&mode=ro"
+	default:
+		if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
 			return nil, fmt.Errorf("state %s: %w", path, err)
 		}
-		// SQLite gives the -wal and -shm files the mode of the database,
-		// and CHAP secrets live here: make it 0600 before SQLite does.
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		// SQLite gives the -wal and -shm files the mode of the database:
+		// make it 0600 before SQLite creates it.
+		f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
 		if err != nil {
 			return nil, fmt.Errorf("state %s: %w", path, err)
 		}
 		f.Close()
-		dsn += "&_journal_mode=WAL&_synchronous=NORMAL"
+		dsn = sqliteURI(abs) + "?" + params + "&_journal_mode=WAL&_synchronous=NORMAL"
 	}
 	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("state %s: %w", path, err)
 	}
-	memory := strings.Contains(dsn, ":memory:")
 	if memory {
 		db.SetMaxOpenConns(1) // each in-memory connection is its own database
 	}
 	s := &Store{db: db, path: path, memory: memory}
-	if err := s.migrate(ctx, readOnly); err != nil {
+	if err := s.migrate(ctx, mode != ReadWrite); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("state %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// noStateError is a read of a state file that does not exist.
+type noStateError struct{ path string }
+
+func (e *noStateError) Error() string {
+	return fmt.Sprintf("no state file at %s (check --state, BLK_STATE or the config's state: the first volume create makes it)", e.path)
+}
+
+func (e *noStateError) Unwrap() error { return ErrNotFound }
+
+// sqliteURI names an absolute path as an SQLite file: URI, escaping what
+// SQLite would read as a parameter (?), a fragment (#) or an escape (%).
+func sqliteURI(abs string) string {
+	return (&url.URL{Scheme: "file", Path: abs}).String()
 }
 
 func (s *Store) Close() error { return s.db.Close() }

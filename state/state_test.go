@@ -6,13 +6,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
 
 func open(t *testing.T, path string) *Store {
 	t.Helper()
-	s, err := Open(context.Background(), path, false)
+	s, err := Open(context.Background(), path, ReadWrite)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,19 +42,92 @@ func TestOpenMakesPrivateMigratedFile(t *testing.T) {
 	open(t, path)
 }
 
-func TestReadOnlyChangesNothingOnDisk(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "state.db")
-	s, err := Open(context.Background(), path, true)
+// Read-only opens change nothing on disk: a missing file is an error naming
+// it (a mistyped --state is no empty list), or empty for a dry run.
+func TestReadOnlyNeverCreatesTheFile(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "sub")
+	path := filepath.Join(dir, "state.db")
+	_, err := Open(ctx, path, ReadOnly)
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "no state file at "+path) {
+		t.Errorf("read-only open of a missing file: err = %v", err)
+	}
+	s, err := Open(ctx, path, ReadOnlyOrEmpty)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vols, err := s.ListVolumes(context.Background(), VolumeFilter{})
+	vols, err := s.ListVolumes(ctx, VolumeFilter{})
 	s.Close()
 	if err != nil || len(vols) != 0 {
 		t.Fatalf("vols = %v, err = %v", vols, err)
 	}
-	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("read-only open created the file: %v", err)
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a read-only open created %s: %v", dir, err)
+	}
+	if _, err := open(t, path).InsertVolume(ctx, &Volume{UUID: "u1", Name: "db1", Backend: "b", SizeBytes: 1, Status: Available}); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := Open(ctx, path, ReadOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if v, err := ro.Volume(ctx, "db1"); err != nil || v.UUID != "u1" {
+		t.Errorf("read-only: %+v, %v", v, err)
+	}
+	if _, err := ro.InsertVolume(ctx, &Volume{UUID: "u2", Name: "db2", Backend: "b", SizeBytes: 1, Status: Available}); err == nil {
+		t.Error("a read-only store wrote")
+	}
+}
+
+// The path is a file name, not an SQLite URI: %, #, ? and spaces are
+// literal, and the file and its WAL are private.
+func TestStatePathIsTakenLiterally(t *testing.T) {
+	ctx := context.Background()
+	for _, name := range []string{"a%41.db", "a#b.db", "a?mode=memory.db", "a b.db", "a?_busy_timeout=0#x%2F.db"} {
+		dir := t.TempDir()
+		path := filepath.Join(dir, name)
+		s := open(t, path)
+		if _, err := s.InsertVolume(ctx, &Volume{UUID: "u1", Name: "db1", Backend: "b", SizeBytes: 1, Status: Available}); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{path, path + "-wal", path + "-shm"} {
+			fi, err := os.Stat(f)
+			if err != nil {
+				t.Errorf("%q: %v", name, err)
+			} else if fi.Mode().Perm() != 0o600 {
+				t.Errorf("%s: mode %v, want 0600", f, fi.Mode().Perm())
+			}
+		}
+		entries, _ := os.ReadDir(dir)
+		if len(entries) != 3 {
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+			t.Errorf("%q made %q, want only it and its -wal and -shm", name, names)
+		}
+		s.Close()
+		ro, err := Open(ctx, path, ReadOnly)
+		if err != nil {
+			t.Fatalf("%q: %v", name, err)
+		}
+		if _, err := ro.Volume(ctx, "db1"); err != nil {
+			t.Errorf("%q read back: %v", name, err)
+		}
+		ro.Close()
+	}
+}
+
+func TestStateFileOthersCanReadIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	open(t, path).Close()
+	os.Chmod(path, 0o644)
+	for _, m := range []Mode{ReadWrite, ReadOnly} {
+		_, err := Open(context.Background(), path, m)
+		if err == nil || !strings.Contains(err.Error(), "chmod 600 "+path) {
+			t.Errorf("mode %d: err = %v, want a refusal saying how to fix it", m, err)
+		}
 	}
 }
 
@@ -97,7 +171,7 @@ func TestConcurrentWritersOnOneFile(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s, err := Open(ctx, path, false)
+			s, err := Open(ctx, path, ReadWrite)
 			if err != nil {
 				errs[i] = err
 				return
@@ -143,7 +217,7 @@ func TestReserveRaceHasOneWinner(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h, err := Open(ctx, path, false)
+			h, err := Open(ctx, path, ReadWrite)
 			if err != nil {
 				errs[i] = err
 				return

@@ -217,7 +217,7 @@ func attachService(t *testing.T, w *world, hv *fakeHV) (*Service, *exectest.Fake
 		Compute:  []string{"comp1"},
 		Defaults: config.Defaults{Backend: "lvm-1"},
 	}
-	st, err := state.Open(context.Background(), cfg.State, false)
+	st, err := state.Open(context.Background(), cfg.State, state.ReadWrite)
 	if err != nil {
 		t.Fatal(err)
 	}

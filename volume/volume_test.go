@@ -22,7 +22,7 @@ func newService(t *testing.T, f *exectest.Fake, dryRun *strings.Builder) *Servic
 			Portal: "192.0.2.10:3260", IQNPrefix: "iqn.2026-11.org.example.blk"}},
 		Defaults: config.Defaults{Backend: "lvm-1"},
 	}
-	st, err := state.Open(context.Background(), cfg.State, false)
+	st, err := state.Open(context.Background(), cfg.State, state.ReadWrite)
 	if err != nil {
 		t.Fatal(err)
 	}

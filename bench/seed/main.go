@@ -16,7 +16,7 @@ func main() {
 	n := flag.Int("n", 10000, "volumes")
 	flag.Parse()
 	ctx := context.Background()
-	st, err := state.Open(ctx, *path, false)
+	st, err := state.Open(ctx, *path, state.ReadWrite)
 	if err != nil {
 		log.Fatal(err)
 	}

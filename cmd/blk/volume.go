@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/blk-project/blk/state"
 	"github.com/blk-project/blk/volume"
 	"github.com/spf13/cobra"
 )
@@ -76,7 +77,7 @@ func newVolumeListCmd(a *App) *cobra.Command {
   blk volume list -o wide`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
+			return a.withReader(cmd, state.ReadOnly, func(ctx context.Context, svc *volume.Service) error {
 				vols, err := svc.List(ctx, o)
 				if err != nil {
 					return err
@@ -98,7 +99,7 @@ func newVolumeShowCmd(a *App) *cobra.Command {
 		Example: "  blk volume show db1\n  blk volume show db1 -o json",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
+			return a.withReader(cmd, state.ReadOnly, func(ctx context.Context, svc *volume.Service) error {
 				v, err := svc.Show(ctx, args[0])
 				if err != nil {
 					return err
