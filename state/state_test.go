@@ -243,3 +243,25 @@ func TestReserveRaceHasOneWinner(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A volume named as another's UUID (made before names were checked) never
+// shadows it: the UUID wins.
+func TestUUIDWinsOverAName(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "state.db"))
+	victim := "6f1c2b7e-3d4a-4b5c-8d9e-0a1b2c3d4e5f"
+	for _, v := range []*Volume{
+		{UUID: "11111111-2222-4333-8444-555555555555", Name: victim, Backend: "b", SizeBytes: 1, Status: Available},
+		{UUID: victim, Name: "db1", Backend: "b", SizeBytes: 1, Status: Available},
+	} {
+		if _, err := s.InsertVolume(ctx, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, err := s.Volume(ctx, victim); err != nil || v.Name != "db1" {
+		t.Fatalf("Volume(%s) = %q, %v; want db1", victim, v.Name, err)
+	}
+	if v, err := s.Volume(ctx, "db1"); err != nil || v.UUID != victim {
+		t.Fatalf("by name: %+v, %v", v, err)
+	}
+}

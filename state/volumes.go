@@ -117,10 +117,13 @@ func (s *Store) InsertVolume(ctx context.Context, v *Volume) (*Op, error) {
 	return op, nil
 }
 
-// Volume finds a volume by name or UUID.
+// Volume finds a volume by UUID, else by name: a UUID always means the
+// volume it names, even if another volume is named so.
 func (s *Store) Volume(ctx context.Context, ref string) (Volume, error) {
-	v, err := scanVolume(s.db.QueryRowContext(ctx, `SELECT `+volumeColumns+volumeFrom+
-		` WHERE v.name = ? OR v.uuid = ?`, ref, ref))
+	v, err := scanVolume(s.db.QueryRowContext(ctx, `SELECT `+volumeColumns+volumeFrom+` WHERE v.uuid = ?`, ref))
+	if errors.Is(err, sql.ErrNoRows) {
+		v, err = scanVolume(s.db.QueryRowContext(ctx, `SELECT `+volumeColumns+volumeFrom+` WHERE v.name = ?`, ref))
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return v, fmt.Errorf("volume %q: %w", ref, ErrNotFound)
 	}
