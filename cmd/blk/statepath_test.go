@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/blk-project/blk/internal/exec/exectest"
+	"github.com/blk-project/blk/state"
 )
 
 // Read-only commands never create the state file or its directory: a
@@ -56,5 +58,30 @@ func TestStatePathIsOneFileWhereverBlkStarts(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir("."); len(entries) != 0 {
 		t.Errorf("files made in the working directory: %v", entries)
+	}
+}
+
+// A volume held by another blk: the error says by whom and what to do, and
+// no hint points to a command that does not exist.
+func TestHeldVolumeSaysWhoAndWhatToDo(t *testing.T) {
+	dir := writeConfig(t, goodConfig)
+	st, err := state.Open(context.Background(), filepath.Join(dir, "state.db"), state.ReadWrite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.InsertVolume(context.Background(), &state.Volume{UUID: "u1", Name: "db1", Backend: "lvm-1", SizeBytes: 1 << 30, Status: state.Creating}); err != nil {
+		t.Fatal(err)
+	}
+	f := exectest.New(t, "stor1")
+	f.Handle(fakeLVM())
+	r := blk(t, dir, f, "volume", "create", "db1", "--size", "1GiB")
+	if r.code != ExitConflict || !strings.Contains(r.errOut, `held by "create" (pid `) || !strings.Contains(r.errOut, "still running: wait") {
+		t.Errorf("code %d, stderr %q", r.code, r.errOut)
+	}
+	for _, nowhere := range []string{"reconcile", "reset-state"} {
+		if strings.Contains(r.errOut, nowhere) {
+			t.Errorf("stderr points to %s, which does not exist: %q", nowhere, r.errOut)
+		}
 	}
 }
