@@ -91,38 +91,48 @@ func (o owner) check() (liveness, string) {
 	if o.legacy {
 		return unknown, "an older blk recorded it without a start time, and its pid is in use"
 	}
-	ticks, err := startTicks(o.pid)
+	b, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", procRoot, o.pid))
+	if err != nil {
+		return unknown, "its pid is in use and its start time cannot be read"
+	}
+	st, ticks, err := parseStat(string(b))
 	switch {
 	case err != nil:
 		return unknown, "its pid is in use and its start time cannot be read"
 	case ticks != o.ticks:
 		return gone, "that process is gone (its pid now belongs to another)"
+	case st == "Z" || st == "X":
+		return gone, "that process is gone (it exited and awaits its parent)"
 	}
 	return alive, ""
 }
 
-// startTicks reads when pid started, in clock ticks since boot: field 22 of
-// /proc/<pid>/stat. Field 2, the command name, may hold spaces and
-// parentheses, so the fields are counted after its last ')'.
+// startTicks reads when pid started, in clock ticks since boot.
 func startTicks(pid int) (uint64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", procRoot, pid))
 	if err != nil {
 		return 0, err
 	}
-	return parseStartTicks(string(b))
+	_, ticks, err := parseStat(string(b))
+	return ticks, err
 }
 
-func parseStartTicks(stat string) (uint64, error) {
+// parseStat reads a /proc/<pid>/stat line: its state (field 3) and its
+// start time in clock ticks since boot (field 22). Field 2, the command
+// name, may hold spaces and parentheses, so fields are counted after its
+// last ')'.
+func parseStat(stat string) (state string, ticks uint64, err error) {
 	i := strings.LastIndexByte(stat, ')')
 	if i < 0 {
-		return 0, errors.New("stat: no command name")
+		return "", 0, errors.New("stat: no command name")
 	}
 	// After ") " come fields 3, 4, ...: field 22 is the 20th.
 	f := strings.Fields(stat[i+1:])
 	if len(f) < 20 {
-		return 0, fmt.Errorf("stat: %d fields after the command name, want 20 or more", len(f))
+		return "", 0, fmt.Errorf("stat: %d fields after the command name, want 20 or more", len(f))
 	}
-	return strconv.ParseUint(f[19], 10, 64)
+	ticks, err = strconv.ParseUint(f[19], 10, 64)
+	return f[0], ticks, err
 }
 
 func bootID() string {

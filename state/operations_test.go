@@ -54,14 +54,43 @@ func TestOwnerLivenessComesFromTheKernel(t *testing.T) {
 }
 
 // The command name may hold spaces and parentheses; only the last ')' ends it.
-func TestParseStartTicksAfterTheLastParen(t *testing.T) {
+func TestParseStatAfterTheLastParen(t *testing.T) {
 	stat := "4242 (a) (b c) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100"
-	got, err := parseStartTicks(stat)
-	if err != nil || got != 987654 {
-		t.Fatalf("got %d, %v; want 987654", got, err)
+	st, got, err := parseStat(stat)
+	if err != nil || got != 987654 || st != "S" {
+		t.Fatalf("got %s %d, %v; want S 987654", st, got, err)
 	}
-	if _, err := parseStartTicks("4242 (x S 1"); err == nil {
+	if _, _, err := parseStat("4242 (x S 1"); err == nil {
 		t.Error("a truncated stat line parsed")
+	}
+}
+
+// A killed blk whose parent has not reaped it yet is gone too.
+func TestZombieOwnerIsGone(t *testing.T) {
+	c := osexec.Command("true")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Wait()
+	var ticks uint64
+	for i := 0; i < 200; i++ {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, tk, _ := parseStat(string(b))
+		if st == "Z" {
+			ticks = tk
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if ticks == 0 {
+		t.Skip("the child never became a zombie")
+	}
+	own := fmt.Sprintf("%s:%s:%s:%d:%d", hostname(), bootID(), pidNS(), c.Process.Pid, ticks)
+	if !ownerGone(own) {
+		t.Errorf("a zombie owner %s is taken for alive", own)
 	}
 }
 
