@@ -94,13 +94,13 @@ func Open(ctx context.Context, path string, mode Mode) (*Store, error) {
 	case mode != ReadWrite:
 		dsn = sqliteURI(abs) + "?" + params + "&mode=ro"
 	default:
-		if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
+		if err = os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
 			return nil, fmt.Errorf("state %s: %w", path, err)
 		}
 		// SQLite gives the -wal and -shm files the mode of the database:
 		// make it 0600 before SQLite creates it.
-		f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
-		if err != nil {
+		var f *os.File
+		if f, err = os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
 			return nil, fmt.Errorf("state %s: %w", path, err)
 		}
 		f.Close()

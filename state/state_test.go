@@ -61,10 +61,10 @@ func TestReadOnlyNeverCreatesTheFile(t *testing.T) {
 	if err != nil || len(vols) != 0 {
 		t.Fatalf("vols = %v, err = %v", vols, err)
 	}
-	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+	if _, err = os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("a read-only open created %s: %v", dir, err)
 	}
-	if _, err := open(t, path).InsertVolume(ctx, &Volume{UUID: "u1", Name: "db1", Backend: "b", SizeBytes: 1, Status: Available}); err != nil {
+	if _, err = open(t, path).InsertVolume(ctx, &Volume{UUID: "u1", Name: "db1", Backend: "b", SizeBytes: 1, Status: Available}); err != nil {
 		t.Fatal(err)
 	}
 	ro, err := Open(ctx, path, ReadOnly)

@@ -19,7 +19,7 @@ func TestAttachSkipsDevicesReservedByAnAttachInProgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	op.End(ctx, nil)
-	if _, err := s.State.Reserve(ctx, other, state.AttachmentRecord{Volume: other, Instance: "web1", Host: "comp1", Device: "vdb"}); err != nil {
+	if _, err = s.State.Reserve(ctx, other, state.AttachmentRecord{Volume: other, Instance: "web1", Host: "comp1", Device: "vdb"}); err != nil {
 		t.Fatal(err)
 	}
 	v, _, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1"})
