@@ -181,14 +181,14 @@ func DiskBySerial(domainXML, serial string) (string, error) {
 	return "", nil
 }
 
-// FreeDevice picks the first target name for bus that no disk of either
-// domain definition uses.
-func FreeDevice(bus string, xmls ...string) (string, error) {
+// FreeDevice picks the first target name for bus that is not reserved and
+// that no disk of either domain definition uses.
+func FreeDevice(bus string, reserved []string, xmls ...string) (string, error) {
 	prefix := "vd"
 	if bus == "scsi" {
 		prefix = "sd"
 	}
-	var taken []string
+	taken := slices.Clone(reserved)
 	for _, x := range xmls {
 		disks, err := Disks(x)
 		if err != nil {

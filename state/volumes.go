@@ -50,7 +50,7 @@ func (e *ConflictError) Error() string {
 		msg = fmt.Sprintf("volume %q %s", e.Volume, e.Reason)
 	}
 	if e.Holder != "" {
-		msg += " (held by " + e.Holder + ")"
+		msg += ": held by " + e.Holder
 	}
 	return msg
 }
@@ -84,32 +84,46 @@ func scanVolume(row interface{ Scan(...any) error }) (Volume, error) {
 	return v, nil
 }
 
-// InsertVolume records a new volume. A taken name is a ConflictError.
-func (s *Store) InsertVolume(ctx context.Context, v *Volume) error {
+// InsertVolume records a new volume and journals this process's "create"
+// of it in the same transaction: no other process ever sees the row without
+// its live owner (and takes it for a create that died). The caller ends the
+// returned operation. A taken name is a ConflictError.
+func (s *Store) InsertVolume(ctx context.Context, v *Volume) (*Op, error) {
 	ts := now()
 	v.CreatedAt, v.UpdatedAt = parseTime(ts), parseTime(ts)
+	var op *Op
 	err := s.tx(ctx, func(t *sql.Tx) error {
 		_, err := t.ExecContext(ctx, `INSERT INTO volumes
 			(uuid, name, backend, size_bytes, thin, status, source, path, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			v.UUID, v.Name, v.Backend, v.SizeBytes, v.Thin, v.Status, v.Source, v.Path, ts, ts)
+		if err != nil {
+			return err
+		}
+		op, err = s.beginOp(ctx, t, "create", v.UUID)
 		return err
 	})
 	if isUnique(err) {
 		existing, gerr := s.Volume(ctx, v.Name)
 		if gerr != nil {
-			return &ConflictError{Volume: v.Name, Reason: "already exists"}
+			return nil, &ConflictError{Volume: v.Name, Reason: "already exists"}
 		}
-		return &ConflictError{Volume: v.Name, Status: existing.Status,
+		return nil, &ConflictError{Volume: v.Name, Status: existing.Status,
 			Reason: "already exists (" + existing.Status + ")", Holder: s.holder(ctx, existing.UUID)}
 	}
-	return err
+	if err != nil {
+		return nil, err
+	}
+	return op, nil
 }
 
-// Volume finds a volume by name or UUID.
+// Volume finds a volume by UUID, else by name: a UUID always means the
+// volume it names, even if another volume is named so.
 func (s *Store) Volume(ctx context.Context, ref string) (Volume, error) {
-	v, err := scanVolume(s.db.QueryRowContext(ctx, `SELECT `+volumeColumns+volumeFrom+
-		` WHERE v.name = ? OR v.uuid = ?`, ref, ref))
+	v, err := scanVolume(s.db.QueryRowContext(ctx, `SELECT `+volumeColumns+volumeFrom+` WHERE v.uuid = ?`, ref))
+	if errors.Is(err, sql.ErrNoRows) {
+		v, err = scanVolume(s.db.QueryRowContext(ctx, `SELECT `+volumeColumns+volumeFrom+` WHERE v.name = ?`, ref))
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return v, fmt.Errorf("volume %q: %w", ref, ErrNotFound)
 	}

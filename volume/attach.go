@@ -86,7 +86,12 @@ func (s *Service) Attach(ctx context.Context, o AttachOptions) (v Volume, alread
 	}
 	dev := o.Device
 	if dev == "" {
-		if dev, err = hypervisor.FreeDevice(o.Bus, live, persistent); err != nil {
+		// An attach in progress holds its device in the state file only.
+		var reserved []string
+		if reserved, err = s.State.ReservedDevices(ctx, host, o.Instance); err != nil {
+			return v, false, err
+		}
+		if dev, err = hypervisor.FreeDevice(o.Bus, reserved, live, persistent); err != nil {
 			return v, false, err
 		}
 	} else if taken, err := hypervisor.Taken(dev, live, persistent); err != nil {

@@ -217,7 +217,7 @@ func attachService(t *testing.T, w *world, hv *fakeHV) (*Service, *exectest.Fake
 		Compute:  []string{"comp1"},
 		Defaults: config.Defaults{Backend: "lvm-1"},
 	}
-	st, err := state.Open(context.Background(), cfg.State, false)
+	st, err := state.Open(context.Background(), cfg.State, state.ReadWrite)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,10 +236,12 @@ func attachService(t *testing.T, w *world, hv *fakeHV) (*Service, *exectest.Fake
 	}
 	hs.NewHypervisor = func(context.Context, string, exec.Runner) (hypervisor.Hypervisor, error) { return hv, nil }
 	s := &Service{Config: cfg, State: st, Hosts: hs}
-	if err := st.InsertVolume(context.Background(), &state.Volume{UUID: volUUID, Name: "db1", Backend: "lvm-1", SizeBytes: 1 << 30,
-		Status: state.Creating, Path: "/dev/blk/volume-" + volUUID}); err != nil {
+	op, err := st.InsertVolume(context.Background(), &state.Volume{UUID: volUUID, Name: "db1", Backend: "lvm-1", SizeBytes: 1 << 30,
+		Status: state.Creating, Path: "/dev/blk/volume-" + volUUID})
+	if err != nil {
 		t.Fatal(err)
 	}
+	op.End(context.Background(), nil)
 	st.MoveVolume(context.Background(), volUUID, state.Move{From: []string{state.Creating}, To: state.Available})
 	newSecret = func() string { return "s3cretS3cretXyz9" }
 	detachWait = 200 * time.Millisecond

@@ -55,7 +55,8 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (v Volume, err er
 		v.Path = "/dev/" + b.VG + "/" + lvName(v.UUID)
 		return v, s.createLV(ctx, l, b.ThinPool, v)
 	}
-	if err := s.State.InsertVolume(ctx, &v); err != nil {
+	op, err := s.State.InsertVolume(ctx, &v)
+	if err != nil {
 		var ce *state.ConflictError
 		if !errors.As(err, &ce) {
 			return v, err
@@ -68,12 +69,11 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (v Volume, err er
 			return v, err
 		}
 		v = old
+		if op, err = s.State.BeginOp(ctx, "create", v.UUID); err != nil {
+			return v, err
+		}
 	}
-	op, err := s.State.BeginOp(ctx, "create", v.UUID)
-	if err != nil {
-		return v, err
-	}
-	defer func() { op.End(ctx, err) }()
+	defer func() { err = errors.Join(err, op.End(ctx, err)) }()
 
 	if err := s.createLV(ctx, l, b.ThinPool, v); err != nil {
 		// Nothing of this volume may stay: no LV, no row in creating.

@@ -7,12 +7,20 @@ import (
 	"strings"
 )
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+var (
+	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+)
 
 // CheckName enforces blk's naming rule for volumes, snapshots and backups.
+// A name shaped as a UUID is refused: commands take a name or a UUID, and a
+// name equal to another volume's UUID would make them pick the wrong one.
 func CheckName(kind, name string) error {
 	if !nameRE.MatchString(name) {
 		return invalid("%s name %q: use 1-63 of a-z 0-9 . _ -, starting with a letter or digit", kind, name)
+	}
+	if uuidRE.MatchString(name) {
+		return invalid("%s name %q is shaped as a UUID, which commands read as a UUID: choose another name", kind, name)
 	}
 	return nil
 }

@@ -22,7 +22,7 @@ func newService(t *testing.T, f *exectest.Fake, dryRun *strings.Builder) *Servic
 			Portal: "192.0.2.10:3260", IQNPrefix: "iqn.2026-11.org.example.blk"}},
 		Defaults: config.Defaults{Backend: "lvm-1"},
 	}
-	st, err := state.Open(context.Background(), cfg.State, false)
+	st, err := state.Open(context.Background(), cfg.State, state.ReadWrite)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,9 +157,11 @@ func TestDryRunCreatePrintsPlanAndKeepsStateEmpty(t *testing.T) {
 
 func insert(t *testing.T, s *Service, name, uuid, status string) {
 	t.Helper()
-	if err := s.State.InsertVolume(context.Background(), &state.Volume{UUID: uuid, Name: name, Backend: "lvm-1", SizeBytes: 600 << 20, Status: state.Creating}); err != nil {
+	op, err := s.State.InsertVolume(context.Background(), &state.Volume{UUID: uuid, Name: name, Backend: "lvm-1", SizeBytes: 600 << 20, Status: state.Creating})
+	if err != nil {
 		t.Fatal(err)
 	}
+	op.End(context.Background(), nil)
 	if status != state.Creating {
 		if _, err := s.State.MoveVolume(context.Background(), uuid, state.Move{From: []string{state.Creating}, To: status}); err != nil {
 			t.Fatal(err)

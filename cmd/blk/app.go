@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -92,24 +93,61 @@ func (a *App) loadConfig() (*config.Config, error) {
 	} else {
 		a.cfgFrom = "built-in default"
 	}
+	stateFrom := "config"
 	if s := os.Getenv("BLK_STATE"); s != "" {
-		cfg.State = s
+		cfg.State, stateFrom = s, "env"
 	}
 	if b := os.Getenv("BLK_DEFAULTS_BACKEND"); b != "" {
 		cfg.Defaults.Backend = b
 	}
 	if a.StateFile != "" {
-		cfg.State = a.StateFile
+		cfg.State, stateFrom = a.StateFile, "flag"
 	}
 	if err := cfg.Validate(a.cfgFrom); err != nil {
 		return nil, fmt.Errorf("%w: %w", volume.ErrInvalid, err)
 	}
+	configFile := file
+	if a.cfgFrom != file {
+		configFile = "" // the built-in default
+	}
+	st, err := statePath(cfg.State, stateFrom, configFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", volume.ErrInvalid, err)
+	}
+	cfg.State = st
 	a.cfg = cfg
 	return cfg, nil
 }
 
-// service builds the workflows' dependencies once per invocation.
-func (a *App) service(ctx context.Context) (*volume.Service, error) {
+// statePath makes the state path one file whatever the working directory:
+// ~ is the home directory; a relative path in the config file is relative to
+// the file, one given with --state to the working directory, as any file
+// argument. A relative BLK_STATE is refused: the environment is set once (in
+// a profile, a crontab) and read from wherever blk starts.
+func statePath(p, from, configFile string) (string, error) {
+	if p == "~" || strings.HasPrefix(p, "~/") {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("state %s: %w", p, err)
+		}
+		p = filepath.Join(home, p[1:])
+	}
+	if filepath.IsAbs(p) {
+		return p, nil
+	}
+	switch {
+	case from == "env":
+		return "", fmt.Errorf("BLK_STATE %q is a relative path: give an absolute one (cron and a shell start in different directories)", p)
+	case from == "config" && configFile != "":
+		dir, err := filepath.Abs(filepath.Dir(configFile))
+		return filepath.Join(dir, p), err
+	}
+	return filepath.Abs(p)
+}
+
+// service builds the workflows' dependencies once per invocation. Only
+// ReadWrite may create the state file; a dry run never does.
+func (a *App) service(ctx context.Context, mode state.Mode) (*volume.Service, error) {
 	if a.svc != nil {
 		return a.svc, nil
 	}
@@ -117,7 +155,10 @@ func (a *App) service(ctx context.Context) (*volume.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := state.Open(ctx, cfg.State, a.DryRun)
+	if a.DryRun && mode == state.ReadWrite {
+		mode = state.ReadOnlyOrEmpty
+	}
+	st, err := state.Open(ctx, cfg.State, mode)
 	if err != nil {
 		return nil, err
 	}
@@ -160,8 +201,14 @@ func (a *App) context(cmd *cobra.Command) context.Context {
 // withService runs fn with the command's context (bounded by --timeout) and
 // the workflows.
 func (a *App) withService(cmd *cobra.Command, fn func(ctx context.Context, svc *volume.Service) error) error {
+	return a.withReader(cmd, state.ReadWrite, fn)
+}
+
+// withReader is withService for a command that only reads the state file
+// (mode ReadOnly or ReadOnlyOrEmpty): it never creates the file.
+func (a *App) withReader(cmd *cobra.Command, mode state.Mode, fn func(ctx context.Context, svc *volume.Service) error) error {
 	ctx := a.context(cmd)
-	svc, err := a.service(ctx)
+	svc, err := a.service(ctx, mode)
 	if err != nil {
 		return err
 	}

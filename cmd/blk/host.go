@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 
+	"github.com/blk-project/blk/state"
 	"github.com/blk-project/blk/volume"
 	"github.com/spf13/cobra"
 )
@@ -19,11 +20,11 @@ func newHostCmd(a *App) *cobra.Command {
 		Args:    cobra.NoArgs,
 		Example: "  blk host list -o json",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, err := a.service(a.context(cmd))
+			cfg, err := a.loadConfig()
 			if err != nil {
 				return err
 			}
-			return a.print(hostsView(svc.HostList(), false))
+			return a.print(hostsView((&volume.Service{Config: cfg}).HostList(), false))
 		},
 	}, &cobra.Command{
 		Use:   "check [HOST...]",
@@ -33,7 +34,7 @@ tgtadm, iscsiadm, virsh, the libvirt socket and the NFS tools are present,
 with versions. An unreachable host makes the command exit 1 with the reason.`,
 		Example: "  blk host check\n  blk host check stor1 -o json",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
+			return a.withReader(cmd, state.ReadOnlyOrEmpty, func(ctx context.Context, svc *volume.Service) error {
 				reports, err := svc.CheckHosts(ctx, args)
 				if reports != nil {
 					if perr := a.print(hostsView(reports, true)); perr != nil {

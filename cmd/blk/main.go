@@ -96,8 +96,6 @@ func hint(err error, code int) string {
 	switch {
 	case errors.As(err, &ue):
 		return "see 'blk " + ue.cmd() + " --help'"
-	case code == ExitConflict && strings.Contains(err.Error(), "held by"):
-		return "another blk is working on it; wait, or if that process is gone, rerun the command or 'blk reconcile'"
 	}
 	return ""
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/blk-project/blk/state"
 	"github.com/blk-project/blk/volume"
 	"github.com/spf13/cobra"
 )
@@ -77,7 +78,12 @@ func newVolumeListCmd(a *App) *cobra.Command {
   blk volume list -o wide`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
+			// A fresh machine lists no volumes, as scripts expect; a person
+			// still hears that no state file is there (a mistyped --state).
+			return a.withReader(cmd, state.ReadOnlyOrEmpty, func(ctx context.Context, svc *volume.Service) error {
+				if svc.State.Missing() {
+					a.note("blk: note: no state file at %s yet (check --state, BLK_STATE or the config's state:): no volumes", svc.State.Path())
+				}
 				if a.Output == "json" {
 					return a.printJSONStream(func(w io.Writer) error { return svc.WriteListJSON(ctx, o, w) })
 				}
@@ -102,7 +108,7 @@ func newVolumeShowCmd(a *App) *cobra.Command {
 		Example: "  blk volume show db1\n  blk volume show db1 -o json",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
+			return a.withReader(cmd, state.ReadOnly, func(ctx context.Context, svc *volume.Service) error {
 				v, err := svc.Show(ctx, args[0])
 				if err != nil {
 					return err
