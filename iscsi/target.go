@@ -12,24 +12,17 @@ import (
 	"strings"
 
 	"github.com/blk-project/blk/internal/exec"
+	"github.com/blk-project/blk/internal/fault"
 )
 
+// The kinds of tgtadm failure callers act on.
 var (
-	ErrExists   = errors.New("already exists")
-	ErrNotFound = errors.New("not found")
+	ErrExists   = fault.ErrExists
+	ErrNotFound = fault.ErrNotFound
 )
 
 // Target drives tgtd through tgtadm on one host.
 type Target struct{ Run exec.Runner }
-
-// Error is a failed iSCSI command of a known kind.
-type Error struct {
-	Kind error
-	Err  error
-}
-
-func (e *Error) Error() string   { return e.Err.Error() }
-func (e *Error) Unwrap() []error { return []error{e.Kind, e.Err} }
 
 func classifyTgt(err error) error {
 	var e *exec.Error
@@ -38,15 +31,20 @@ func classifyTgt(err error) error {
 	}
 	switch s := e.Stderr; {
 	case strings.Contains(s, "already exists"):
-		return &Error{ErrExists, err}
+		return fault.Wrap(ErrExists, err)
 	case strings.Contains(s, "can't find"), strings.Contains(s, "does not exist"):
-		return &Error{ErrNotFound, err}
+		return fault.Wrap(ErrNotFound, err)
 	}
 	return err
 }
 
 func (t Target) tgtadm(ctx context.Context, mutates bool, secrets []string, args ...string) (string, error) {
-	res, err := t.Run.Run(ctx, exec.Cmd{Args: append([]string{"tgtadm", "--lld", "iscsi"}, args...), Mutates: mutates, Secrets: secrets})
+	return t.run(ctx, exec.Cmd{Args: args, Mutates: mutates, Secrets: secrets})
+}
+
+func (t Target) run(ctx context.Context, cmd exec.Cmd) (string, error) {
+	cmd.Args = append([]string{"tgtadm", "--lld", "iscsi"}, cmd.Args...)
+	res, err := t.Run.Run(ctx, cmd)
 	if err != nil {
 		return "", classifyTgt(err)
 	}
@@ -57,7 +55,17 @@ var targetLine = regexp.MustCompile(`(?m)^Target (\d+): (\S+)$`)
 
 // Targets lists the target ids by IQN.
 func (t Target) Targets(ctx context.Context) (map[string]int, error) {
-	out, err := t.tgtadm(ctx, false, nil, "--op", "show", "--mode", "target")
+	return t.targets(ctx, false)
+}
+
+// Recheck lists the targets again after changing them: a dry run, which
+// changed nothing, sees none.
+func (t Target) Recheck(ctx context.Context) (map[string]int, error) {
+	return t.targets(ctx, true)
+}
+
+func (t Target) targets(ctx context.Context, observes bool) (map[string]int, error) {
+	out, err := t.run(ctx, exec.Cmd{Args: []string{"--op", "show", "--mode", "target"}, Observes: observes})
 	if err != nil {
 		return nil, err
 	}

@@ -14,12 +14,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/blk-project/blk/internal/fault"
+	"github.com/blk-project/blk/internal/retry"
 	sqlite3 "github.com/mattn/go-sqlite3"
 )
 
 var (
-	ErrNotFound = errors.New("not found")
-	ErrConflict = errors.New("conflict")
+	ErrNotFound = fault.ErrNotFound
+	ErrConflict = fault.ErrConflict
 )
 
 // Volume statuses, as in Cinder.
@@ -94,20 +96,10 @@ func (s *Store) Path() string { return s.path }
 // BEGIN, so a busy database waits there (busy timeout) instead of failing
 // later at the first write with "database is locked".
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	deadline := time.Now().Add(BusyTimeout)
-	for {
-		err := s.tryTx(ctx, fn)
-		if !isBusy(err) || time.Now().After(deadline) {
-			return err
-		}
-		// The busy handler covers most waits; WAL recovery by another
-		// process can still answer BUSY at once, so wait and try again.
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	// The busy handler covers most waits; WAL recovery by another
+	// process can still answer BUSY at once, so wait and try again.
+	return retry.Do(ctx, retry.Policy{Within: BusyTimeout, Delay: 20 * time.Millisecond, Retry: isBusy},
+		func() error { return s.tryTx(ctx, fn) })
 }
 
 func (s *Store) tryTx(ctx context.Context, fn func(*sql.Tx) error) error {

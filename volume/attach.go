@@ -58,41 +58,41 @@ var deviceWait = 30 * time.Second
 // the disk into the domain, live and persistent. Every step made is undone
 // in reverse if a later one fails. Attaching a volume already attached to
 // the same instance succeeds with already=true.
-func (s *Service) Attach(ctx context.Context, o AttachOptions) (v Volume, already bool, err error) {
+func (s *Service) Attach(ctx context.Context, o AttachOptions) (_ Volume, already bool, err error) {
 	if err := o.Validate(); err != nil {
-		return v, false, err
+		return Volume{}, false, err
 	}
-	v, err = s.State.Volume(ctx, o.Volume)
+	v, err := s.State.Volume(ctx, o.Volume)
 	if err != nil {
-		return v, false, err
+		return Volume{}, false, err
 	}
 	if v.Status == state.InUse && v.Attachment != nil {
 		if v.Attachment.Instance == o.Instance && (o.Host == "" || o.Host == v.Attachment.Host) {
-			return v, true, nil
+			return volumeOf(v), true, nil
 		}
-		return v, false, conflict("volume %q is attached to %s on %s: detach it first", v.Name, v.Attachment.Instance, v.Attachment.Host)
+		return volumeOf(v), false, conflict("volume %q is attached to %s on %s: detach it first", v.Name, v.Attachment.Instance, v.Attachment.Host)
 	}
 	if v.Status != state.Available {
-		return v, false, &state.ConflictError{Volume: v.Name, Status: v.Status, Holder: s.State.Holder(ctx, v.UUID),
+		return volumeOf(v), false, &state.ConflictError{Volume: v.Name, Status: v.Status, Holder: s.State.Holder(ctx, v.UUID),
 			Reason: "is " + v.Status + ": only an available volume can be attached"}
 	}
 	b, ok := s.Config.Backends[v.Backend]
 	if !ok || b.Type != "lvm" {
-		return v, false, invalid("volume %q: attaching %s volumes is not supported yet", v.Name, b.Type)
+		return volumeOf(v), false, invalid("volume %q: attaching %s volumes is not supported yet", v.Name, b.Type)
 	}
 	host, live, persistent, err := s.findDomain(ctx, o.Instance, o.Host)
 	if err != nil {
-		return v, false, err
+		return volumeOf(v), false, err
 	}
 	dev := o.Device
 	if dev == "" {
 		if dev, err = hypervisor.FreeDevice(o.Bus, live, persistent); err != nil {
-			return v, false, err
+			return volumeOf(v), false, err
 		}
 	} else if taken, err := hypervisor.Taken(dev, live, persistent); err != nil {
-		return v, false, err
+		return volumeOf(v), false, err
 	} else if taken {
-		return v, false, conflict("device %s of %s is taken", dev, o.Instance)
+		return volumeOf(v), false, conflict("device %s of %s is taken", dev, o.Instance)
 	}
 
 	conn := state.ConnectionInfo{DriverVolumeType: "iscsi", TargetPortal: b.Portal, TargetIQN: b.IQNPrefix + ":" + v.UUID,
@@ -101,39 +101,32 @@ func (s *Service) Attach(ctx context.Context, o AttachOptions) (v Volume, alread
 		conn.AuthMethod, conn.AuthUsername, conn.AuthPassword = "CHAP", "blk-"+v.UUID[:8], newSecret()
 	}
 	rec := state.AttachmentRecord{Volume: v.UUID, Instance: o.Instance, Host: host, Device: dev, Status: state.Attaching, Conn: conn}
-	if !s.Hosts.DryRun() {
-		if _, err := s.State.Reserve(ctx, v.UUID, rec); err != nil {
-			return v, false, err
-		}
-		op, err := s.State.BeginOp(ctx, "attach", v.UUID)
-		if err != nil {
-			return v, false, err
-		}
-		defer func() { op.End(ctx, err) }()
+	if _, err := s.State.Reserve(ctx, v.UUID, rec); err != nil {
+		return volumeOf(v), false, err
 	}
-	r := &reverter{}
+	r := newReverter()
+	defer r.fail(ctx, &err)
 	r.add("reservation", func(ctx context.Context) error {
-		if s.Hosts.DryRun() {
-			return nil
-		}
 		_, err := s.State.Unreserve(ctx, v.UUID)
 		return err
 	})
-	if err := s.connect(ctx, r, b, v, &rec); err != nil {
-		return v, false, r.fail(ctx, fmt.Errorf("attach volume %q to %q: %w", v.Name, o.Instance, err))
-	}
-	if s.Hosts.DryRun() {
-		return v, false, nil
-	}
-	v, err = s.State.FinishAttach(ctx, v.UUID)
+	op, err := s.State.BeginOp(ctx, "attach", v.UUID)
 	if err != nil {
-		return v, false, r.fail(ctx, err)
+		return volumeOf(v), false, err
 	}
-	return v, false, nil
+	r.journal(op)
+	if err := s.connect(ctx, r, b, v, &rec); err != nil {
+		return volumeOf(v), false, fmt.Errorf("attach volume %q to %q: %w", v.Name, o.Instance, err)
+	}
+	if v, err = s.State.FinishAttach(ctx, v.UUID); err != nil {
+		return volumeOf(v), false, err
+	}
+	r.success()
+	return volumeOf(v), false, nil
 }
 
 // connect does the external steps of an attach, registering each undo.
-func (s *Service) connect(ctx context.Context, r *reverter, b config.Backend, v Volume, rec *state.AttachmentRecord) error {
+func (s *Service) connect(ctx context.Context, r *reverter, b config.Backend, v state.Volume, rec *state.AttachmentRecord) error {
 	storage, err := s.Hosts.Runner(b.Host)
 	if err != nil {
 		return err
@@ -150,9 +143,6 @@ func (s *Service) connect(ctx context.Context, r *reverter, b config.Backend, v 
 	conn := &rec.Conn
 	step := func(name string) error {
 		rec.Step = name
-		if s.Hosts.DryRun() {
-			return nil
-		}
 		return s.State.UpdateAttachment(ctx, *rec)
 	}
 
@@ -192,10 +182,8 @@ func (s *Service) connect(ctx context.Context, r *reverter, b config.Backend, v 
 	}
 	link := iscsi.ByPath(conn.TargetPortal, conn.TargetIQN, lunID)
 	conn.DevicePath, rec.DevicePath = link, link
-	if !s.Hosts.DryRun() {
-		if _, err := initiator.WaitDevice(ctx, link, deviceWait); err != nil {
-			return err
-		}
+	if _, err := initiator.WaitDevice(ctx, link, deviceWait); err != nil {
+		return err
 	}
 	r.add("scsi device", func(ctx context.Context) error { return initiator.RemoveDevice(ctx, link) })
 	if err := step("logged-in"); err != nil {
@@ -207,16 +195,11 @@ func (s *Service) connect(ctx context.Context, r *reverter, b config.Backend, v 
 	if err != nil {
 		return err
 	}
-	both := hypervisor.Flags{Live: true, Persistent: true}
-	if s.Hosts.DryRun() {
-		s.Hosts.Plan(rec.Host, "libvirt attach-device %s %s %s", rec.Instance, both, oneLineXML(xml))
-		return nil
-	}
-	if err := hv.AttachDevice(ctx, rec.Instance, xml, both); err != nil {
+	if err := hv.AttachDevice(ctx, rec.Instance, xml, hypervisor.Flags{Live: true, Persistent: true}); err != nil {
 		return err
 	}
 	r.add("libvirt disk", func(ctx context.Context) error {
-		return s.unplug(ctx, hv, rec.Host, rec.Instance, disk.Serial)
+		return s.unplug(ctx, hv, rec.Instance, disk.Serial)
 	})
 	return step("libvirt-attached")
 }
@@ -269,5 +252,3 @@ func secret() string {
 	}
 	return string(b)
 }
-
-func oneLineXML(x string) string { return strings.Join(strings.Fields(x), " ") }

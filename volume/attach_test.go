@@ -235,7 +235,7 @@ func attachService(t *testing.T, w *world, hv *fakeHV) (*Service, *exectest.Fake
 		return comp
 	}
 	hs.NewHypervisor = func(context.Context, string, exec.Runner) (hypervisor.Hypervisor, error) { return hv, nil }
-	s := &Service{Config: cfg, State: st, Hosts: hs}
+	s := NewService(cfg, st, hs)
 	if err := st.InsertVolume(context.Background(), &state.Volume{UUID: volUUID, Name: "db1", Backend: "lvm-1", SizeBytes: 1 << 30,
 		Status: state.Creating, Path: "/dev/blk/volume-" + volUUID}); err != nil {
 		t.Fatal(err)

@@ -133,7 +133,7 @@ func (a *App) service(ctx context.Context) (*volume.Service, error) {
 	if a.hostsHook != nil {
 		a.hostsHook(hosts)
 	}
-	a.svc = &volume.Service{Config: cfg, State: st, Hosts: hosts}
+	a.svc = volume.NewService(cfg, st, hosts)
 	if isTerminal(a.Err) && !a.Quiet {
 		a.svc.Progress = newProgress(a.Err)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/blk-project/blk/state"
 	"github.com/blk-project/blk/volume"
 	"github.com/spf13/cobra"
 )
@@ -82,7 +83,7 @@ func exitCode(err error) int {
 		return ExitUsage
 	case errors.Is(err, volume.ErrPartial):
 		return ExitPartial
-	case errors.Is(err, volume.ErrConflict):
+	case errors.Is(err, volume.ErrConflict), errors.Is(err, volume.ErrNoSpace):
 		return ExitConflict
 	case errors.Is(err, volume.ErrNotFound):
 		return ExitNotFound
@@ -93,10 +94,11 @@ func exitCode(err error) int {
 
 func hint(err error, code int) string {
 	var ue usageError
+	var ce *state.ConflictError
 	switch {
 	case errors.As(err, &ue):
 		return "see 'blk " + ue.cmd() + " --help'"
-	case code == ExitConflict && strings.Contains(err.Error(), "held by"):
+	case errors.As(err, &ce) && ce.Holder != "":
 		return "another blk is working on it; wait, or if that process is gone, rerun the command or 'blk reconcile'"
 	}
 	return ""

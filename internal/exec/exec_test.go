@@ -262,6 +262,11 @@ func TestDryRunSkipsOnlyMutations(t *testing.T) {
 	if got := out.String(); got != "stor1: touch "+marker+"\n" {
 		t.Errorf("plan = %q", got)
 	}
+	// A read of what the skipped command would have made sees nothing.
+	res, err = d.Run(context.Background(), Cmd{Args: []string{"echo", "observed"}, Observes: true})
+	if err != nil || len(res.Stdout) != 0 || strings.Count(out.String(), "\n") != 1 {
+		t.Errorf("observing read: %q %v, plan %q", res.Stdout, err, out.String())
+	}
 }
 
 func TestSSHUnreachableSaysWhere(t *testing.T) {
