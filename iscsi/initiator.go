@@ -121,7 +121,7 @@ func (i Initiator) RemoveDevice(ctx context.Context, link string) error {
 		return nil
 	}
 	dev := strings.TrimSpace(string(res.Stdout))
-	if _, err := i.Run.Run(ctx, exec.Cmd{Args: []string{"blockdev", "--flushbufs", dev}, Mutates: true}); err != nil {
+	if _, err = i.Run.Run(ctx, exec.Cmd{Args: []string{"blockdev", "--flushbufs", dev}, Mutates: true}); err != nil {
 		return fmt.Errorf("flush %s: %w", dev, err)
 	}
 	_, err = i.Run.Run(ctx, exec.Cmd{Args: []string{"tee", "/sys/block/" + path.Base(dev) + "/device/delete"},

@@ -102,7 +102,7 @@ func ownerGone(owner string) bool {
 	if err != nil {
 		return false
 	}
-	if err := syscall.Kill(pid, 0); err == syscall.ESRCH {
+	if err = syscall.Kill(pid, 0); err == syscall.ESRCH {
 		return true
 	}
 	started, _ := strconv.ParseInt(parts[2], 10, 64)

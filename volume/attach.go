@@ -59,7 +59,7 @@ var deviceWait = 30 * time.Second
 // in reverse if a later one fails. Attaching a volume already attached to
 // the same instance succeeds with already=true.
 func (s *Service) Attach(ctx context.Context, o AttachOptions) (_ Volume, already bool, err error) {
-	if err := o.Validate(); err != nil {
+	if err = o.Validate(); err != nil {
 		return Volume{}, false, err
 	}
 	v, err := s.State.Volume(ctx, o.Volume)
@@ -84,15 +84,9 @@ func (s *Service) Attach(ctx context.Context, o AttachOptions) (_ Volume, alread
 	if err != nil {
 		return volumeOf(v), false, err
 	}
-	dev := o.Device
-	if dev == "" {
-		if dev, err = hypervisor.FreeDevice(o.Bus, live, persistent); err != nil {
-			return volumeOf(v), false, err
-		}
-	} else if taken, err := hypervisor.Taken(dev, live, persistent); err != nil {
+	dev, err := pickDevice(o, live, persistent)
+	if err != nil {
 		return volumeOf(v), false, err
-	} else if taken {
-		return volumeOf(v), false, conflict("device %s of %s is taken", dev, o.Instance)
 	}
 
 	conn := state.ConnectionInfo{DriverVolumeType: "iscsi", TargetPortal: b.Portal, TargetIQN: b.IQNPrefix + ":" + v.UUID,
@@ -101,21 +95,21 @@ func (s *Service) Attach(ctx context.Context, o AttachOptions) (_ Volume, alread
 		conn.AuthMethod, conn.AuthUsername, conn.AuthPassword = "CHAP", "blk-"+v.UUID[:8], newSecret()
 	}
 	rec := state.AttachmentRecord{Volume: v.UUID, Instance: o.Instance, Host: host, Device: dev, Status: state.Attaching, Conn: conn}
-	if _, err := s.State.Reserve(ctx, v.UUID, rec); err != nil {
+	if _, err = s.State.Reserve(ctx, v.UUID, rec); err != nil {
 		return volumeOf(v), false, err
 	}
 	r := newReverter()
 	defer r.fail(ctx, &err)
 	r.add("reservation", func(ctx context.Context) error {
-		_, err := s.State.Unreserve(ctx, v.UUID)
-		return err
+		_, uerr := s.State.Unreserve(ctx, v.UUID)
+		return uerr
 	})
 	op, err := s.State.BeginOp(ctx, "attach", v.UUID)
 	if err != nil {
 		return volumeOf(v), false, err
 	}
 	r.journal(op)
-	if err := s.connect(ctx, r, b, v, &rec); err != nil {
+	if err = s.connect(ctx, r, b, v, &rec); err != nil {
 		return volumeOf(v), false, fmt.Errorf("attach volume %q to %q: %w", v.Name, o.Instance, err)
 	}
 	if v, err = s.State.FinishAttach(ctx, v.UUID); err != nil {
@@ -123,6 +117,19 @@ func (s *Service) Attach(ctx context.Context, o AttachOptions) (_ Volume, alread
 	}
 	r.success()
 	return volumeOf(v), false, nil
+}
+
+// pickDevice is the asked device if no disk of the domain takes it, or else
+// the first free one.
+func pickDevice(o AttachOptions, live, persistent string) (string, error) {
+	if o.Device == "" {
+		return hypervisor.FreeDevice(o.Bus, live, persistent)
+	}
+	taken, err := hypervisor.Taken(o.Device, live, persistent)
+	if err == nil && taken {
+		err = conflict("device %s of %s is taken", o.Device, o.Instance)
+	}
+	return o.Device, err
 }
 
 // connect does the external steps of an attach, registering each undo.
@@ -156,20 +163,20 @@ func (s *Service) connect(ctx context.Context, r *reverter, b config.Backend, v 
 	conn.TargetID = tid
 	// Deleting the target (forced) also drops its LUN and bindings.
 	r.add("target", func(ctx context.Context) error { return target.Delete(ctx, tid) })
-	if err := step("target"); err != nil {
+	if err = step("target"); err != nil {
 		return err
 	}
-	if err := target.AddLUN(ctx, tid, lunID, v.Path); err != nil {
+	if err = target.AddLUN(ctx, tid, lunID, v.Path); err != nil {
 		return fmt.Errorf("tgtadm new logicalunit: %w", err)
 	}
-	if err := target.Bind(ctx, tid, conn.InitiatorIQN); err != nil {
+	if err = target.Bind(ctx, tid, conn.InitiatorIQN); err != nil {
 		return fmt.Errorf("tgtadm bind initiator: %w", err)
 	}
 	var chap *iscsi.CHAP
 	if conn.AuthMethod == "CHAP" {
 		chap = &iscsi.CHAP{User: conn.AuthUsername, Password: conn.AuthPassword}
 		r.add("chap account", func(ctx context.Context) error { return target.DeleteAccount(ctx, chap.User) })
-		if err := target.AddAccount(ctx, tid, chap.User, chap.Password); err != nil {
+		if err = target.AddAccount(ctx, tid, chap.User, chap.Password); err != nil {
 			return fmt.Errorf("tgtadm account: %w", err)
 		}
 	}
@@ -177,16 +184,16 @@ func (s *Service) connect(ctx context.Context, r *reverter, b config.Backend, v 
 	r.add("iscsi session", func(ctx context.Context) error {
 		return initiator.Logout(ctx, conn.TargetPortal, conn.TargetIQN)
 	})
-	if err := initiator.Login(ctx, conn.TargetPortal, conn.TargetIQN, chap); err != nil {
+	if err = initiator.Login(ctx, conn.TargetPortal, conn.TargetIQN, chap); err != nil {
 		return err
 	}
 	link := iscsi.ByPath(conn.TargetPortal, conn.TargetIQN, lunID)
 	conn.DevicePath, rec.DevicePath = link, link
-	if _, err := initiator.WaitDevice(ctx, link, deviceWait); err != nil {
+	if _, err = initiator.WaitDevice(ctx, link, deviceWait); err != nil {
 		return err
 	}
 	r.add("scsi device", func(ctx context.Context) error { return initiator.RemoveDevice(ctx, link) })
-	if err := step("logged-in"); err != nil {
+	if err = step("logged-in"); err != nil {
 		return err
 	}
 

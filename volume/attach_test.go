@@ -335,7 +335,7 @@ func TestAttachFailureAtEveryStepLeavesNothing(t *testing.T) {
 			hv2 := newFakeHV("web1")
 			hv2.failOn = "attach"
 			s2, _, _ := attachService(t, w2, hv2)
-			_, _, err := s2.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1"})
+			_, _, err = s2.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1"})
 			checkRolledBack(t, "libvirt attach", s2, w2, hv2, err)
 			if step < 10 {
 				t.Fatalf("only %d mutating steps: the world is not being exercised", step-1)

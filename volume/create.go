@@ -49,7 +49,7 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (_ Volume, err er
 		return Volume{}, err
 	}
 	v := state.Volume{UUID: s.newUUID(), Name: o.Name, Backend: bname, SizeBytes: size, Thin: o.Thin, Status: state.Creating}
-	if err := s.State.InsertVolume(ctx, &v); err != nil {
+	if err = s.State.InsertVolume(ctx, &v); err != nil {
 		var ce *state.ConflictError
 		if !errors.As(err, &ce) {
 			return Volume{}, err

@@ -84,7 +84,7 @@ func (s *Service) deleteOne(ctx context.Context, ref string, wipe bool) (_ strin
 	if err != nil {
 		return v.UUID, err
 	}
-	if _, err := s.State.MoveVolume(ctx, v.UUID, state.Move{From: from, To: state.Deleting}); err != nil {
+	if _, err = s.State.MoveVolume(ctx, v.UUID, state.Move{From: from, To: state.Deleting}); err != nil {
 		var ce *state.ConflictError
 		if errors.As(err, &ce) && ce.Holder == "" {
 			ce.Reason = "is " + ce.Status + ": only an available volume can be deleted"

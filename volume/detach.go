@@ -56,7 +56,7 @@ func (s *Service) Detach(ctx context.Context, o DetachOptions) (res DetachResult
 		from = []string{v.Status} // continue a detach, or clean up a killed attach
 	}
 	res.WasPresent = true
-	if _, err := s.State.MoveVolume(ctx, v.UUID, state.Move{From: from, To: state.Detaching}); err != nil {
+	if _, err = s.State.MoveVolume(ctx, v.UUID, state.Move{From: from, To: state.Detaching}); err != nil {
 		var ce *state.ConflictError
 		if errors.As(err, &ce) && ce.Status == state.Attaching && ce.Holder == "" {
 			ce.Reason = "is attaching and its attach is gone: clean up with 'blk volume detach --force " + v.Name + "'"
@@ -168,14 +168,14 @@ func (s *Service) removeTarget(ctx context.Context, t iscsi.Target, conn state.C
 				return nil
 			}
 			if conn.InitiatorIQN != "" {
-				if err := t.Unbind(ctx, tid, conn.InitiatorIQN); err != nil {
+				if err = t.Unbind(ctx, tid, conn.InitiatorIQN); err != nil {
 					return err
 				}
 			}
-			if err := t.DeleteLUN(ctx, tid, lunID); err != nil {
+			if err = t.DeleteLUN(ctx, tid, lunID); err != nil {
 				return err
 			}
-			if err := t.Delete(ctx, tid); err != nil {
+			if err = t.Delete(ctx, tid); err != nil {
 				return err
 			}
 			removals++

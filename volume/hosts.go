@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"sync"
-	"time"
 
 	"github.com/blk-project/blk/hypervisor"
 	"github.com/blk-project/blk/internal/config"
@@ -16,10 +15,9 @@ import (
 // Hosts hands out one runner per configured host, made on first use, so
 // one invocation opens at most one SSH connection to each host.
 type Hosts struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	dryRun  io.Writer // non-nil: print mutating commands instead of running them
-	timeout time.Duration
+	cfg    *config.Config
+	log    *slog.Logger
+	dryRun io.Writer // non-nil: print mutating commands instead of running them
 
 	mu      sync.Mutex
 	runners map[string]exec.Runner

@@ -253,10 +253,10 @@ func TestDryRunSkipsOnlyMutations(t *testing.T) {
 		t.Fatalf("read: %q %v", res.Stdout, err)
 	}
 	marker := filepath.Join(t.TempDir(), "made")
-	if _, err := d.Run(context.Background(), Cmd{Args: []string{"touch", marker}, Mutates: true}); err != nil {
+	if _, err = d.Run(context.Background(), Cmd{Args: []string{"touch", marker}, Mutates: true}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(marker); err == nil {
+	if _, err = os.Stat(marker); err == nil {
 		t.Fatal("dry run ran a mutating command")
 	}
 	if got := out.String(); got != "stor1: touch "+marker+"\n" {
