@@ -13,6 +13,7 @@ import (
 
 	"github.com/blk-project/blk/internal/exec"
 	"github.com/blk-project/blk/internal/fault"
+	"github.com/blk-project/blk/internal/retry"
 )
 
 // The kinds of tgtadm failure callers act on.
@@ -82,25 +83,30 @@ func (t Target) targets(ctx context.Context, observes bool) (map[string]int, err
 // pick the same one at the same moment, so a taken id is retried with the
 // next.
 func (t Target) Create(ctx context.Context, iqn string) (tid int, created bool, err error) {
-	for attempt := 0; attempt < 20; attempt++ {
+	attempt := 0
+	err = retry.Do(ctx, retry.Policy{Attempts: 20, Retry: func(err error) bool { return errors.Is(err, ErrExists) }}, func() error {
 		ids, err := t.Targets(ctx)
 		if err != nil {
-			return 0, false, err
+			return err
 		}
 		if id, ok := ids[iqn]; ok {
-			return id, false, nil
+			tid, created = id, false
+			return nil
 		}
-		next := 1
+		tid = 1
 		for _, id := range ids {
-			next = max(next, id+1)
+			tid = max(tid, id+1)
 		}
-		next += attempt // racing processes spread out instead of colliding again
-		_, err = t.tgtadm(ctx, true, nil, "--op", "new", "--mode", "target", "--tid", strconv.Itoa(next), "--targetname", iqn)
-		if !errors.Is(err, ErrExists) {
-			return next, err == nil, err
-		}
+		tid += attempt // racing processes spread out instead of colliding again
+		attempt++
+		_, err = t.tgtadm(ctx, true, nil, "--op", "new", "--mode", "target", "--tid", strconv.Itoa(tid), "--targetname", iqn)
+		created = err == nil
+		return err
+	})
+	if errors.Is(err, ErrExists) {
+		return 0, false, fmt.Errorf("create target %s: no free target id after 20 tries: %w", iqn, err)
 	}
-	return 0, false, fmt.Errorf("create target %s: no free target id after 20 tries", iqn)
+	return tid, created, err
 }
 
 // AddLUN backs LUN lun of target tid with a block device or file.

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/blk-project/blk/internal/exec/exectest"
 	"github.com/blk-project/blk/state"
 )
 
@@ -111,5 +112,30 @@ func TestDryRunDetachPrintsThePlanAndChangesNothing(t *testing.T) {
 	checkUnchanged(t, real, hv, state.InUse)
 	if after, _ := real.State.Attachment(ctx, volUUID); after.Step != rec.Step {
 		t.Errorf("attachment step moved from %q to %q", rec.Step, after.Step)
+	}
+}
+
+func TestDryRunDeletePrintsTheRemovalRefusesWhatTheRealOneWouldAndChangesNothing(t *testing.T) {
+	ctx := context.Background()
+	f := exectest.New(t, "stor1")
+	var plan strings.Builder
+	real := newService(t, f, nil)
+	u1, u2 := "eeeeeeee-2222-3333-4444-555555555555", "ffffffff-2222-3333-4444-555555555555"
+	insert(t, real, "busy", u1, state.InUse)
+	insert(t, real, "old", u2, state.Available)
+	s := newService(t, f, &plan)
+	s.State = newDryStore(real.State)
+	f.Expect(lvsReport(u2, "629145600"), lvsOf(u2)...)
+	res, err := s.Delete(ctx, DeleteOptions{Refs: []string{"busy", "old"}})
+	if !errors.Is(err, ErrPartial) || res[0].Status != "failed" || !strings.Contains(res[0].Error, "detach it first") || res[1].Status != "would delete" {
+		t.Errorf("err %v, results %+v", err, res)
+	}
+	if want := "stor1: lvremove --yes blk/volume-" + u2 + "\n"; plan.String() != want {
+		t.Errorf("plan %q, want %q", plan.String(), want)
+	}
+	for name, status := range map[string]string{"busy": state.InUse, "old": state.Available} {
+		if v, err := real.Show(ctx, name); err != nil || v.Status != status {
+			t.Errorf("%s: %+v %v", name, v, err)
+		}
 	}
 }
