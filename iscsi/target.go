@@ -85,9 +85,9 @@ func (t Target) targets(ctx context.Context, observes bool) (map[string]int, err
 func (t Target) Create(ctx context.Context, iqn string) (tid int, created bool, err error) {
 	attempt := 0
 	err = retry.Do(ctx, retry.Policy{Attempts: 20, Retry: func(err error) bool { return errors.Is(err, ErrExists) }}, func() error {
-		ids, err := t.Targets(ctx)
-		if err != nil {
-			return err
+		ids, terr := t.Targets(ctx)
+		if terr != nil {
+			return terr
 		}
 		if id, ok := ids[iqn]; ok {
 			tid, created = id, false
@@ -99,9 +99,9 @@ func (t Target) Create(ctx context.Context, iqn string) (tid int, created bool, 
 		}
 		tid += attempt // racing processes spread out instead of colliding again
 		attempt++
-		_, err = t.tgtadm(ctx, true, nil, "--op", "new", "--mode", "target", "--tid", strconv.Itoa(tid), "--targetname", iqn)
-		created = err == nil
-		return err
+		_, terr = t.tgtadm(ctx, true, nil, "--op", "new", "--mode", "target", "--tid", strconv.Itoa(tid), "--targetname", iqn)
+		created = terr == nil
+		return terr
 	})
 	if errors.Is(err, ErrExists) {
 		return 0, false, fmt.Errorf("create target %s: no free target id after 20 tries: %w", iqn, err)
