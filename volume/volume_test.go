@@ -7,11 +7,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/blk-project/blk/internal/config"
 	"github.com/blk-project/blk/internal/exec"
 	"github.com/blk-project/blk/internal/exec/exectest"
 	"github.com/blk-project/blk/state"
+	"go.yaml.in/yaml/v3"
 )
 
 func newService(t *testing.T, f *exectest.Fake, dryRun *strings.Builder) *Service {
@@ -283,5 +285,29 @@ func TestFailedRemoveLeavesErrorDeleting(t *testing.T) {
 	v, _ := s.Show(ctx, "stuck")
 	if v.Status != state.ErrorDeleting || !strings.Contains(v.LastError, "in use") {
 		t.Errorf("volume = %+v", v)
+	}
+}
+
+// The field names are a contract with scripts: this is what 'blk volume
+// show -o json' printed when the state rows carried the tags.
+func TestVolumeJSONFieldNames(t *testing.T) {
+	at := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	v := volumeOf(state.Volume{UUID: "u", Name: "db1", Backend: "lvm-1", SizeBytes: 1, Status: "in-use", PreviousStatus: "attaching",
+		Thin: true, Source: "s", Path: "/dev/blk/volume-u", CreatedAt: at, UpdatedAt: at, LastError: "e", SnapshotCount: 2,
+		Attachment: &state.Attachment{Instance: "web1", Host: "comp1", Device: "vdb", DevicePath: "/dev/disk/by-path/x", AttachedAt: at}})
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ts = `"2026-11-21T10:00:00Z"`
+	want := `{"uuid":"u","name":"db1","backend":"lvm-1","size_bytes":1,"status":"in-use","previous_status":"attaching","thin":true,` +
+		`"source":"s","path":"/dev/blk/volume-u","created_at":` + ts + `,"updated_at":` + ts + `,"last_error":"e","snapshot_count":2,` +
+		`"attachment":{"instance":"web1","host":"comp1","device":"vdb","device_path":"/dev/disk/by-path/x","attached_at":` + ts + `}}`
+	if string(b) != want {
+		t.Errorf("JSON\n%s\nwant\n%s", b, want)
+	}
+	y, err := yaml.Marshal(volumeOf(state.Volume{UUID: "u"}))
+	if err != nil || !strings.Contains(string(y), "uuid: u\n") || !strings.Contains(string(y), "size_bytes: 0\n") || strings.Contains(string(y), "previous_status") {
+		t.Errorf("YAML %s %v", y, err)
 	}
 }
