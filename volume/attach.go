@@ -100,8 +100,9 @@ func (s *Service) Attach(ctx context.Context, o AttachOptions) (_ Volume, alread
 	}
 	r := newReverter()
 	defer r.fail(ctx, &err)
+	uuid := v.UUID // v is reassigned below, and may come back empty
 	r.add("reservation", func(ctx context.Context) error {
-		_, uerr := s.State.Unreserve(ctx, v.UUID)
+		_, uerr := s.State.Unreserve(ctx, uuid)
 		return uerr
 	})
 	op, err := s.State.BeginOp(ctx, "attach", v.UUID)

@@ -66,7 +66,8 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (_ Volume, err er
 	// Nothing of this volume may stay if a step fails: no LV, no row.
 	r := newReverter()
 	defer r.fail(ctx, &err)
-	r.add("volume row", func(ctx context.Context) error { return s.State.DeleteVolume(ctx, v.UUID, state.Creating) })
+	uuid := v.UUID // v is reassigned below, and may come back empty
+	r.add("volume row", func(ctx context.Context) error { return s.State.DeleteVolume(ctx, uuid, state.Creating) })
 	op, err := s.State.BeginOp(ctx, "create", v.UUID)
 	if err != nil {
 		return volumeOf(v), err

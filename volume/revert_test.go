@@ -3,11 +3,13 @@ package volume
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/blk-project/blk/internal/exec/exectest"
 	"github.com/blk-project/blk/state"
 )
 
@@ -81,6 +83,21 @@ type spyStore struct {
 	Store
 	ended     []string
 	failBegin bool
+	failLast  bool // the last status move fails as a broken database does: no row back
+}
+
+func (s *spyStore) FinishAttach(ctx context.Context, uuid string) (state.Volume, error) {
+	if s.failLast {
+		return state.Volume{}, errors.New("disk I/O error")
+	}
+	return s.Store.FinishAttach(ctx, uuid)
+}
+
+func (s *spyStore) MoveVolume(ctx context.Context, uuid string, m state.Move) (state.Volume, error) {
+	if s.failLast && m.To == state.Available {
+		return state.Volume{}, errors.New("disk I/O error")
+	}
+	return s.Store.MoveVolume(ctx, uuid, m)
 }
 
 func (s *spyStore) BeginOp(ctx context.Context, op, object string) (Op, error) {
@@ -120,5 +137,37 @@ func TestAttachThatCannotJournalReleasesTheVolume(t *testing.T) {
 	}
 	if _, err := s.State.Attachment(ctx, volUUID); !errors.Is(err, state.ErrNotFound) {
 		t.Errorf("attachment row left: %v", err)
+	}
+}
+
+func TestAFailedLastStepUndoesTheVolumeItStarted(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	hv := newFakeHV("web1")
+	s, _, _ := attachService(t, w, hv)
+	s.State = &spyStore{Store: s.State, failLast: true}
+	_, _, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1"})
+	if err == nil || strings.Contains(err.Error(), "rollback") {
+		t.Errorf("attach: %v", err)
+	}
+	checkRolledBack(t, "finish attach", s, w, hv, fmt.Errorf(`attach volume "db1" to "web1": %w`, err))
+
+	f := exectest.New(t, "stor1")
+	c := newService(t, f, nil)
+	c.State = &spyStore{Store: c.State, failLast: true}
+	u := "cccccccc-2222-3333-4444-555555555555"
+	c.testHookUUID = u
+	f.ExpectFail(5, "", notFound, lvsOf(u)...)
+	f.Expect(vgsReport("3208642560"), vgsArgs...)
+	f.Expect("", "lvcreate", "--yes", "--name", "volume-"+u, "--size", "1073741824b", "--wipesignatures", "y", "--zero", "y",
+		"--addtag", "blk", "--addtag", "blk-vol-"+u, "blk")
+	f.Expect(lvsReport(u, "1073741824"), lvsOf(u)...)
+	f.Expect(lvsReport(u, "1073741824"), lvsOf(u)...)
+	f.Expect("", "lvremove", "--yes", "blk/volume-"+u)
+	if _, err := c.Create(ctx, CreateOptions{Name: "db1", Size: "1GiB"}); err == nil || strings.Contains(err.Error(), "rollback") {
+		t.Errorf("create: %v", err)
+	}
+	if _, err := c.Show(ctx, "db1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("row left behind: %v", err)
 	}
 }
