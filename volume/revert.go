@@ -51,16 +51,16 @@ func (r *reverter) fail(ctx context.Context, errp *error) {
 	if !r.ok {
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
 		defer cancel()
-		errs := []error{*errp}
 		if *errp == nil { // a return without success: treat it as a failure
-			errs[0] = errors.New("workflow ended without success: undone")
+			*errp = errors.New("workflow ended without success: undone")
 		}
+		errs := []error{*errp}
 		for i := len(r.steps) - 1; i >= 0; i-- {
 			if err := r.steps[i].undo(uctx); err != nil {
 				errs = append(errs, fmt.Errorf("rollback %s: %w", r.steps[i].name, err))
 			}
 		}
-		if len(errs) > 1 || *errp == nil {
+		if len(errs) > 1 {
 			*errp = errors.Join(errs...)
 		}
 	}
