@@ -16,10 +16,20 @@ test:
 ## check: everything CI runs: lint, unit tests, lab tests
 check: lint test lab-test
 
+# Linters at pinned versions, run from the module cache (outside the repo).
+SHADOW      := golang.org/x/tools/go/analysis/passes/shadow/cmd/shadow@v0.52.0
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+## lint: gofmt, go.mod tidy, go vet, shadow and staticcheck (with and without the lab tag)
 lint:
 	test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
+	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) vet -tags lab ./...
+	$(GO) run $(SHADOW) ./...
+	GOFLAGS=-tags=lab $(GO) run $(SHADOW) ./...
+	$(GO) run $(STATICCHECK) ./...
+	$(GO) run $(STATICCHECK) -tags lab ./...
 
 lab-up:
 	$(LAB) up

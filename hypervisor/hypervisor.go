@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/blk-project/blk/internal/retry"
 	libvirt "github.com/digitalocean/go-libvirt"
 	"libvirt.org/go/libvirtxml"
 )
@@ -221,26 +222,31 @@ func Taken(dev string, xmls ...string) (bool, error) {
 	return false, nil
 }
 
+// ErrNotReleased is a disk the guest kept after being asked to let go.
+var ErrNotReleased = errors.New("the guest did not release it")
+
+var errStillThere = errors.New("still there")
+
 // WaitGone polls the live XML until no disk has serial, because libvirt's
 // detach only asks the guest: a guest that never answers keeps the disk.
 func WaitGone(ctx context.Context, h Hypervisor, domain, serial string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		x, err := h.DomainXML(ctx, domain, false)
-		if err != nil {
+	var dev string
+	err := retry.Do(ctx, retry.Policy{Within: timeout, Delay: 250 * time.Millisecond, Retry: func(err error) bool { return err == errStillThere }},
+		func() error {
+			x, err := h.DomainXML(ctx, domain, false)
+			if err != nil {
+				return err
+			}
+			if dev, err = DiskBySerial(x, serial); err == nil && dev != "" {
+				return errStillThere
+			}
 			return err
+		})
+	if errors.Is(err, errStillThere) {
+		if ctx.Err() != nil {
+			return fmt.Errorf("disk %s is still in %s: %w", dev, domain, ctx.Err())
 		}
-		dev, err := DiskBySerial(x, serial)
-		if err != nil || dev == "" {
-			return err
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("disk %s is still in %s after %v: the guest did not release it", dev, domain, timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
+		return fmt.Errorf("disk %s is still in %s after %v: %w", dev, domain, timeout, ErrNotReleased)
 	}
+	return err
 }

@@ -2,8 +2,11 @@ package iscsi
 
 import (
 	"context"
+	"errors"
 	"testing"
+	"time"
 
+	"github.com/blk-project/blk/internal/exec"
 	"github.com/blk-project/blk/internal/exec/exectest"
 )
 
@@ -62,5 +65,35 @@ func TestLoginTreatsAlreadyLoggedInAsDone(t *testing.T) {
 	h.Expect("", node("-o", "update", "-n", "node.startup", "-v", "automatic")...)
 	if err := (Initiator{Run: h}).Login(context.Background(), "10.0.0.1:3260", "iqn.a:v", nil); err == nil {
 		t.Fatal("a failed login must fail")
+	}
+}
+
+func TestWaitDeviceGivesUpAfterItsTimeoutNamingTheLink(t *testing.T) {
+	f := exectest.New(t, "comp1")
+	f.Handle(func(args []string) (string, string, int, bool) { return "", "", 1, args[0] == "readlink" })
+	start := time.Now()
+	_, err := Initiator{Run: f}.WaitDevice(context.Background(), "/dev/disk/by-path/x", 300*time.Millisecond)
+	if err == nil || err.Error() != "comp1: /dev/disk/by-path/x did not appear within 300ms" {
+		t.Errorf("err = %v", err)
+	}
+	if d := time.Since(start); d < 200*time.Millisecond || d > 5*time.Second {
+		t.Errorf("waited %v for a 300ms timeout", d)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := (Initiator{Run: f}).WaitDevice(ctx, "/dev/disk/by-path/x", time.Hour); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: %v", err)
+	}
+}
+
+func TestTransientLoginFailuresAreRetriedAFewTimes(t *testing.T) {
+	f := exectest.New(t, "comp1")
+	node := append([]string{"iscsiadm", "-m", "node", "-T", "iqn.a:v", "-p", "10.0.0.1:3260"}, "--logout")
+	for range 5 {
+		f.ExpectFail(8, "", "iscsiadm: transport timer", node...)
+	}
+	err := Initiator{Run: f}.Logout(context.Background(), "10.0.0.1:3260", "iqn.a:v")
+	if exec.ExitCode(err) != 8 {
+		t.Errorf("err = %v, want the fifth failure", err)
 	}
 }

@@ -15,12 +15,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/blk-project/blk/internal/fault"
+	"github.com/blk-project/blk/internal/retry"
 	sqlite3 "github.com/mattn/go-sqlite3"
 )
 
 var (
-	ErrNotFound = errors.New("not found")
-	ErrConflict = errors.New("conflict")
+	ErrNotFound = fault.ErrNotFound
+	ErrConflict = fault.ErrConflict
 )
 
 // Volume statuses, as in Cinder.
@@ -149,20 +151,17 @@ func (s *Store) Path() string { return s.path }
 // BEGIN, so a busy database waits there (busy timeout) instead of failing
 // later at the first write with "database is locked".
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	deadline := time.Now().Add(BusyTimeout)
-	for {
-		err := s.tryTx(ctx, fn)
-		if !isBusy(err) {
-			return err
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("state %s: %w for %s: %s", s.path, err, BusyTimeout, s.writers())
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("state %s: waiting for another writer: %w", s.path, ctx.Err())
-		case <-time.After(5 * time.Millisecond):
-		}
+	// SQLite's own busy handler waits only briefly (it cannot see ctx): the
+	// rest of the wait is here, where Ctrl-C and --timeout end it at once.
+	err := retry.Do(ctx, retry.Policy{Within: BusyTimeout, Delay: 5 * time.Millisecond, Retry: isBusy},
+		func() error { return s.tryTx(ctx, fn) })
+	switch {
+	case !isBusy(err):
+		return err
+	case ctx.Err() != nil:
+		return fmt.Errorf("state %s: waiting for another writer: %w", s.path, ctx.Err())
+	default:
+		return fmt.Errorf("state %s: %w for %s: %s", s.path, err, BusyTimeout, s.writers())
 	}
 }
 

@@ -9,31 +9,32 @@ import (
 	"time"
 )
 
-// Volume is one row of volumes, with what list and show print about it.
+// Volume is one row of volumes, joined with its attachment and snapshot
+// count. What blk prints is volume.Volume, made from it.
 type Volume struct {
-	UUID           string      `json:"uuid" yaml:"uuid"`
-	Name           string      `json:"name" yaml:"name"`
-	Backend        string      `json:"backend" yaml:"backend"`
-	SizeBytes      int64       `json:"size_bytes" yaml:"size_bytes"`
-	Status         string      `json:"status" yaml:"status"`
-	PreviousStatus string      `json:"previous_status" yaml:"previous_status"`
-	Thin           bool        `json:"thin" yaml:"thin"`
-	Source         string      `json:"source" yaml:"source"`
-	Path           string      `json:"path" yaml:"path"`
-	CreatedAt      time.Time   `json:"created_at" yaml:"created_at"`
-	UpdatedAt      time.Time   `json:"updated_at" yaml:"updated_at"`
-	LastError      string      `json:"last_error" yaml:"last_error"`
-	SnapshotCount  int         `json:"snapshot_count" yaml:"snapshot_count"`
-	Attachment     *Attachment `json:"attachment" yaml:"attachment"`
+	UUID           string
+	Name           string
+	Backend        string
+	SizeBytes      int64
+	Status         string
+	PreviousStatus string
+	Thin           bool
+	Source         string
+	Path           string
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+	LastError      string
+	SnapshotCount  int
+	Attachment     *Attachment
 }
 
 // Attachment is where a volume is plugged in.
 type Attachment struct {
-	Instance   string    `json:"instance" yaml:"instance"`
-	Host       string    `json:"host" yaml:"host"`
-	Device     string    `json:"device" yaml:"device"`
-	DevicePath string    `json:"device_path" yaml:"device_path"`
-	AttachedAt time.Time `json:"attached_at" yaml:"attached_at"`
+	Instance   string
+	Host       string
+	Device     string
+	DevicePath string
+	AttachedAt time.Time
 }
 
 // ConflictError says why a volume cannot move, and who holds it.

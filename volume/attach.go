@@ -58,46 +58,40 @@ var deviceWait = 30 * time.Second
 // the disk into the domain, live and persistent. Every step made is undone
 // in reverse if a later one fails. Attaching a volume already attached to
 // the same instance succeeds with already=true.
-func (s *Service) Attach(ctx context.Context, o AttachOptions) (v Volume, already bool, err error) {
-	if err := o.Validate(); err != nil {
-		return v, false, err
+func (s *Service) Attach(ctx context.Context, o AttachOptions) (_ Volume, already bool, err error) {
+	if err = o.Validate(); err != nil {
+		return Volume{}, false, err
 	}
-	v, err = s.State.Volume(ctx, o.Volume)
+	v, err := s.State.Volume(ctx, o.Volume)
 	if err != nil {
-		return v, false, err
+		return Volume{}, false, err
 	}
 	if v.Status == state.InUse && v.Attachment != nil {
 		if v.Attachment.Instance == o.Instance && (o.Host == "" || o.Host == v.Attachment.Host) {
-			return v, true, nil
+			return volumeOf(v), true, nil
 		}
-		return v, false, conflict("volume %q is attached to %s on %s: detach it first", v.Name, v.Attachment.Instance, v.Attachment.Host)
+		return volumeOf(v), false, conflict("volume %q is attached to %s on %s: detach it first", v.Name, v.Attachment.Instance, v.Attachment.Host)
 	}
 	if v.Status != state.Available {
-		return v, false, &state.ConflictError{Volume: v.Name, Status: v.Status, Holder: s.State.Holder(ctx, v.UUID),
+		return volumeOf(v), false, &state.ConflictError{Volume: v.Name, Status: v.Status, Holder: s.State.Holder(ctx, v.UUID),
 			Reason: "is " + v.Status + ": only an available volume can be attached"}
 	}
 	b, ok := s.Config.Backends[v.Backend]
 	if !ok || b.Type != "lvm" {
-		return v, false, invalid("volume %q: attaching %s volumes is not supported yet", v.Name, b.Type)
+		return volumeOf(v), false, invalid("volume %q: attaching %s volumes is not supported yet", v.Name, b.Type)
 	}
 	host, live, persistent, err := s.findDomain(ctx, o.Instance, o.Host)
 	if err != nil {
-		return v, false, err
+		return volumeOf(v), false, err
 	}
-	dev := o.Device
-	if dev == "" {
-		// An attach in progress holds its device in the state file only.
-		var reserved []string
-		if reserved, err = s.State.ReservedDevices(ctx, host, o.Instance); err != nil {
-			return v, false, err
-		}
-		if dev, err = hypervisor.FreeDevice(o.Bus, reserved, live, persistent); err != nil {
-			return v, false, err
-		}
-	} else if taken, err := hypervisor.Taken(dev, live, persistent); err != nil {
-		return v, false, err
-	} else if taken {
-		return v, false, conflict("device %s of %s is taken", dev, o.Instance)
+	// An attach in progress holds its device in the state file only.
+	reserved, err := s.State.ReservedDevices(ctx, host, o.Instance)
+	if err != nil {
+		return volumeOf(v), false, err
+	}
+	dev, err := pickDevice(o, reserved, live, persistent)
+	if err != nil {
+		return volumeOf(v), false, err
 	}
 
 	conn := state.ConnectionInfo{DriverVolumeType: "iscsi", TargetPortal: b.Portal, TargetIQN: b.IQNPrefix + ":" + v.UUID,
@@ -106,39 +100,46 @@ func (s *Service) Attach(ctx context.Context, o AttachOptions) (v Volume, alread
 		conn.AuthMethod, conn.AuthUsername, conn.AuthPassword = "CHAP", "blk-"+v.UUID[:8], newSecret()
 	}
 	rec := state.AttachmentRecord{Volume: v.UUID, Instance: o.Instance, Host: host, Device: dev, Status: state.Attaching, Conn: conn}
-	if !s.Hosts.DryRun() {
-		if _, err := s.State.Reserve(ctx, v.UUID, rec); err != nil {
-			return v, false, err
-		}
-		op, err := s.State.BeginOp(ctx, "attach", v.UUID)
-		if err != nil {
-			return v, false, err
-		}
-		defer func() { op.End(ctx, err) }()
+	if _, err = s.State.Reserve(ctx, v.UUID, rec); err != nil {
+		return volumeOf(v), false, err
 	}
-	r := &reverter{}
+	r := newReverter()
+	defer r.fail(ctx, &err)
+	uuid := v.UUID // v is reassigned below, and may come back empty
 	r.add("reservation", func(ctx context.Context) error {
-		if s.Hosts.DryRun() {
-			return nil
-		}
-		_, err := s.State.Unreserve(ctx, v.UUID)
-		return err
+		_, uerr := s.State.Unreserve(ctx, uuid)
+		return uerr
 	})
-	if err := s.connect(ctx, r, b, v, &rec); err != nil {
-		return v, false, r.fail(ctx, fmt.Errorf("attach volume %q to %q: %w", v.Name, o.Instance, err))
-	}
-	if s.Hosts.DryRun() {
-		return v, false, nil
-	}
-	v, err = s.State.FinishAttach(ctx, v.UUID)
+	op, err := s.State.BeginOp(ctx, "attach", v.UUID)
 	if err != nil {
-		return v, false, r.fail(ctx, err)
+		return volumeOf(v), false, err
 	}
-	return v, false, nil
+	r.journal(op)
+	if err = s.connect(ctx, r, b, v, &rec); err != nil {
+		return volumeOf(v), false, fmt.Errorf("attach volume %q to %q: %w", v.Name, o.Instance, err)
+	}
+	if v, err = s.State.FinishAttach(ctx, v.UUID); err != nil {
+		return volumeOf(v), false, err
+	}
+	r.success()
+	return volumeOf(v), false, nil
+}
+
+// pickDevice is the asked device if no disk of the domain takes it, or else
+// the first free one.
+func pickDevice(o AttachOptions, reserved []string, live, persistent string) (string, error) {
+	if o.Device == "" {
+		return hypervisor.FreeDevice(o.Bus, reserved, live, persistent)
+	}
+	taken, err := hypervisor.Taken(o.Device, live, persistent)
+	if err == nil && taken {
+		err = conflict("device %s of %s is taken", o.Device, o.Instance)
+	}
+	return o.Device, err
 }
 
 // connect does the external steps of an attach, registering each undo.
-func (s *Service) connect(ctx context.Context, r *reverter, b config.Backend, v Volume, rec *state.AttachmentRecord) error {
+func (s *Service) connect(ctx context.Context, r *reverter, b config.Backend, v state.Volume, rec *state.AttachmentRecord) error {
 	storage, err := s.Hosts.Runner(b.Host)
 	if err != nil {
 		return err
@@ -155,9 +156,6 @@ func (s *Service) connect(ctx context.Context, r *reverter, b config.Backend, v 
 	conn := &rec.Conn
 	step := func(name string) error {
 		rec.Step = name
-		if s.Hosts.DryRun() {
-			return nil
-		}
 		return s.State.UpdateAttachment(ctx, *rec)
 	}
 
@@ -171,20 +169,20 @@ func (s *Service) connect(ctx context.Context, r *reverter, b config.Backend, v 
 	conn.TargetID = tid
 	// Deleting the target (forced) also drops its LUN and bindings.
 	r.add("target", func(ctx context.Context) error { return target.Delete(ctx, tid) })
-	if err := step("target"); err != nil {
+	if err = step("target"); err != nil {
 		return err
 	}
-	if err := target.AddLUN(ctx, tid, lunID, v.Path); err != nil {
+	if err = target.AddLUN(ctx, tid, lunID, v.Path); err != nil {
 		return fmt.Errorf("tgtadm new logicalunit: %w", err)
 	}
-	if err := target.Bind(ctx, tid, conn.InitiatorIQN); err != nil {
+	if err = target.Bind(ctx, tid, conn.InitiatorIQN); err != nil {
 		return fmt.Errorf("tgtadm bind initiator: %w", err)
 	}
 	var chap *iscsi.CHAP
 	if conn.AuthMethod == "CHAP" {
 		chap = &iscsi.CHAP{User: conn.AuthUsername, Password: conn.AuthPassword}
 		r.add("chap account", func(ctx context.Context) error { return target.DeleteAccount(ctx, chap.User) })
-		if err := target.AddAccount(ctx, tid, chap.User, chap.Password); err != nil {
+		if err = target.AddAccount(ctx, tid, chap.User, chap.Password); err != nil {
 			return fmt.Errorf("tgtadm account: %w", err)
 		}
 	}
@@ -192,18 +190,16 @@ func (s *Service) connect(ctx context.Context, r *reverter, b config.Backend, v 
 	r.add("iscsi session", func(ctx context.Context) error {
 		return initiator.Logout(ctx, conn.TargetPortal, conn.TargetIQN)
 	})
-	if err := initiator.Login(ctx, conn.TargetPortal, conn.TargetIQN, chap); err != nil {
+	if err = initiator.Login(ctx, conn.TargetPortal, conn.TargetIQN, chap); err != nil {
 		return err
 	}
 	link := iscsi.ByPath(conn.TargetPortal, conn.TargetIQN, lunID)
 	conn.DevicePath, rec.DevicePath = link, link
-	if !s.Hosts.DryRun() {
-		if _, err := initiator.WaitDevice(ctx, link, deviceWait); err != nil {
-			return err
-		}
+	if _, err = initiator.WaitDevice(ctx, link, deviceWait); err != nil {
+		return err
 	}
 	r.add("scsi device", func(ctx context.Context) error { return initiator.RemoveDevice(ctx, link) })
-	if err := step("logged-in"); err != nil {
+	if err = step("logged-in"); err != nil {
 		return err
 	}
 
@@ -212,16 +208,11 @@ func (s *Service) connect(ctx context.Context, r *reverter, b config.Backend, v 
 	if err != nil {
 		return err
 	}
-	both := hypervisor.Flags{Live: true, Persistent: true}
-	if s.Hosts.DryRun() {
-		s.Hosts.Plan(rec.Host, "libvirt attach-device %s %s %s", rec.Instance, both, oneLineXML(xml))
-		return nil
-	}
-	if err := hv.AttachDevice(ctx, rec.Instance, xml, both); err != nil {
+	if err := hv.AttachDevice(ctx, rec.Instance, xml, hypervisor.Flags{Live: true, Persistent: true}); err != nil {
 		return err
 	}
 	r.add("libvirt disk", func(ctx context.Context) error {
-		return s.unplug(ctx, hv, rec.Host, rec.Instance, disk.Serial)
+		return s.unplug(ctx, hv, rec.Instance, disk.Serial)
 	})
 	return step("libvirt-attached")
 }
@@ -274,5 +265,3 @@ func secret() string {
 	}
 	return string(b)
 }
-
-func oneLineXML(x string) string { return strings.Join(strings.Fields(x), " ") }

@@ -235,7 +235,7 @@ func attachService(t *testing.T, w *world, hv *fakeHV) (*Service, *exectest.Fake
 		return comp
 	}
 	hs.NewHypervisor = func(context.Context, string, exec.Runner) (hypervisor.Hypervisor, error) { return hv, nil }
-	s := &Service{Config: cfg, State: st, Hosts: hs}
+	s := NewService(cfg, st, hs)
 	op, err := st.InsertVolume(context.Background(), &state.Volume{UUID: volUUID, Name: "db1", Backend: "lvm-1", SizeBytes: 1 << 30,
 		Status: state.Creating, Path: "/dev/blk/volume-" + volUUID})
 	if err != nil {
@@ -243,9 +243,16 @@ func attachService(t *testing.T, w *world, hv *fakeHV) (*Service, *exectest.Fake
 	}
 	op.End(context.Background(), nil)
 	st.MoveVolume(context.Background(), volUUID, state.Move{From: []string{state.Creating}, To: state.Available})
-	newSecret = func() string { return "s3cretS3cretXyz9" }
-	detachWait = 200 * time.Millisecond
+	setGlobal(t, &newSecret, func() string { return "s3cretS3cretXyz9" })
+	setGlobal(t, &detachWait, 200*time.Millisecond)
 	return s, stor, comp
+}
+
+// setGlobal sets a package variable for one test.
+func setGlobal[T any](t *testing.T, p *T, v T) {
+	old := *p
+	t.Cleanup(func() { *p = old })
+	*p = v
 }
 
 const volUUID = "0a0b0c0d-1111-2222-3333-444455556666"
@@ -261,20 +268,27 @@ func TestAttachRunsTheSeedSequence(t *testing.T) {
 		return append([]string{"iscsiadm", "-m", "node", "-T", iqn, "-p", "192.0.2.10:3260"}, args...)
 	}
 	comp.Expect("InitiatorName="+ini+"\n", "cat", "/etc/iscsi/initiatorname.iscsi")
-	stor.Expect("Target 1: iqn.other:x\n", tgt("--op", "show", "--mode", "target")...)
-	stor.Expect("", tgt("--op", "new", "--mode", "target", "--tid", "2", "--targetname", iqn)...)
-	stor.Expect("", tgt("--op", "new", "--mode", "logicalunit", "--tid", "2", "--lun", "1", "--backing-store", "/dev/blk/volume-"+volUUID)...)
-	stor.Expect("", tgt("--op", "bind", "--mode", "target", "--tid", "2", "--initiator-name", ini)...)
-	stor.Expect("", tgt("--op", "new", "--mode", "account", "--user", "blk-0a0b0c0d", "--password", "s3cretS3cretXyz9")...)
-	stor.Expect("", tgt("--op", "bind", "--mode", "account", "--tid", "2", "--user", "blk-0a0b0c0d")...)
-	comp.Expect("", node("-o", "new")...)
-	comp.Expect("", node("-o", "update", "-n", "node.startup", "-v", "automatic")...)
-	comp.Expect("", node("-o", "update", "-n", "node.session.auth.authmethod", "-v", "CHAP")...)
-	comp.Expect("", node("-o", "update", "-n", "node.session.auth.username", "-v", "blk-0a0b0c0d")...)
-	comp.Expect("", node("-o", "update", "-n", "node.session.auth.password", "-v", "s3cretS3cretXyz9")...)
-	comp.Expect("", node("--login")...)
+	show, newTarget := tgt("--op", "show", "--mode", "target"), tgt("--op", "new", "--mode", "target", "--tid", "2", "--targetname", iqn)
+	addLUN := tgt("--op", "new", "--mode", "logicalunit", "--tid", "2", "--lun", "1", "--backing-store", "/dev/blk/volume-"+volUUID)
+	bind := tgt("--op", "bind", "--mode", "target", "--tid", "2", "--initiator-name", ini)
+	account := tgt("--op", "new", "--mode", "account", "--user", "blk-0a0b0c0d", "--password", "s3cretS3cretXyz9")
+	bindAccount := tgt("--op", "bind", "--mode", "account", "--tid", "2", "--user", "blk-0a0b0c0d")
+	stor.Expect("Target 1: iqn.other:x\n", show...).Expect("", newTarget...).Expect("", addLUN...).Expect("", bind...).
+		Expect("", account...).Expect("", bindAccount...)
+	// The LUN exists before any initiator may log in, and the target
+	// before either; the account exists before it is bound.
+	stor.InOrder(show, newTarget, addLUN, bind).InOrder(account, bindAccount)
+	login := [][]string{node("-o", "new"), node("-o", "update", "-n", "node.startup", "-v", "automatic"),
+		node("-o", "update", "-n", "node.session.auth.authmethod", "-v", "CHAP"),
+		node("-o", "update", "-n", "node.session.auth.username", "-v", "blk-0a0b0c0d"),
+		node("-o", "update", "-n", "node.session.auth.password", "-v", "s3cretS3cretXyz9"), node("--login")}
+	for _, argv := range login {
+		comp.Expect("", argv...)
+	}
 	link := "/dev/disk/by-path/ip-192.0.2.10:3260-iscsi-" + iqn + "-lun-1"
 	comp.Expect("/dev/sdb\n", "readlink", "-e", link)
+	// CHAP is set before the login, and the device looked for after it.
+	comp.InOrder(append(login, []string{"readlink", "-e", link})...)
 
 	v, already, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1"})
 	if err != nil || already {
@@ -323,7 +337,7 @@ func TestAttachFailureAtEveryStepLeavesNothing(t *testing.T) {
 			hv2 := newFakeHV("web1")
 			hv2.failOn = "attach"
 			s2, _, _ := attachService(t, w2, hv2)
-			_, _, err := s2.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1"})
+			_, _, err = s2.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1"})
 			checkRolledBack(t, "libvirt attach", s2, w2, hv2, err)
 			if step < 10 {
 				t.Fatalf("only %d mutating steps: the world is not being exercised", step-1)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 
 	"github.com/blk-project/blk/internal/exec"
@@ -21,8 +20,9 @@ type DeleteOptions struct {
 type DeleteResult struct {
 	Ref    string `json:"volume" yaml:"volume"`
 	UUID   string `json:"uuid,omitempty" yaml:"uuid,omitempty"`
+	Status string `json:"status" yaml:"status"` // deleted, would delete (dry run), or failed
+	Error  string `json:"error,omitempty" yaml:"error,omitempty"`
 	Err    error  `json:"-" yaml:"-"`
-	Status string `json:"status" yaml:"status"` // deleted, or the error
 }
 
 // deletable are the statuses delete accepts outright; creating and deleting
@@ -37,16 +37,17 @@ func (s *Service) Delete(ctx context.Context, o DeleteOptions) ([]DeleteResult, 
 			return nil, invalid("empty volume name")
 		}
 	}
+	done := "deleted"
+	if s.Hosts.DryRun() {
+		done = "would delete"
+	}
 	var results []DeleteResult
 	var errs []error
 	for _, ref := range o.Refs {
 		uuid, err := s.deleteOne(ctx, ref, o.Wipe)
-		res := DeleteResult{Ref: ref, UUID: uuid, Err: err, Status: "deleted"}
-		if s.Hosts.DryRun() {
-			res.Status = "would delete"
-		}
+		res := DeleteResult{Ref: ref, UUID: uuid, Status: done}
 		if err != nil {
-			res.Status = err.Error()
+			res.Status, res.Error, res.Err = "failed", err.Error(), err
 			errs = append(errs, err)
 		}
 		results = append(results, res)
@@ -63,7 +64,7 @@ func (s *Service) Delete(ctx context.Context, o DeleteOptions) ([]DeleteResult, 
 	}
 }
 
-func (s *Service) deleteOne(ctx context.Context, ref string, wipe bool) (string, error) {
+func (s *Service) deleteOne(ctx context.Context, ref string, wipe bool) (_ string, err error) {
 	v, err := s.State.Volume(ctx, ref)
 	if err != nil {
 		return "", err
@@ -83,13 +84,7 @@ func (s *Service) deleteOne(ctx context.Context, ref string, wipe bool) (string,
 	if err != nil {
 		return v.UUID, err
 	}
-	if s.Hosts.DryRun() {
-		if !slices.Contains(from, v.Status) {
-			return v.UUID, &state.ConflictError{Volume: v.Name, Status: v.Status, Reason: "is " + v.Status + ": only an available volume can be deleted"}
-		}
-		return v.UUID, s.removeLV(ctx, l, v, wipe)
-	}
-	if _, err := s.State.MoveVolume(ctx, v.UUID, state.Move{From: from, To: state.Deleting}); err != nil {
+	if _, err = s.State.MoveVolume(ctx, v.UUID, state.Move{From: from, To: state.Deleting}); err != nil {
 		var ce *state.ConflictError
 		if errors.As(err, &ce) && ce.Holder == "" {
 			ce.Reason = "is " + ce.Status + ": only an available volume can be deleted"
@@ -99,25 +94,33 @@ func (s *Service) deleteOne(ctx context.Context, ref string, wipe bool) (string,
 		}
 		return v.UUID, err
 	}
+	// A delete that fails part-way leaves the volume error_deleting, with
+	// the error, for a rerun: the LV may be half gone.
+	r := newReverter()
+	defer r.fail(ctx, &err)
+	r.add("status", func(ctx context.Context) error {
+		msg := err.Error()
+		_, merr := s.State.MoveVolume(ctx, v.UUID, state.Move{From: []string{state.Deleting}, To: state.ErrorDeleting, LastError: &msg})
+		return merr
+	})
 	op, err := s.State.BeginOp(ctx, "delete", v.UUID)
 	if err != nil {
 		return v.UUID, err
 	}
+	r.journal(op)
 	if err := s.removeLV(ctx, l, v, wipe); err != nil {
-		op.End(ctx, err)
-		msg := err.Error()
-		cleanup := context.WithoutCancel(ctx)
-		_, merr := s.State.MoveVolume(cleanup, v.UUID, state.Move{From: []string{state.Deleting}, To: state.ErrorDeleting, LastError: &msg})
-		return v.UUID, errors.Join(fmt.Errorf("delete volume %q: %w", v.Name, err), merr)
+		return v.UUID, fmt.Errorf("delete volume %q: %w", v.Name, err)
 	}
-	err = s.State.DeleteVolume(ctx, v.UUID, state.Deleting)
-	op.End(ctx, err)
-	return v.UUID, err
+	if err := s.State.DeleteVolume(ctx, v.UUID, state.Deleting); err != nil {
+		return v.UUID, err
+	}
+	r.success()
+	return v.UUID, nil
 }
 
 // removeLV wipes (if asked) and removes the volume's LV; an LV already gone
 // is fine, so a delete that died part-way can be run again.
-func (s *Service) removeLV(ctx context.Context, l lvm.LVM, v Volume, wipe bool) error {
+func (s *Service) removeLV(ctx context.Context, l lvm.LVM, v state.Volume, wipe bool) error {
 	lv, err := l.LV(ctx, lvName(v.UUID))
 	if errors.Is(err, lvm.ErrNotFound) {
 		return nil

@@ -177,6 +177,8 @@ func fakeLVM() func(args []string) (string, string, int, bool) {
 		case "lvremove":
 			delete(lvs, last)
 			return "", "", 0, true
+		case "vgs":
+			return `{"report":[{"vg":[{"vg_name":"` + last + `","vg_size":"8589934592","vg_free":"8589934592","lv_count":"0"}]}]}`, "", 0, true
 		}
 		return "", "", 0, false
 	}

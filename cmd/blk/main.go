@@ -82,7 +82,7 @@ func exitCode(err error) int {
 		return ExitUsage
 	case errors.Is(err, volume.ErrPartial):
 		return ExitPartial
-	case errors.Is(err, volume.ErrConflict):
+	case errors.Is(err, volume.ErrConflict), errors.Is(err, volume.ErrNoSpace):
 		return ExitConflict
 	case errors.Is(err, volume.ErrNotFound):
 		return ExitNotFound
@@ -93,8 +93,7 @@ func exitCode(err error) int {
 
 func hint(err error, code int) string {
 	var ue usageError
-	switch {
-	case errors.As(err, &ue):
+	if errors.As(err, &ue) {
 		return "see 'blk " + ue.cmd() + " --help'"
 	}
 	return ""

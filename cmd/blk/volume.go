@@ -156,7 +156,11 @@ With several volumes, each is tried; if some fail the exit code is 5.`,
 				if len(results) > 1 || err == nil {
 					v := view{obj: results, header: []string{"VOLUME", "RESULT"}}
 					for _, r := range results {
-						v.rows = append(v.rows, []string{r.Ref, r.Status})
+						result := r.Status
+						if r.Error != "" {
+							result += ": " + r.Error
+						}
+						v.rows = append(v.rows, []string{r.Ref, result})
 					}
 					if perr := a.print(v); perr != nil {
 						return perr

@@ -281,8 +281,8 @@ func TestDryRunChangesNothing(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.out, "lab: lvcreate --yes --name volume-") || !strings.Contains(r.out, " blk\n") {
 		t.Fatalf("dry run: %d %q %q", r.code, r.out, r.errOut)
 	}
-	if r := blk(t, "volume", "show", name); r.code != 4 {
-		t.Errorf("dry run left a row: exit %d", r.code)
+	if show := blk(t, "volume", "show", name); show.code != 4 {
+		t.Errorf("dry run left a row: exit %d", show.code)
 	}
 	planned := strings.Fields(r.out[strings.Index(r.out, "--name ")+len("--name "):])[0]
 	if out := sh(t, "lvs", "--noheadings", "-o", "lv_name", "blk"); strings.Contains(out, planned) {
