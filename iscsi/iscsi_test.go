@@ -3,6 +3,8 @@ package iscsi
 import (
 	"context"
 	"errors"
+	"os"
+	"reflect"
 	"testing"
 	"time"
 
@@ -95,5 +97,38 @@ func TestTransientLoginFailuresAreRetriedAFewTimes(t *testing.T) {
 	err := Initiator{Run: f}.Logout(context.Background(), "10.0.0.1:3260", "iqn.a:v")
 	if exec.ExitCode(err) != 8 {
 		t.Errorf("err = %v, want the fifth failure", err)
+	}
+}
+
+// tgtadm 1.0.85's show, captured in the lab with one initiator logged in.
+func TestShowReadsSessionsLUNsAccountsAndACLs(t *testing.T) {
+	out, err := os.ReadFile("testdata/tgtadm-show-session.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := exectest.New(t, "stor1").Expect(string(out), tgt("--op", "show", "--mode", "target")...)
+	infos, err := Target{Run: f}.Show(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := infos["iqn.2026-11.org.example.blk:probe"]
+	want := TargetInfo{ID: 98, IQN: "iqn.2026-11.org.example.blk:probe", Sessions: []string{"iqn.2026-11.org.example.lab:compute"},
+		LUNs: map[int]string{1: "/tmp/probe.img"}, Accounts: []string{"probeu"}, ACLs: []string{"iqn.2026-11.org.example.lab:compute"}}
+	if len(infos) != 1 || !reflect.DeepEqual(got, want) {
+		t.Errorf("show = %+v\nwant %+v", infos, want)
+	}
+}
+
+// An account left by an earlier attach has another password: it is made
+// again, never reused.
+func TestAddAccountReplacesOneLeftBehind(t *testing.T) {
+	f := exectest.New(t, "stor1")
+	add := tgt("--op", "new", "--mode", "account", "--user", "u", "--password", "newpass")
+	f.ExpectFail(22, "", "tgtadm: this account already exists", add...)
+	f.Expect("", tgt("--op", "delete", "--mode", "account", "--user", "u")...)
+	f.Expect("", add...)
+	f.Expect("", tgt("--op", "bind", "--mode", "account", "--tid", "3", "--user", "u")...)
+	if err := (Target{Run: f}).AddAccount(context.Background(), 3, "u", "newpass"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -54,6 +54,68 @@ func (t Target) run(ctx context.Context, cmd exec.Cmd) (string, error) {
 
 var targetLine = regexp.MustCompile(`(?m)^Target (\d+): (\S+)$`)
 
+// TargetInfo is what tgtd says of one target.
+type TargetInfo struct {
+	ID       int
+	IQN      string
+	Sessions []string       // initiators logged in (I_T nexus)
+	LUNs     map[int]string // backing store of each LUN but the controller
+	Accounts []string
+	ACLs     []string // initiator names bound
+}
+
+// Show reads every target with its sessions, LUNs, accounts and ACLs.
+func (t Target) Show(ctx context.Context) (map[string]TargetInfo, error) {
+	out, err := t.run(ctx, exec.Cmd{Args: []string{"--op", "show", "--mode", "target"}})
+	if err != nil {
+		return nil, err
+	}
+	return parseShow(out), nil
+}
+
+// parseShow reads tgtadm's show output: one "Target N: IQN" line per target,
+// then indented sections whose items are the lines under their heading.
+func parseShow(out string) map[string]TargetInfo {
+	targets := map[string]TargetInfo{}
+	var cur *TargetInfo
+	var section string
+	lun := -1
+	for _, line := range strings.Split(out, "\n") {
+		if m := targetLine.FindStringSubmatch(line); m != nil {
+			if cur != nil {
+				targets[cur.IQN] = *cur
+			}
+			id, _ := strconv.Atoi(m[1])
+			cur, section, lun = &TargetInfo{ID: id, IQN: m[2], LUNs: map[int]string{}}, "", -1
+			continue
+		}
+		if cur == nil {
+			continue
+		}
+		text := strings.TrimSpace(line)
+		switch {
+		case text == "":
+		case strings.HasSuffix(text, "information:"):
+			section = text
+		case section == "I_T nexus information:" && strings.HasPrefix(text, "Initiator: "):
+			f := strings.Fields(text)
+			cur.Sessions = append(cur.Sessions, f[1])
+		case section == "LUN information:" && strings.HasPrefix(text, "LUN: "):
+			lun, _ = strconv.Atoi(strings.TrimPrefix(text, "LUN: "))
+		case section == "LUN information:" && strings.HasPrefix(text, "Backing store path: ") && lun > 0:
+			cur.LUNs[lun] = strings.TrimPrefix(text, "Backing store path: ")
+		case section == "Account information:":
+			cur.Accounts = append(cur.Accounts, text)
+		case section == "ACL information:":
+			cur.ACLs = append(cur.ACLs, text)
+		}
+	}
+	if cur != nil {
+		targets[cur.IQN] = *cur
+	}
+	return targets
+}
+
 // Targets lists the target ids by IQN.
 func (t Target) Targets(ctx context.Context) (map[string]int, error) {
 	return t.targets(ctx, false)
@@ -134,8 +196,19 @@ func (t Target) Unbind(ctx context.Context, tid int, initiator string) error {
 
 // AddAccount creates a CHAP account and binds it to the target.
 func (t Target) AddAccount(ctx context.Context, tid int, user, password string) error {
-	_, err := t.tgtadm(ctx, true, []string{password}, "--op", "new", "--mode", "account", "--user", user, "--password", password)
-	if err != nil && !errors.Is(err, ErrExists) {
+	newAccount := func() error {
+		_, err := t.tgtadm(ctx, true, []string{password}, "--op", "new", "--mode", "account", "--user", user, "--password", password)
+		return err
+	}
+	err := newAccount()
+	if errors.Is(err, ErrExists) {
+		// Left by an attach that did not finish: its password is not the
+		// one this attach gives the initiator. Deleting it also unbinds it.
+		if err = t.DeleteAccount(ctx, user); err == nil {
+			err = newAccount()
+		}
+	}
+	if err != nil {
 		return err
 	}
 	_, err = t.tgtadm(ctx, true, nil, "--op", "bind", "--mode", "account", "--tid", strconv.Itoa(tid), "--user", user)

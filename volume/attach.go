@@ -107,6 +107,14 @@ func (s *Service) Attach(ctx context.Context, o AttachOptions) (_ Volume, alread
 	defer r.fail(ctx, &err)
 	uuid := v.UUID // v is reassigned below, and may come back empty
 	r.add("reservation", func(ctx context.Context) error {
+		if left := r.leftovers(); len(left) > 0 {
+			// Released, the volume could be attached elsewhere while this
+			// export still lets the first host in: keep it held instead.
+			rec.Step = "rollback-incomplete"
+			return errors.Join(fmt.Errorf("%s of this attach could not be removed: volume %q stays attaching; "+
+				"'blk volume detach --force %s' removes what is left", strings.Join(left, ", "), v.Name, v.Name),
+				s.State.UpdateAttachment(ctx, rec))
+		}
 		_, uerr := s.State.Unreserve(ctx, uuid)
 		return uerr
 	})
@@ -162,9 +170,14 @@ func (s *Service) connect(ctx context.Context, r *reverter, b config.Backend, v 
 	if conn.InitiatorIQN, err = initiator.Name(ctx); err != nil {
 		return fmt.Errorf("read initiator name: %w", err)
 	}
-	tid, _, err := target.Create(ctx, conn.TargetIQN)
+	tid, created, err := target.Create(ctx, conn.TargetIQN)
 	if err != nil {
 		return fmt.Errorf("tgtadm new target: %w", err)
+	}
+	if !created {
+		if tid, err = s.replaceLeftoverTarget(ctx, target, v, conn.TargetIQN); err != nil {
+			return err
+		}
 	}
 	conn.TargetID = tid
 	// Deleting the target (forced) also drops its LUN and bindings.
@@ -215,6 +228,37 @@ func (s *Service) connect(ctx context.Context, r *reverter, b config.Backend, v 
 		return s.unplug(ctx, hv, rec.Instance, disk.Serial)
 	})
 	return step("libvirt-attached")
+}
+
+// replaceLeftoverTarget deals with a target of this volume that this attach
+// did not make: the volume is reserved by this attach, so it is what a killed
+// or failed attach left. Its ACLs and account may let another host in, so it
+// is never reused: with nobody logged in it is removed and made again; in use,
+// the attach is refused.
+func (s *Service) replaceLeftoverTarget(ctx context.Context, target iscsi.Target, v state.Volume, iqn string) (int, error) {
+	infos, err := target.Show(ctx)
+	if err != nil {
+		return 0, err
+	}
+	old, ok := infos[iqn]
+	if !ok { // gone meanwhile
+		tid, _, err := target.Create(ctx, iqn)
+		return tid, err
+	}
+	if len(old.Sessions) > 0 {
+		return 0, conflict("volume %q is still exported by a target an earlier attach left (tid %d on %s), and %s is logged in to it: "+
+			"blk will not give a volume to two hosts; log that initiator out, then remove the target "+
+			"(tgtadm --lld iscsi --op delete --mode target --force --tid %d on %s)",
+			v.Name, old.ID, target.Run.Host(), strings.Join(old.Sessions, ", "), old.ID, target.Run.Host())
+	}
+	if err := target.Delete(ctx, old.ID); err != nil {
+		return 0, fmt.Errorf("remove the target an earlier attach left: %w", err)
+	}
+	tid, _, err := target.Create(ctx, iqn)
+	if err != nil {
+		return 0, fmt.Errorf("tgtadm new target: %w", err)
+	}
+	return tid, nil
 }
 
 // findDomain looks for the instance on the compute hosts (or the one named)

@@ -88,6 +88,11 @@ type world struct {
 	failAt   int // fail the n-th mutating command (1-based); 0 never
 	count    int
 	failed   string
+	// failOp fails every tgtadm command of this "--op --mode", e.g.
+	// "delete target".
+	failOp string
+	// exported are initiators logged in to a target, as tgtd sees them.
+	exported map[string]string
 }
 
 func newWorld() *world {
@@ -126,6 +131,9 @@ func (w *world) handle(args []string) (string, string, int, bool) {
 	}
 	tid := 0
 	fmt.Sscan(arg(args, "--tid"), &tid)
+	if args[0] == "tgtadm" && arg(args, "--op")+" "+arg(args, "--mode") == w.failOp {
+		return "", "tgtadm: injected failure", 22, true
+	}
 	switch args[0] {
 	case "cat":
 		return "InitiatorName=iqn.2026-11.org.example:comp1\n", "", 0, true
@@ -143,7 +151,14 @@ func (w *world) handle(args []string) (string, string, int, bool) {
 		case "show target":
 			var b strings.Builder
 			for id, iqn := range w.targets {
-				fmt.Fprintf(&b, "Target %d: %s\n    System information:\n", id, iqn)
+				fmt.Fprintf(&b, "Target %d: %s\n    System information:\n    I_T nexus information:\n", id, iqn)
+				if ini := w.exported[iqn]; ini != "" {
+					fmt.Fprintf(&b, "        I_T nexus: 1\n            Initiator: %s alias: x\n", ini)
+				}
+				fmt.Fprintf(&b, "    ACL information:\n")
+				if acl := w.acls[id]; acl != "" {
+					fmt.Fprintf(&b, "        %s\n", acl)
+				}
 			}
 			return b.String(), "", 0, true
 		case "new target":
@@ -158,6 +173,9 @@ func (w *world) handle(args []string) (string, string, int, bool) {
 		case "unbind target":
 			delete(w.acls, tid)
 		case "new account":
+			if w.accounts[arg(args, "--user")] {
+				return "", "tgtadm: this account already exists", 22, true
+			}
 			w.accounts[arg(args, "--user")] = true
 		case "bind account":
 		case "delete account":
@@ -449,5 +467,73 @@ func TestAttachRefusesUnknownInstanceAndTakenDevice(t *testing.T) {
 	v, _ := s.State.Volume(ctx, "db1")
 	if v.Status != state.Available {
 		t.Errorf("refused attach moved the volume to %s", v.Status)
+	}
+}
+
+// A rollback that cannot remove the target must not free the volume: free,
+// it could go to a second host while the first one can still log in.
+func TestFailedRollbackKeepsTheVolumeHeld(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	w.failOp = "delete target"
+	hv := newFakeHV("web1")
+	hv.failOn = "attach"
+	s, _, _ := attachService(t, w, hv)
+	_, _, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1", Bus: "scsi"})
+	if err == nil || !strings.Contains(err.Error(), `volume "db1" stays attaching`) || !strings.Contains(err.Error(), "blk volume detach --force db1") {
+		t.Fatalf("err = %v", err)
+	}
+	v, _ := s.State.Volume(ctx, "db1")
+	rec, rerr := s.State.Attachment(ctx, volUUID)
+	if v.Status != state.Attaching || rerr != nil || rec.Step != "rollback-incomplete" || rec.Conn.TargetID == 0 {
+		t.Fatalf("volume %s, attachment %+v (%v): want attaching with the target recorded", v.Status, rec, rerr)
+	}
+	if len(w.targets) != 1 {
+		t.Fatalf("world: %s", w.empty())
+	}
+	// Once tgtd lets go, detach --force removes what is left.
+	w.failOp, hv.failOn = "", ""
+	res, err := s.Detach(ctx, DetachOptions{Volume: "db1", Force: true})
+	if err != nil || res.Volume.Status != state.Available {
+		t.Fatalf("detach --force: %v (%+v)", err, res)
+	}
+	if left := w.empty(); left != "" {
+		t.Errorf("left behind: %s", left)
+	}
+}
+
+// A target this attach did not make (a killed attach's) is never reused:
+// its ACL and account may let another host in.
+func TestLeftoverTargetIsMadeAgainNotReused(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	iqn := "iqn.2026-11.org.example.blk:" + volUUID
+	w.targets[5], w.luns[5], w.acls[5], w.accounts["blk-0a0b0c0d"] = iqn, true, "iqn.2026-11.org.example:intruder", true
+	s, _, _ := attachService(t, w, newFakeHV("web1"))
+	if _, _, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1", Bus: "scsi"}); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := s.State.Attachment(ctx, volUUID)
+	if _, ok := w.targets[5]; ok || w.targets[rec.Conn.TargetID] != iqn {
+		t.Errorf("targets %v, recorded tid %d: the leftover target was reused", w.targets, rec.Conn.TargetID)
+	}
+	if acl := w.acls[rec.Conn.TargetID]; acl != "iqn.2026-11.org.example:comp1" || len(w.acls) != 1 {
+		t.Errorf("ACLs %v: want only comp1 bound", w.acls)
+	}
+}
+
+func TestLeftoverTargetInUseIsRefused(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	iqn := "iqn.2026-11.org.example.blk:" + volUUID
+	w.targets[5], w.luns[5], w.acls[5] = iqn, true, "iqn.2026-11.org.example:comp9"
+	w.exported = map[string]string{iqn: "iqn.2026-11.org.example:comp9"}
+	s, _, _ := attachService(t, w, newFakeHV("web1"))
+	_, _, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1", Bus: "scsi"})
+	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "comp9 is logged in") {
+		t.Fatalf("err = %v", err)
+	}
+	if v, _ := s.State.Volume(ctx, "db1"); v.Status != state.Available || w.targets[5] != iqn || len(w.sessions) != 0 {
+		t.Errorf("volume %s, targets %v, sessions %v: a refused attach changed something", v.Status, w.targets, w.sessions)
 	}
 }

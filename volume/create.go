@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/blk-project/blk/internal/fault"
 	"github.com/blk-project/blk/lvm"
@@ -71,7 +72,16 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (_ Volume, err er
 	r := newReverter()
 	defer r.fail(ctx, &err)
 	uuid := v.UUID // v is reassigned below, and may come back empty
-	r.add("volume row", func(ctx context.Context) error { return s.State.DeleteVolume(ctx, uuid, state.Creating) })
+	r.add("volume row", func(ctx context.Context) error {
+		if left := r.leftovers(); len(left) > 0 {
+			// Without its row the LV would be nobody's: keep the row, in
+			// error, so delete can remove both.
+			msg := "create failed and its " + strings.Join(left, ", ") + " could not be removed"
+			_, merr := s.State.MoveVolume(ctx, uuid, state.Move{From: []string{state.Creating}, To: state.Error, LastError: &msg})
+			return errors.Join(fmt.Errorf("volume %q is left in error: 'blk volume delete %s' removes it", o.Name, o.Name), merr)
+		}
+		return s.State.DeleteVolume(ctx, uuid, state.Creating)
+	})
 	r.journal(op)
 
 	lv, err := s.createLV(ctx, r, l, b.ThinPool, v)

@@ -20,9 +20,10 @@ var undoTimeout = 2 * time.Minute
 //	... r.add("target", undo) after each step ...
 //	r.success()
 type reverter struct {
-	steps []revertStep
-	op    Op
-	ok    bool
+	steps  []revertStep
+	op     Op
+	ok     bool
+	failed []string // undo steps that failed, in the order they ran
 }
 
 type revertStep struct {
@@ -39,6 +40,11 @@ func (r *reverter) add(name string, undo func(context.Context) error) {
 // journal has fail end op after any undo, with the workflow's error: while
 // a process undoes, the volume is still held by it.
 func (r *reverter) journal(op Op) { r.op = op }
+
+// leftovers names what the undo so far could not remove. The first undo
+// registered runs last: it releases the volume, and must not when something
+// it stands for is still there.
+func (r *reverter) leftovers() []string { return r.failed }
 
 // success keeps everything made; the deferred fail then only ends the
 // operation.
@@ -58,6 +64,7 @@ func (r *reverter) fail(ctx context.Context, errp *error) {
 		for i := len(r.steps) - 1; i >= 0; i-- {
 			if err := r.steps[i].undo(uctx); err != nil {
 				errs = append(errs, fmt.Errorf("rollback %s: %w", r.steps[i].name, err))
+				r.failed = append(r.failed, r.steps[i].name)
 			}
 		}
 		if len(errs) > 1 {

@@ -313,3 +313,28 @@ func TestVolumeJSONFieldNames(t *testing.T) {
 		t.Errorf("YAML %s %v", y, err)
 	}
 }
+
+// A create whose LV cannot be removed keeps its row, in error: without the
+// row, the LV would be nobody's.
+func TestCreateThatCannotRemoveItsLVKeepsItsRow(t *testing.T) {
+	ctx := context.Background()
+	f := exectest.New(t, "stor1")
+	s := newService(t, f, nil)
+	u := "cccccccc-2222-3333-4444-555555555555"
+	s.testHookUUID = u
+	f.ExpectFail(5, "", notFound, lvsOf(u)...)
+	f.Expect(vgsReport("10737418240"), vgsArgs...)
+	f.ExpectFail(5, "", "  device-mapper: reload ioctl failed: Invalid argument",
+		"lvcreate", "--yes", "--name", "volume-"+u, "--size", "1073741824b", "--wipesignatures", "y", "--zero", "y",
+		"--addtag", "blk", "--addtag", "blk-vol-"+u, "blk")
+	f.Expect(lvsReport(u, "1073741824"), lvsOf(u)...) // lvcreate failed late: the LV is there
+	f.ExpectFail(5, "", `  Logical volume blk/volume-`+u+` in use.`, "lvremove", "--yes", "blk/volume-"+u)
+	_, err := s.Create(ctx, CreateOptions{Name: "db9", Size: "1GiB"})
+	if err == nil || !strings.Contains(err.Error(), "blk volume delete db9") {
+		t.Fatalf("err = %v", err)
+	}
+	v, gerr := s.Show(ctx, "db9")
+	if gerr != nil || v.Status != state.Error || !strings.Contains(v.LastError, "could not be removed") {
+		t.Fatalf("volume %+v (%v): want it kept in error", v, gerr)
+	}
+}
