@@ -206,6 +206,15 @@ func (o *Op) End(ctx context.Context, err error) error {
 	return nil
 }
 
+// WipeRequested reports whether a delete of object was ever asked to wipe
+// it: a later delete of what an interrupted one left must wipe too, or the
+// data the operator meant to destroy stays readable on the reused extents.
+func (s *Store) WipeRequested(ctx context.Context, object string) (bool, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM operations WHERE object = ? AND op = 'delete' AND step = 'wipe'`, object).Scan(&n)
+	return n > 0, err
+}
+
 // Holder describes the running operation on object for a conflict message,
 // with what the operator can do about it; "" when none runs.
 func (s *Store) Holder(ctx context.Context, object string) string { return s.holder(ctx, object) }

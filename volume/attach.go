@@ -76,8 +76,11 @@ func (s *Service) Attach(ctx context.Context, o AttachOptions) (_ Volume, alread
 		return volumeOf(v), false, &state.ConflictError{Volume: v.Name, Status: v.Status, Holder: s.State.Holder(ctx, v.UUID),
 			Reason: "is " + v.Status + ": only an available volume can be attached"}
 	}
-	b, ok := s.Config.Backends[v.Backend]
-	if !ok || b.Type != "lvm" {
+	b, err := s.backendOf(v)
+	if err != nil {
+		return volumeOf(v), false, err
+	}
+	if b.Type != "lvm" {
 		return volumeOf(v), false, invalid("volume %q: attaching %s volumes is not supported yet", v.Name, b.Type)
 	}
 	host, live, persistent, err := s.findDomain(ctx, o.Instance, o.Host)

@@ -253,7 +253,7 @@ func attachService(t *testing.T, w *world, hv *fakeHV) (*Service, *exectest.Fake
 		return comp
 	}
 	hs.NewHypervisor = func(context.Context, string, exec.Runner) (hypervisor.Hypervisor, error) { return hv, nil }
-	s := NewService(cfg, st, hs)
+	s := NewService(cfg, "test.yaml", st, hs)
 	op, err := st.InsertVolume(context.Background(), &state.Volume{UUID: volUUID, Name: "db1", Backend: "lvm-1", SizeBytes: 1 << 30,
 		Status: state.Creating, Path: "/dev/blk/volume-" + volUUID})
 	if err != nil {
@@ -535,5 +535,30 @@ func TestLeftoverTargetInUseIsRefused(t *testing.T) {
 	}
 	if v, _ := s.State.Volume(ctx, "db1"); v.Status != state.Available || w.targets[5] != iqn || len(w.sessions) != 0 {
 		t.Errorf("volume %s, targets %v, sessions %v: a refused attach changed something", v.Status, w.targets, w.sessions)
+	}
+}
+
+// A backend that left the configuration stops attach, detach and delete
+// before anything runs: a detach half run against an unknown host would
+// leave the export behind and the volume stuck.
+func TestVolumeOfARemovedBackendIsRefusedUpFront(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	s, _, _ := attachService(t, w, newFakeHV("web1"))
+	if _, _, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1", Bus: "scsi"}); err != nil {
+		t.Fatal(err)
+	}
+	before := w.count
+	delete(s.Config.Backends, "lvm-1")
+	for what, err := range map[string]error{
+		"detach": func() error { _, err := s.Detach(ctx, DetachOptions{Volume: "db1", Force: true}); return err }(),
+		"delete": func() error { _, err := s.Delete(ctx, DeleteOptions{Refs: []string{"db1"}}); return err }(),
+	} {
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `backend "lvm-1"`) || !strings.Contains(err.Error(), "test.yaml") {
+			t.Errorf("%s: err = %v", what, err)
+		}
+	}
+	if v, _ := s.State.Volume(ctx, "db1"); v.Status != state.InUse || w.count != before {
+		t.Errorf("volume %s, %d commands run: a refused command changed something", v.Status, w.count-before)
 	}
 }

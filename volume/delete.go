@@ -21,8 +21,11 @@ type DeleteResult struct {
 	Ref    string `json:"volume" yaml:"volume"`
 	UUID   string `json:"uuid,omitempty" yaml:"uuid,omitempty"`
 	Status string `json:"status" yaml:"status"` // deleted, would delete (dry run), or failed
+	Wiped  bool   `json:"wiped" yaml:"wiped"`
 	Error  string `json:"error,omitempty" yaml:"error,omitempty"`
 	Err    error  `json:"-" yaml:"-"`
+	// Note tells a person what blk chose (a wipe an earlier delete asked for).
+	Note string `json:"-" yaml:"-"`
 }
 
 // deletable are the statuses delete accepts outright; creating and deleting
@@ -44,9 +47,8 @@ func (s *Service) Delete(ctx context.Context, o DeleteOptions) ([]DeleteResult, 
 	var results []DeleteResult
 	var errs []error
 	for _, ref := range o.Refs {
-		uuid, err := s.deleteOne(ctx, ref, o.Wipe)
-		res := DeleteResult{Ref: ref, UUID: uuid, Status: done}
-		if err != nil {
+		res := DeleteResult{Ref: ref, Status: done}
+		if err := s.deleteOne(ctx, ref, o.Wipe, &res); err != nil {
 			res.Status, res.Error, res.Err = "failed", err.Error(), err
 			errs = append(errs, err)
 		}
@@ -64,25 +66,26 @@ func (s *Service) Delete(ctx context.Context, o DeleteOptions) ([]DeleteResult, 
 	}
 }
 
-func (s *Service) deleteOne(ctx context.Context, ref string, wipe bool) (_ string, err error) {
+func (s *Service) deleteOne(ctx context.Context, ref string, wipe bool, res *DeleteResult) (err error) {
 	v, err := s.State.Volume(ctx, ref)
 	if err != nil {
-		return "", err
+		return err
 	}
+	res.UUID = v.UUID
 	if v.SnapshotCount > 0 {
-		return v.UUID, conflict("volume %q has %d snapshot(s): delete them first (blk snapshot list %s)", v.Name, v.SnapshotCount, v.Name)
+		return conflict("volume %q has %d snapshot(s): delete them first (blk snapshot list %s)", v.Name, v.SnapshotCount, v.Name)
 	}
 	from := deletable
 	if (v.Status == state.Creating || v.Status == state.Deleting) && s.State.Stale(ctx, v.UUID) {
 		from = []string{v.Status}
 	}
-	b, ok := s.Config.Backends[v.Backend]
-	if !ok {
-		return v.UUID, fmt.Errorf("volume %q: backend %q is no longer configured", v.Name, v.Backend)
+	b, err := s.backendOf(v)
+	if err != nil {
+		return err
 	}
 	l, err := s.lvm(ctx, b)
 	if err != nil {
-		return v.UUID, err
+		return err
 	}
 	if _, err = s.State.MoveVolume(ctx, v.UUID, state.Move{From: from, To: state.Deleting}); err != nil {
 		var ce *state.ConflictError
@@ -92,7 +95,7 @@ func (s *Service) deleteOne(ctx context.Context, ref string, wipe bool) (_ strin
 				ce.Reason += " (detach it first)"
 			}
 		}
-		return v.UUID, err
+		return err
 	}
 	// A delete that fails part-way leaves the volume error_deleting, with
 	// the error, for a rerun: the LV may be half gone.
@@ -103,19 +106,35 @@ func (s *Service) deleteOne(ctx context.Context, ref string, wipe bool) (_ strin
 		_, merr := s.State.MoveVolume(ctx, v.UUID, state.Move{From: []string{state.Deleting}, To: state.ErrorDeleting, LastError: &msg})
 		return merr
 	})
+	if !wipe && v.Status != state.Available {
+		// What an interrupted delete --wipe left is wiped too: its data is
+		// what the operator meant to destroy.
+		if wipe, err = s.State.WipeRequested(ctx, v.UUID); err != nil {
+			return err
+		}
+		if wipe {
+			res.Note = fmt.Sprintf("volume %s: wiping it first, as the earlier interrupted delete --wipe asked", v.Name)
+		}
+	}
 	op, err := s.State.BeginOp(ctx, "delete", v.UUID)
 	if err != nil {
-		return v.UUID, err
+		return err
 	}
 	r.journal(op)
+	if wipe {
+		if err = op.Step(ctx, "wipe"); err != nil {
+			return err
+		}
+	}
+	res.Wiped = wipe
 	if err := s.removeLV(ctx, l, v, wipe); err != nil {
-		return v.UUID, fmt.Errorf("delete volume %q: %w", v.Name, err)
+		return fmt.Errorf("delete volume %q: %w", v.Name, err)
 	}
 	if err := s.State.DeleteVolume(ctx, v.UUID, state.Deleting); err != nil {
-		return v.UUID, err
+		return err
 	}
 	r.success()
-	return v.UUID, nil
+	return nil
 }
 
 // removeLV wipes (if asked) and removes the volume's LV; an LV already gone

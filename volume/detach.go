@@ -50,6 +50,9 @@ func (s *Service) Detach(ctx context.Context, o DetachOptions) (res DetachResult
 	if o.Instance != "" && rec.Instance != o.Instance {
 		return res, conflict("volume %q is attached to %s, not %s", v.Name, rec.Instance, o.Instance)
 	}
+	if _, err = s.backendOf(v); err != nil {
+		return res, err
+	}
 	from := []string{state.InUse}
 	stale := s.State.Stale(ctx, v.UUID)
 	if stale && (v.Status == state.Detaching || o.Force && v.Status == state.Attaching) {
@@ -84,7 +87,10 @@ func (s *Service) disconnect(ctx context.Context, rec state.AttachmentRecord, fo
 	if err != nil {
 		return nil, err
 	}
-	b := s.Config.Backends[v.Backend]
+	b, err := s.backendOf(v)
+	if err != nil {
+		return nil, err
+	}
 	conn := rec.Conn
 	var warnings []string
 	do := func(name string, fn func() error) error {

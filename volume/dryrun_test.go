@@ -14,7 +14,7 @@ import (
 func dry(s *Service, plan *strings.Builder) *Service {
 	hs := NewHosts(s.Config, nil, plan)
 	hs.New, hs.NewHypervisor = s.Hosts.New, s.Hosts.NewHypervisor
-	return NewService(s.Config, s.State.(stateStore).Store, hs)
+	return NewService(s.Config, s.ConfigFile, s.State.(stateStore).Store, hs)
 }
 
 func TestDryRunAttachPrintsThePlanMaskedAndChangesNothing(t *testing.T) {

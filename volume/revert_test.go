@@ -15,6 +15,8 @@ import (
 
 type endRecorder struct{ ended *[]string }
 
+func (e endRecorder) Step(context.Context, string) error { return nil }
+
 func (e endRecorder) End(_ context.Context, err error) error {
 	*e.ended = append(*e.ended, "end "+errText(err))
 	return nil

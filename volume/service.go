@@ -53,9 +53,10 @@ func volumeOf(v state.Volume) Volume {
 // Service runs the workflows against one configuration, state file and set
 // of hosts.
 type Service struct {
-	Config *config.Config
-	State  Store
-	Hosts  *Hosts
+	Config     *config.Config
+	ConfigFile string // for messages
+	State      Store
+	Hosts      *Hosts
 	// Progress, when set, is called for long work (wipe) and returns where to
 	// report bytes done; nil means no progress display.
 	Progress func(label string, total int64) Progress
@@ -66,12 +67,27 @@ type Service struct {
 
 // NewService runs the workflows on st and hosts. When hosts make a dry run,
 // so does the state: it is read, and changes are checked but not made.
-func NewService(cfg *config.Config, st *state.Store, hosts *Hosts) *Service {
+// NewService builds the workflows; file names the configuration for
+// messages ("built-in default" when there is none).
+func NewService(cfg *config.Config, file string, st *state.Store, hosts *Hosts) *Service {
 	var store Store = stateStore{st}
 	if hosts.DryRun() {
 		store = newDryStore(store)
 	}
-	return &Service{Config: cfg, State: store, Hosts: hosts}
+	return &Service{Config: cfg, ConfigFile: file, State: store, Hosts: hosts}
+}
+
+// backendOf is the configured backend of a volume. One that left the
+// configuration is refused before anything runs: half a detach, run against
+// a host that is no longer known, would leave the export and the volume
+// stuck.
+func (s *Service) backendOf(v state.Volume) (config.Backend, error) {
+	b, ok := s.Config.Backends[v.Backend]
+	if !ok {
+		return b, invalid("volume %q is on backend %q, which the configuration (%s) no longer defines: put it back to manage the volume",
+			v.Name, v.Backend, s.ConfigFile)
+	}
+	return b, nil
 }
 
 func (s *Service) newUUID() string {

@@ -22,6 +22,7 @@ type Store interface {
 	Holder(ctx context.Context, object string) string
 	Stale(ctx context.Context, object string) bool
 	ReservedDevices(ctx context.Context, host, instance string) ([]string, error)
+	WipeRequested(ctx context.Context, object string) (bool, error)
 
 	// InsertVolume records a new volume and its create operation at once.
 	InsertVolume(ctx context.Context, v *state.Volume) (Op, error)
@@ -38,6 +39,8 @@ type Store interface {
 
 // Op is a journaled operation, ended with the workflow's outcome.
 type Op interface {
+	// Step records how far it got, for a rerun to read.
+	Step(ctx context.Context, step string) error
 	End(ctx context.Context, err error) error
 }
 
@@ -171,4 +174,5 @@ func (d *dryStore) BeginOp(context.Context, string, string) (Op, error) { return
 
 type dryOp struct{}
 
-func (dryOp) End(context.Context, error) error { return nil }
+func (dryOp) Step(context.Context, string) error { return nil }
+func (dryOp) End(context.Context, error) error   { return nil }

@@ -37,7 +37,7 @@ func newService(t *testing.T, f *exectest.Fake, dryRun *strings.Builder) *Servic
 		hs = NewHosts(cfg, nil, w)
 	}
 	hs.New = func(string, config.Host) exec.Runner { return f }
-	return NewService(cfg, st, hs)
+	return NewService(cfg, "test.yaml", st, hs)
 }
 
 // lvsReport is lvs's JSON for one LV, as LVM prints it with --nosuffix.
@@ -253,10 +253,10 @@ func TestDeleteRefusesInUseAndReportsPartial(t *testing.T) {
 	}
 	// Scripts read the status from a short list, and the error apart.
 	b, _ := json.Marshal(res)
-	if want := `{"volume":"busy","uuid":"` + u1 + `","status":"failed","error":"volume \"busy\" is in-use: only an available volume can be deleted (detach it first)"}`; !strings.Contains(string(b), want) {
+	if want := `{"volume":"busy","uuid":"` + u1 + `","status":"failed","wiped":false,"error":"volume \"busy\" is in-use: only an available volume can be deleted (detach it first)"}`; !strings.Contains(string(b), want) {
 		t.Errorf("JSON %s\nlacks %s", b, want)
 	}
-	if !strings.Contains(string(b), `{"volume":"free","uuid":"`+u2+`","status":"deleted"}`) {
+	if !strings.Contains(string(b), `{"volume":"free","uuid":"`+u2+`","status":"deleted","wiped":false}`) {
 		t.Errorf("JSON %s", b)
 	}
 	if res[1].Status != "deleted" || !errors.Is(res[2].Err, ErrNotFound) {
@@ -336,5 +336,44 @@ func TestCreateThatCannotRemoveItsLVKeepsItsRow(t *testing.T) {
 	v, gerr := s.Show(ctx, "db9")
 	if gerr != nil || v.Status != state.Error || !strings.Contains(v.LastError, "could not be removed") {
 		t.Fatalf("volume %+v (%v): want it kept in error", v, gerr)
+	}
+}
+
+// A delete --wipe interrupted part-way is finished wiped, even when the rerun
+// forgets --wipe: the operator meant that data destroyed.
+func TestInterruptedWipeIsRememberedByTheNextDelete(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	f := exectest.New(t, "stor1")
+	s := newService(t, f, nil)
+	u := "abababab-2222-3333-4444-555555555555"
+	insert(t, s, "secret", u, state.Available)
+	dd := func(seek, count string) []string {
+		return []string{"dd", "if=/dev/zero", "of=/dev/blk/volume-" + u, "bs=4M", "seek=" + seek, "count=" + count,
+			"iflag=count_bytes", "oflag=seek_bytes,direct", "conv=notrunc,fsync", "status=none"}
+	}
+	f.Expect(lvsReport(u, "536870912"), lvsOf(u)...)
+	f.Expect("", dd("0", "268435456")...)
+	// Ctrl-C during the second step.
+	f.Handle(func(args []string) (string, string, int, bool) {
+		if args[0] == "dd" && args[4] == "seek=268435456" && ctx.Err() == nil {
+			cancel()
+			return "", "dd: interrupted", 130, true
+		}
+		return "", "", 0, false
+	})
+	if _, err := s.Delete(ctx, DeleteOptions{Refs: []string{"secret"}, Wipe: true}); err == nil {
+		t.Fatal("interrupted delete succeeded")
+	}
+	if v, _ := s.Show(context.Background(), "secret"); v.Status != state.ErrorDeleting {
+		t.Fatalf("status %s, want error_deleting", v.Status)
+	}
+	f.Handle(nil)
+	f.Expect(lvsReport(u, "536870912"), lvsOf(u)...)
+	f.Expect("", dd("0", "268435456")...)
+	f.Expect("", dd("268435456", "268435456")...)
+	f.Expect("", "lvremove", "--yes", "blk/volume-"+u)
+	res, err := s.Delete(context.Background(), DeleteOptions{Refs: []string{"secret"}}) // no --wipe
+	if err != nil || !res[0].Wiped || !strings.Contains(res[0].Note, "wiping it first") {
+		t.Fatalf("rerun: %+v, %v", res, err)
 	}
 }

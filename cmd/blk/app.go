@@ -174,7 +174,7 @@ func (a *App) service(ctx context.Context, mode state.Mode) (*volume.Service, er
 	if a.hostsHook != nil {
 		a.hostsHook(hosts)
 	}
-	a.svc = volume.NewService(cfg, st, hosts)
+	a.svc = volume.NewService(cfg, a.cfgFrom, st, hosts)
 	if isTerminal(a.Err) && !a.Quiet {
 		a.svc.Progress = newProgress(a.Err)
 	}

@@ -149,6 +149,11 @@ With several volumes, each is tried; if some fail the exit code is 5.`,
 			}
 			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
 				results, err := svc.Delete(ctx, o)
+				for _, r := range results {
+					if r.Note != "" {
+						a.note("blk: note: %s", r.Note)
+					}
+				}
 				if a.DryRun && err == nil {
 					a.note("dry run: nothing was changed")
 					return nil
