@@ -52,8 +52,7 @@ If a create is killed part-way, running the same command again finishes it.`,
 					return err
 				}
 				if a.DryRun {
-					a.note("dry run: nothing was changed")
-					return nil
+					return a.dryRunDone()
 				}
 				return a.print(volumeView(v))
 			})
@@ -98,6 +97,9 @@ func newVolumeShowCmd(a *App) *cobra.Command {
 		Example: "  blk volume show db1\n  blk volume show db1 -o json",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := volume.CheckRef(args[0]); err != nil {
+				return err
+			}
 			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
 				v, err := svc.Show(ctx, args[0])
 				if err != nil {
@@ -112,8 +114,9 @@ func newVolumeShowCmd(a *App) *cobra.Command {
 func newVolumeDeleteCmd(a *App) *cobra.Command {
 	var o volume.DeleteOptions
 	return withFlags(&cobra.Command{
-		Use:   "delete NAME|UUID... [--wipe] [--yes]",
-		Short: "Delete volumes and their LVs",
+		Use:     "delete NAME|UUID... [--wipe] [--yes]",
+		Aliases: []string{"rm", "remove"},
+		Short:   "Delete volumes and their LVs",
 		Long: `Delete volumes: remove each LV and its row. A volume must be available (not
 attached, not in the middle of another operation) and have no snapshots.
 With --wipe the LV is zeroed first (thin volumes are discarded back to their
@@ -127,6 +130,11 @@ With several volumes, each is tried; if some fail the exit code is 5.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Refs = args
+			for _, r := range args {
+				if err := volume.CheckRef(r); err != nil {
+					return err
+				}
+			}
 			what := "volume " + args[0]
 			if len(args) > 1 {
 				what = "volumes " + strings.Join(args, ", ")
@@ -134,19 +142,21 @@ With several volumes, each is tried; if some fail the exit code is 5.`,
 			if o.Wipe {
 				what += " (wiping its data)"
 			}
-			if err := a.confirm("Delete " + what + "?"); err != nil {
+			if err := a.confirm(a.context(cmd), "delete", "Delete "+what+"?"); err != nil {
 				return err
 			}
 			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
 				results, err := svc.Delete(ctx, o)
 				if a.DryRun && err == nil {
-					a.note("dry run: nothing was changed")
-					return nil
+					return a.dryRunDone()
 				}
 				if len(results) > 1 || err == nil {
 					v := view{obj: results, header: []string{"VOLUME", "RESULT"}}
 					for _, r := range results {
 						v.rows = append(v.rows, []string{r.Ref, r.Status})
+						if r.Err == nil {
+							v.names = append(v.names, r.Ref)
+						}
 					}
 					if perr := a.print(v); perr != nil {
 						return perr
@@ -184,6 +194,7 @@ func volumesView(vols []volume.Volume) view {
 	for _, vol := range vols {
 		r, w := volumeRow(vol)
 		v.rows, v.wideRows = append(v.rows, r), append(v.wideRows, w)
+		v.names = append(v.names, vol.Name)
 	}
 	return v
 }
@@ -191,7 +202,7 @@ func volumesView(vols []volume.Volume) view {
 // volumeView shows one volume as a list of fields, the way people read one
 // object.
 func volumeView(vol volume.Volume) view {
-	v := view{obj: vol, header: []string{"FIELD", "VALUE"}}
+	v := view{obj: vol, header: []string{"FIELD", "VALUE"}, names: []string{vol.Name}, object: true}
 	_, wide := volumeRow(vol)
 	for i, h := range volumeWideHeader {
 		v.rows = append(v.rows, []string{strings.ToLower(h), wide[i]})
