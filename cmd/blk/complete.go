@@ -28,7 +28,7 @@ func registerCompletions(a *App, root *cobra.Command) {
 		if err != nil || cmd.Flags().Lookup(name) == nil && cmd.PersistentFlags().Lookup(name) == nil {
 			panic("completion for unknown flag " + path + " --" + name)
 		}
-		_ = cmd.RegisterFlagCompletionFunc(name, complete(c, false))
+		_ = cmd.RegisterFlagCompletionFunc(name, complete(c, true))
 	}
 	args := func(path string, c completer, many bool) {
 		cmd, _, err := root.Find(strings.Fields(path))
@@ -56,6 +56,9 @@ func registerCompletions(a *App, root *cobra.Command) {
 	flag("volume attach", "bus", fixed("virtio", "scsi"))
 }
 
+// complete offers c's values that start with what was typed; many says
+// whether values already on the line may be offered again (flags) or not
+// (positional volume names), and whether more than one is taken.
 func complete(c completer, many bool) cobra.CompletionFunc {
 	return func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
 		if !many && len(args) > 0 {
@@ -86,7 +89,7 @@ func (a *App) volumeNames(string) []string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), completeTimeout)
 	defer cancel()
-	st, err := state.Open(ctx, cfg.State, true)
+	st, err := state.OpenSnapshot(ctx, cfg.State)
 	if err != nil {
 		return nil
 	}

@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"github.com/blk-project/blk/internal/config"
 	"github.com/spf13/cobra"
 )
 
@@ -87,16 +88,16 @@ func withExitStatus(c *cobra.Command) {
 
 func unknownCommand(cmd *cobra.Command, name string) error {
 	msg := fmt.Sprintf("unknown command %q for %q", truncate(name, 40), cmd.CommandPath())
-	cmd.SuggestionsMinimumDistance = 2
-	if s := cmd.SuggestionsFor(name); len(s) > 0 {
-		msg += fmt.Sprintf(": did you mean %q?", s[0])
-	} else {
-		var names []string
-		for _, c := range cmd.Commands() {
-			if c.IsAvailableCommand() {
-				names = append(names, c.Name())
-			}
+	var names, words []string
+	for _, c := range cmd.Commands() {
+		if c.IsAvailableCommand() {
+			names = append(names, c.Name())
+			words = append(append(words, c.Name()), c.Aliases...)
 		}
+	}
+	if s := config.Nearest(name, words); s != "" {
+		msg += fmt.Sprintf(": did you mean %q?", s)
+	} else {
 		msg += " (commands: " + strings.Join(names, ", ") + ")"
 	}
 	return flagError(cmd, fmt.Errorf("%s", msg))

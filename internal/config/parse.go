@@ -76,7 +76,7 @@ func (c *Config) check(file string, n *yaml.Node, t reflect.Type, path string) e
 			ft, ok := fields[k.Value]
 			if !ok {
 				msg := fmt.Sprintf("unknown key %q", k.Value)
-				if s := nearest(k.Value, names); s != "" {
+				if s := Nearest(k.Value, names); s != "" {
 					msg += fmt.Sprintf(" (did you mean %q?)", s)
 				} else {
 					msg += " (valid here: " + strings.Join(names, ", ") + ")"
@@ -158,9 +158,9 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// nearest is the valid key closest to a mistyped one, if one is close
+// Nearest is the valid word (a key, a command) closest to a mistyped one, if one is close
 // enough to be what was meant.
-func nearest(typo string, valid []string) string {
+func Nearest(typo string, valid []string) string {
 	best, bestD := "", -1
 	for _, v := range valid {
 		if d := distance(strings.ToLower(typo), v); bestD < 0 || d < bestD {
