@@ -49,8 +49,8 @@ install: build man
 test:
 	$(GO) test ./...
 
-## check: everything CI runs: lint, unit tests, lab tests
-check: lint test lab-test
+## check: everything CI runs: lint, unit tests, stale completions, lab tests
+check: lint test completions-check lab-test
 
 lint:
 	test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }

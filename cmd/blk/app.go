@@ -55,6 +55,7 @@ type App struct {
 	plan    *planWriter // a dry run's commands, when printed as JSON or YAML
 
 	rootFlags *pflag.FlagSet
+	noState   string // the state file, when it does not exist
 }
 
 type ttys struct{ in, out, err bool }
@@ -208,8 +209,10 @@ func (a *App) loadConfig() (*config.Config, error) {
 	return cfg, nil
 }
 
-// service builds the workflows' dependencies once per invocation.
-func (a *App) service(ctx context.Context) (*volume.Service, error) {
+// service builds the workflows' dependencies once per invocation. A
+// command that only reads opens the state file read-only: it never
+// creates it (a mistyped --state must not make a new empty one).
+func (a *App) service(ctx context.Context, readOnly bool) (*volume.Service, error) {
 	if a.svc != nil {
 		return a.svc, nil
 	}
@@ -217,7 +220,10 @@ func (a *App) service(ctx context.Context) (*volume.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := state.Open(ctx, cfg.State, a.DryRun)
+	if _, err := os.Stat(cfg.State); errors.Is(err, fs.ErrNotExist) {
+		a.noState = cfg.State
+	}
+	st, err := state.Open(ctx, cfg.State, readOnly || a.DryRun)
 	if err != nil {
 		return nil, err
 	}
@@ -276,7 +282,17 @@ func (a *App) timedOut() bool {
 // the workflows.
 func (a *App) withService(cmd *cobra.Command, fn func(ctx context.Context, svc *volume.Service) error) error {
 	ctx := a.context(cmd)
-	svc, err := a.service(ctx)
+	svc, err := a.service(ctx, false)
+	if err != nil {
+		return err
+	}
+	return fn(ctx, svc)
+}
+
+// reading is withService for commands that change nothing.
+func (a *App) reading(cmd *cobra.Command, fn func(ctx context.Context, svc *volume.Service) error) error {
+	ctx := a.context(cmd)
+	svc, err := a.service(ctx, true)
 	if err != nil {
 		return err
 	}

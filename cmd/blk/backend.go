@@ -22,7 +22,7 @@ there (the sum of its volumes' sizes, from the state file).`,
 		Example: "  blk backend list\n  blk backend list -o wide",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
+			return a.reading(cmd, func(ctx context.Context, svc *volume.Service) error {
 				infos, err := svc.Backends(ctx)
 				if infos != nil {
 					if perr := a.print(backendsView(infos)); perr != nil {

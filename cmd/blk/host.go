@@ -19,11 +19,9 @@ func newHostCmd(a *App) *cobra.Command {
 		Args:    cobra.NoArgs,
 		Example: "  blk host list -o json",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, err := a.service(a.context(cmd))
-			if err != nil {
-				return err
-			}
-			return a.print(hostsView(svc.HostList(), false))
+			return a.reading(cmd, func(ctx context.Context, svc *volume.Service) error {
+				return a.print(hostsView(svc.HostList(), false))
+			})
 		},
 	}, &cobra.Command{
 		Use:   "check [HOST...]",
@@ -40,7 +38,7 @@ Each failed check says what to install, start or create, and the command
 exits 1; an unreachable host too. Nothing is changed on any host.`,
 		Example: "  blk host check\n  blk host check stor1 -o json",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
+			return a.reading(cmd, func(ctx context.Context, svc *volume.Service) error {
 				reports, err := svc.CheckHosts(ctx, args)
 				if reports != nil {
 					if perr := a.print(hostsView(reports, true)); perr != nil {

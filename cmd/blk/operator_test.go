@@ -323,3 +323,21 @@ func TestManPageOfAttachHasExitStatus(t *testing.T) {
 		t.Errorf("want one page per command, got %d", len(entries))
 	}
 }
+
+func TestReadingCommandsNeverCreateTheStateFile(t *testing.T) {
+	dir := writeConfig(t, goodConfig)
+	missing := filepath.Join(dir, "typo", "state.db")
+	r := blk(t, dir, nil, "--state", missing, "volume", "list")
+	if r.code != 0 || !strings.Contains(r.errOut, "blk: warning: state file "+missing+" does not exist") {
+		t.Errorf("list: %d %q", r.code, r.errOut)
+	}
+	if r := blk(t, dir, nil, "--state", missing, "volume", "show", "db1"); r.code != ExitNotFound {
+		t.Errorf("show: %d %q", r.code, r.errOut)
+	}
+	if r := blk(t, dir, nil, "--state", missing, "host", "list"); r.code != 0 || r.errOut != "" {
+		t.Errorf("host list: %d %q", r.code, r.errOut)
+	}
+	if _, err := os.Stat(filepath.Dir(missing)); err == nil {
+		t.Error("a reading command created the state directory")
+	}
+}

@@ -75,10 +75,14 @@ func newVolumeListCmd(a *App) *cobra.Command {
   blk volume list -o wide`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
+			return a.reading(cmd, func(ctx context.Context, svc *volume.Service) error {
 				vols, err := svc.List(ctx, o)
 				if err != nil {
 					return err
+				}
+				if a.noState != "" {
+					// A mistyped --state looks like an empty list otherwise.
+					a.warn("state file %s does not exist: no volume was ever created with it", a.noState)
 				}
 				return a.print(volumesView(vols))
 			})
@@ -100,7 +104,7 @@ func newVolumeShowCmd(a *App) *cobra.Command {
 			if err := volume.CheckRef(args[0]); err != nil {
 				return err
 			}
-			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
+			return a.reading(cmd, func(ctx context.Context, svc *volume.Service) error {
 				v, err := svc.Show(ctx, args[0])
 				if err != nil {
 					return err
