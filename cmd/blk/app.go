@@ -220,7 +220,7 @@ func (a *App) service(ctx context.Context, readOnly bool) (*volume.Service, erro
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(cfg.State); errors.Is(err, fs.ErrNotExist) {
+	if _, serr := os.Stat(cfg.State); errors.Is(serr, fs.ErrNotExist) {
 		a.noState = cfg.State
 	}
 	st, err := state.Open(ctx, cfg.State, readOnly || a.DryRun)

@@ -84,7 +84,7 @@ func (a *App) volumeNames(string) []string {
 	if err != nil {
 		return nil
 	}
-	if _, err := os.Stat(cfg.State); err != nil {
+	if _, serr := os.Stat(cfg.State); serr != nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), completeTimeout)

@@ -43,7 +43,7 @@ A configuration file looks like this:
   compute: [comp1]
   defaults: {backend: lvm-1}
 
-` + envHelp + "\n",
+` + envHelp,
 		Example: "  blk config show\n  blk config show -o json\n  BLK_STATE=/tmp/s.db blk config show",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {

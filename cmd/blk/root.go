@@ -24,7 +24,7 @@ hot-plugged with libvirt), as one binary driven from a shell, a script or cron.
 It runs each command locally or over SSH on the hosts named in its config, and
 keeps its state in one SQLite file that many processes may use at once.
 
-` + envHelp + "\n",
+` + envHelp,
 		Example: `  blk host check
   blk backend list
   blk volume create db1 --size 20GiB
