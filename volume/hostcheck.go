@@ -128,16 +128,28 @@ func (s *Service) checkHost(ctx context.Context, rep *HostReport) error {
 	if rep.Checks == nil {
 		rep.Checks = []Check{}
 	}
+	return checkError(rep.Host, c.checks)
+}
+
+// checkError names the failed checks; the report says how to fix each.
+func checkError(host string, checks []Check) error {
 	var failed []string
-	for _, ch := range c.checks {
+	for _, ch := range checks {
 		if !ch.OK {
-			failed = append(failed, fmt.Sprintf("%s: %s (%s)", ch.Check, ch.Detail, ch.Fix))
+			failed = append(failed, ch.Check)
 		}
 	}
-	if failed != nil {
-		return fmt.Errorf("host %q: %s", rep.Host, strings.Join(failed, "; "))
+	if failed == nil {
+		return nil
 	}
-	return nil
+	if len(failed) == 1 {
+		for _, ch := range checks {
+			if !ch.OK {
+				return fmt.Errorf("host %q: %s: %s (%s)", host, ch.Check, ch.Detail, ch.Fix)
+			}
+		}
+	}
+	return fmt.Errorf("host %q: %d checks failed (%s): the report says what to install, start or create for each", host, len(failed), strings.Join(failed, ", "))
 }
 
 // checker runs one host's checks in order, recording each.

@@ -2,6 +2,8 @@ package volume
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -97,10 +99,11 @@ func TestHostCheckNamesWhatToCreateInstallOrStart(t *testing.T) {
 	f.ExpectFail(1, "", "", "pidof", "iscsid")
 	f.ExpectFail(3, "", "", "systemctl", "is-active", "--quiet", "iscsid.socket")
 	f.ExpectFail(1, "", "cat: /etc/iscsi/initiatorname.iscsi: No such file or directory", "cat", "/etc/iscsi/initiatorname.iscsi")
-	_, err := checkService(t, f, false).CheckHosts(context.Background(), nil)
-	if err == nil {
-		t.Fatal("a host without its VG, tgtd, iscsid and libvirt passed")
+	reps, err := checkService(t, f, false).CheckHosts(context.Background(), nil)
+	if err == nil || !strings.Contains(err.Error(), `host "stor1": 6 checks failed (volume group blk, dm target thin-pool, tgtd, iscsid, initiator name, libvirt)`) {
+		t.Errorf("error: %v", err)
 	}
+	err = failures(reps)
 	for _, want := range []string{
 		"volume group blk: not found (create it: vgcreate blk DEVICE...)",
 		"dm target thin-pool: not in the kernel (use a kernel with dm_thin_pool",
@@ -128,7 +131,8 @@ func TestHostCheckToolsMissingAndPoolFull(t *testing.T) {
 	f.ExpectFail(127, "", "", "dmsetup", "targets")
 	f.ExpectFail(127, "", "", tgtShow...)
 	f.ExpectFail(127, "", "", "iscsiadm", "--version")
-	_, err := checkService(t, f, true).CheckHosts(context.Background(), nil)
+	reps, _ := checkService(t, f, true).CheckHosts(context.Background(), nil)
+	err := failures(reps)
 	for _, want := range []string{
 		"thin pool blk/pool: 97% used of 4GiB (almost full: lvextend -L +SIZE blk/pool)",
 		"device-mapper: dmsetup not installed (install dmsetup)",
@@ -138,5 +142,28 @@ func TestHostCheckToolsMissingAndPoolFull(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
+	}
+}
+
+// failures is every failed check as "check: detail (fix)".
+func failures(reps []HostReport) error {
+	var s []string
+	for _, r := range reps {
+		for _, c := range r.Checks {
+			if !c.OK {
+				s = append(s, fmt.Sprintf("%s: %s (%s)", c.Check, c.Detail, c.Fix))
+			}
+		}
+	}
+	if s == nil {
+		return nil
+	}
+	return errors.New(strings.Join(s, "; "))
+}
+
+func TestHostCheckErrorWithOneFailureSaysTheFix(t *testing.T) {
+	err := checkError("stor1", []Check{{Check: "lvm2", OK: true}, {Check: "tgtd", Detail: "not running", Fix: "start it"}})
+	if err == nil || err.Error() != `host "stor1": tgtd: not running (start it)` {
+		t.Errorf("%v", err)
 	}
 }
