@@ -13,47 +13,47 @@ import (
 )
 
 type Config struct {
-	State       string                `yaml:"state" json:"state"`
-	Hosts       map[string]Host       `yaml:"hosts" json:"hosts"`
-	Backends    map[string]Backend    `yaml:"backends" json:"backends"`
-	Compute     []string              `yaml:"compute" json:"compute"`
-	BackupRepos map[string]BackupRepo `yaml:"backup_repos" json:"backup_repos"`
-	Defaults    Defaults              `yaml:"defaults" json:"defaults"`
+	State       string                `yaml:"state"`
+	Hosts       map[string]Host       `yaml:"hosts"`
+	Backends    map[string]Backend    `yaml:"backends"`
+	Compute     []string              `yaml:"compute"`
+	BackupRepos map[string]BackupRepo `yaml:"backup_repos"`
+	Defaults    Defaults              `yaml:"defaults"`
 
 	// lines are where Parse found each key, for errors naming the line.
 	lines map[string]int
 }
 
 type Host struct {
-	Local      bool   `yaml:"local" json:"local"`
-	Address    string `yaml:"address" json:"address"`
-	User       string `yaml:"user" json:"user"`
-	Port       int    `yaml:"port" json:"port"`
-	Identity   string `yaml:"identity" json:"identity"`
-	KnownHosts string `yaml:"known_hosts" json:"known_hosts"`
+	Local      bool   `yaml:"local"`
+	Address    string `yaml:"address"`
+	User       string `yaml:"user"`
+	Port       int    `yaml:"port"`
+	Identity   string `yaml:"identity"`
+	KnownHosts string `yaml:"known_hosts"`
 }
 
 type Backend struct {
-	Type         string `yaml:"type" json:"type"`
-	Host         string `yaml:"host" json:"host"`
-	VG           string `yaml:"vg" json:"vg"`
-	ThinPool     string `yaml:"thin_pool" json:"thin_pool"`
-	Portal       string `yaml:"portal" json:"portal"`
-	IQNPrefix    string `yaml:"iqn_prefix" json:"iqn_prefix"`
-	CHAP         bool   `yaml:"chap" json:"chap"`
-	Export       string `yaml:"export" json:"export"`
-	Path         string `yaml:"path" json:"path"`
-	MountOptions string `yaml:"mount_options" json:"mount_options"`
+	Type         string `yaml:"type"`
+	Host         string `yaml:"host"`
+	VG           string `yaml:"vg"`
+	ThinPool     string `yaml:"thin_pool"`
+	Portal       string `yaml:"portal"`
+	IQNPrefix    string `yaml:"iqn_prefix"`
+	CHAP         bool   `yaml:"chap"`
+	Export       string `yaml:"export"`
+	Path         string `yaml:"path"`
+	MountOptions string `yaml:"mount_options"`
 }
 
 type BackupRepo struct {
-	Host string `yaml:"host" json:"host"`
-	Path string `yaml:"path" json:"path"`
+	Host string `yaml:"host"`
+	Path string `yaml:"path"`
 }
 
 type Defaults struct {
-	Backend    string `yaml:"backend" json:"backend"`
-	BackupRepo string `yaml:"backup_repo" json:"backup_repo"`
+	Backend    string `yaml:"backend"`
+	BackupRepo string `yaml:"backup_repo"`
 }
 
 // Error is one problem in one key of one file.
