@@ -246,6 +246,9 @@ func (c *Config) Validate(file string) error {
 	}
 	for i, h := range c.Compute {
 		if _, ok := c.Hosts[h]; !ok {
+			if _, ok := c.Hosts[strings.ToLower(h)]; ok {
+				return bad(fmt.Sprintf("compute[%d]", i), "host names are lower case: write %q", strings.ToLower(h))
+			}
 			return bad(fmt.Sprintf("compute[%d]", i), "host %q is not defined under hosts", h)
 		}
 	}

@@ -63,6 +63,7 @@ func TestInputThatMustBeRefused(t *testing.T) {
 		{"address: 192.0.2.10", "address: 'stor 1'", `hosts.stor1.address: "stor 1" is not an IP address or DNS name`},
 		{"  stor1:", "  Stor1:", `line 3: hosts.Stor1: host names are lower case: write "stor1" here and wherever it is named`},
 		{"host: stor1", "host: Stor1", `line 9: backends.lvm-1.host: host names are lower case: write "stor1"`},
+		{"defaults: {backend: lvm-1}", "compute: [Stor1]\ndefaults: {backend: lvm-1}", `line 14: compute[0]: host names are lower case: write "stor1"`},
 		{"    vg: blk", "    vgg: blk", `line 10: backends.lvm-1.vgg: unknown key "vgg" (did you mean "vg"?)`},
 		{"    address:", "    Address:", `unknown key "Address" (did you mean "address"?)`},
 		{"defaults: {backend: lvm-1}", "defaults: {backend: lvm-1, bogus: 1}", `line 14: defaults.bogus: unknown key "bogus" (valid here: backend, backup_repo)`},
