@@ -250,3 +250,16 @@ func WaitGone(ctx context.Context, h Hypervisor, domain, serial string, timeout 
 	}
 	return err
 }
+
+// Domains lists the names of the host's domains, running or not.
+func (v *Libvirt) Domains(ctx context.Context) ([]string, error) {
+	doms, _, err := v.l.ConnectListAllDomains(1, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: libvirt list domains: %w", v.host, err)
+	}
+	names := make([]string, len(doms))
+	for i, d := range doms {
+		names[i] = d.Name
+	}
+	return names, nil
+}

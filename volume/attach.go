@@ -245,8 +245,8 @@ func (s *Service) replaceLeftoverTarget(ctx context.Context, target iscsi.Target
 	}
 	old, ok := infos[iqn]
 	if !ok { // gone meanwhile
-		tid, _, err := target.Create(ctx, iqn)
-		return tid, err
+		tid, _, cerr := target.Create(ctx, iqn)
+		return tid, cerr
 	}
 	if len(old.Sessions) > 0 {
 		return 0, conflict("volume %q is still exported by a target an earlier attach left (tid %d on %s), and %s is logged in to it: "+
@@ -254,7 +254,7 @@ func (s *Service) replaceLeftoverTarget(ctx context.Context, target iscsi.Target
 			"(tgtadm --lld iscsi --op delete --mode target --force --tid %d on %s)",
 			v.Name, old.ID, target.Run.Host(), strings.Join(old.Sessions, ", "), old.ID, target.Run.Host())
 	}
-	if err := target.Delete(ctx, old.ID); err != nil {
+	if err = target.Delete(ctx, old.ID); err != nil {
 		return 0, fmt.Errorf("remove the target an earlier attach left: %w", err)
 	}
 	tid, _, err := target.Create(ctx, iqn)

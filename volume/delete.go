@@ -73,7 +73,7 @@ func (s *Service) deleteOne(ctx context.Context, ref string, wipe bool, res *Del
 	}
 	res.UUID = v.UUID
 	if v.SnapshotCount > 0 {
-		return conflict("volume %q has %d snapshot(s): delete them first (blk snapshot list %s)", v.Name, v.SnapshotCount, v.Name)
+		return conflict("volume %q has %d snapshot(s) in the state file: delete them first, with the blk version that made them (this one has no snapshot commands)", v.Name, v.SnapshotCount)
 	}
 	from := deletable
 	if (v.Status == state.Creating || v.Status == state.Deleting) && s.State.Stale(ctx, v.UUID) {
@@ -148,7 +148,7 @@ func (s *Service) removeLV(ctx context.Context, l lvm.LVM, v state.Volume, wipe 
 		return err
 	}
 	if wipe {
-		if err := s.wipe(ctx, l.Run, lv, v.Thin); err != nil {
+		if err := s.wipe(ctx, l.Run, lv, v.Name, v.Thin); err != nil {
 			return fmt.Errorf("wipe: %w", err)
 		}
 	}
@@ -162,12 +162,12 @@ const wipeStep = 256 << 20
 // wipe zeroes a thick LV in steps, reporting progress. A thin LV is
 // discarded instead: its blocks go back to the pool, which zeroes them
 // before reuse, and writing zeros would fill the pool for other volumes.
-func (s *Service) wipe(ctx context.Context, r exec.Runner, lv lvm.LV, thin bool) error {
+func (s *Service) wipe(ctx context.Context, r exec.Runner, lv lvm.LV, name string, thin bool) error {
 	if thin {
 		_, err := run(ctx, r, true, "blkdiscard", lv.Path())
 		return err
 	}
-	p := s.progress("wipe "+lv.Name, lv.SizeBytes)
+	p := s.progress("wipe "+name, lv.SizeBytes)
 	defer p.Done()
 	for off := int64(0); off < lv.SizeBytes; off += wipeStep {
 		n := min(wipeStep, lv.SizeBytes-off)

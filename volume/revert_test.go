@@ -18,11 +18,11 @@ type endRecorder struct{ ended *[]string }
 func (e endRecorder) Step(context.Context, string) error { return nil }
 
 func (e endRecorder) End(_ context.Context, err error) error {
-	*e.ended = append(*e.ended, "end "+errText(err))
+	*e.ended = append(*e.ended, "end "+undoErrText(err))
 	return nil
 }
 
-func errText(err error) string {
+func undoErrText(err error) string {
 	if err == nil {
 		return "ok"
 	}

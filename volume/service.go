@@ -2,8 +2,10 @@ package volume
 
 import (
 	"context"
-	"fmt"
 	"io"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/blk-project/blk/internal/config"
@@ -129,7 +131,7 @@ func (s *Service) backend(name string) (string, config.Backend, error) {
 	}
 	b, ok := s.Config.Backends[name]
 	if !ok {
-		return "", b, fmt.Errorf("backend %q: %w", name, ErrNotFound)
+		return "", b, invalid("backend %q is not configured (configured: %s)", Truncate(name), strings.Join(slices.Sorted(maps.Keys(s.Config.Backends)), ", "))
 	}
 	return name, b, nil
 }

@@ -12,7 +12,7 @@ import (
 // The hint comes from the error's type, whatever its words say. (A held
 // volume needs none: its conflict message says who holds it and what to do.)
 func TestHintIsChosenByTypeNotByText(t *testing.T) {
-	usage := fmt.Errorf("create: %w", usageError{&cmdUsageError{path: "volume create", err: errors.New("--size is required")}})
+	usage := fmt.Errorf("create: %w", &usageError{path: "blk volume create", err: errors.New("--size is required")})
 	if exitCode(usage) != ExitUsage || hint(usage, ExitUsage) != "see 'blk volume create --help'" {
 		t.Errorf("usage error: exit %d, hint %q", exitCode(usage), hint(usage, ExitUsage))
 	}
