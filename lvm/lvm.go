@@ -235,6 +235,9 @@ func (l LVM) Remove(ctx context.Context, name string) error {
 // Fits refuses, with ErrNoSpace, an LV of size that the group (thick) or
 // the thin pool could not hold: checked before lvcreate, so a dry run
 // refuses what the real one would.
+// gib makes a byte count readable in a message.
+func gib(n int64) string { return strconv.FormatFloat(float64(n)/(1<<30), 'f', 2, 64) + "GiB" }
+
 func (l LVM) Fits(ctx context.Context, size int64, thinPool string) error {
 	if thinPool == "" {
 		vg, err := l.Group(ctx)
@@ -242,7 +245,8 @@ func (l LVM) Fits(ctx context.Context, size int64, thinPool string) error {
 			return err
 		}
 		if size > vg.FreeBytes {
-			return fault.New(ErrNoSpace, "volume group %s has %d bytes free, %d needed", l.VG, vg.FreeBytes, size)
+			return fault.New(ErrNoSpace, "volume group %s has %s free, %s needed (%d and %d bytes)",
+				l.VG, gib(vg.FreeBytes), gib(size), vg.FreeBytes, size)
 		}
 		return nil
 	}

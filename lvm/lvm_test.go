@@ -137,7 +137,7 @@ func TestFitsChecksTheGroupOrThePool(t *testing.T) {
 	if err := l.Fits(ctx, 3208642560, ""); err != nil {
 		t.Errorf("exactly the free space: %v", err)
 	}
-	if err := l.Fits(ctx, 3208642561, ""); !errors.Is(err, ErrNoSpace) || !strings.Contains(err.Error(), "3208642560 bytes free") {
+	if err := l.Fits(ctx, 3208642561, ""); !errors.Is(err, ErrNoSpace) || !strings.Contains(err.Error(), "2.99GiB free, 2.99GiB needed (3208642560 and 3208642561 bytes)") {
 		t.Errorf("one byte too many: %v", err)
 	}
 	if err := l.Fits(ctx, 1<<40, "pool"); err != nil {

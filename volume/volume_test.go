@@ -138,7 +138,7 @@ func TestCreateRefusesWhatCannotFitBeforeLVCreate(t *testing.T) {
 		f.ExpectFail(5, "", notFound, lvsOf(u)...)
 		f.Expect(vgsReport("3208642560"), vgsArgs...)
 		_, err := s.Create(ctx, CreateOptions{Name: "big", Size: "100GiB"})
-		if !errors.Is(err, ErrConflict) || !errors.Is(err, ErrNoSpace) || !strings.Contains(err.Error(), "3208642560 bytes free") {
+		if !errors.Is(err, ErrConflict) || !errors.Is(err, ErrNoSpace) || !strings.Contains(err.Error(), "volume group blk has 2.99GiB free, 100.00GiB needed") {
 			t.Errorf("dry=%v: err = %v, want a no-space conflict", dry, err)
 		}
 		if _, err := s.Show(ctx, "big"); !errors.Is(err, ErrNotFound) {

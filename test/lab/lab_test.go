@@ -293,9 +293,10 @@ func TestDryRunChangesNothing(t *testing.T) {
 
 func TestFailedCreateLeavesNothing(t *testing.T) {
 	name := uniq("huge")
+	// Too large for the group: refused before lvcreate (exit 3), saying why.
 	r := blk(t, "volume", "create", name, "--size", "100GiB")
-	if r.code != 1 || !strings.Contains(r.errOut, "lab: lvcreate") || !strings.Contains(r.errOut, "insufficient free space") {
-		t.Fatalf("exit %d, stderr %q: want exit 1 naming host, command and LVM's complaint", r.code, r.errOut)
+	if r.code != 3 || !strings.Contains(r.errOut, "volume group blk has") || !strings.Contains(r.errOut, "GiB free, 100.00GiB needed") {
+		t.Fatalf("exit %d, stderr %q: want exit 3 saying how much is free and needed", r.code, r.errOut)
 	}
 	if r := blk(t, "volume", "show", name); r.code != 4 {
 		t.Errorf("failed create left a row: exit %d %s", r.code, r.out)
