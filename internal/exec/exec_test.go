@@ -49,13 +49,14 @@ func checkEcho(t *testing.T, out []byte) {
 
 func TestLocalErrorsKeepHostArgvStderr(t *testing.T) {
 	l := &Local{Name: "stor1"}
-	_, err := l.Run(context.Background(), Cmd{Args: []string{"sh", "-c", "echo boom >&2; exit 5", "--password=hunter2"}, Secrets: []string{"hunter2"}})
+	// Tools repeat their argv when they fail: stderr is masked too.
+	_, err := l.Run(context.Background(), Cmd{Args: []string{"sh", "-c", `echo "boom $0" >&2; exit 5`, "--password=hunter2"}, Secrets: []string{"hunter2"}})
 	var e *Error
 	if !errors.As(err, &e) || e.ExitCode != 5 {
 		t.Fatalf("err = %v", err)
 	}
 	msg := err.Error()
-	for _, want := range []string{"stor1", "exit status 5", "boom", "--password=***"} {
+	for _, want := range []string{"stor1", "exit status 5", "boom --password=***", "'--password=***'"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error %q lacks %q", msg, want)
 		}
