@@ -7,11 +7,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -161,6 +163,11 @@ func (s *sshServer) serve(c net.Conn, conf *ssh.ServerConfig) {
 				cmd := osexec.Command("sh", "-c", line)
 				cmd.Dir = os.TempDir()
 				cmd.Stdout, cmd.Stderr = ch, ch.Stderr()
+				// As sshd: a session of its own, and the channel as stdin
+				// (copied without Wait waiting for it, as sshd does not).
+				cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+				stdin, _ := cmd.StdinPipe()
+				go func() { io.Copy(stdin, ch); stdin.Close() }()
 				code := 0
 				if err := cmd.Run(); err != nil {
 					code = 255

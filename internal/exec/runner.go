@@ -45,6 +45,11 @@ type Runner interface {
 // ErrNotFound means the program does not exist on the host.
 var ErrNotFound = errors.New("command not found")
 
+// ErrConnLost means the connection to the host went while a command ran:
+// the command may or may not have done its work, so whoever cleans up must
+// look before acting.
+var ErrConnLost = errors.New("connection lost before the command finished")
+
 // Error is a command that ran (or tried to) and failed. It keeps what an
 // operator needs on one line: where, what, how it ended and what it said.
 type Error struct {

@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -198,10 +200,41 @@ func (s *SSH) authMethods() ([]ssh.AuthMethod, error) {
 	return methods, nil
 }
 
+// remoteWrapper runs a command so that it cannot outlive blk. Without a pty
+// sshd sends no SIGHUP when the connection goes, so the command would run
+// on. Instead a watcher reads the channel's stdin, which sshd closes when
+// the connection drops (blk killed, network cut) and which blk closes on
+// cancel; at EOF it kills the process group sshd made for this session:
+// the command, its children, the wrapper and itself. That group is the
+// session's alone because sshd (OpenSSH, Dropbear) calls setsid for every
+// session. ($1 is how many bytes of stdin belong to the command: it gets
+// those, then EOF.)
+const remoteWrapper = `n=$1; shift
+exec 3<&0 </dev/null
+in=
+if [ "$n" -gt 0 ]; then in=$(dd bs=1 count="$n" <&3 2>/dev/null; echo .); in=${in%.}; fi
+{ while read -r _; do :; done; kill -9 0; } <&3 >/dev/null 2>&1 &
+w=$!
+printf %s "$in" | "$@" 3<&- &
+wait $!
+s=$?
+kill $w 2>/dev/null
+exit $s`
+
 func (s *SSH) Run(ctx context.Context, cmd Cmd) (Result, error) {
-	masked := Mask(cmd.Args, cmd.Secrets)
 	fail := func(err error) (Result, error) {
-		return Result{}, &Error{Host: s.cfg.Name, Args: masked, ExitCode: -1, Err: err}
+		return Result{}, NewError(s.cfg.Name, cmd, -1, nil, err)
+	}
+	var input []byte
+	if cmd.Stdin != nil {
+		b, err := io.ReadAll(cmd.Stdin)
+		if err != nil {
+			return fail(fmt.Errorf("read stdin: %w", err))
+		}
+		if bytes.IndexByte(b, 0) >= 0 {
+			return fail(errors.New("stdin holds a NUL byte, which the remote shell cannot pass on"))
+		}
+		input = b
 	}
 	client, err := s.Client(ctx)
 	if err != nil {
@@ -213,34 +246,50 @@ func (s *SSH) Run(ctx context.Context, cmd Cmd) (Result, error) {
 	}
 	defer sess.Close()
 	var stdout, stderr bytes.Buffer
-	sess.Stdout, sess.Stderr, sess.Stdin = &stdout, &stderr, cmd.Stdin
+	sess.Stdout, sess.Stderr = &stdout, &stderr
+	stdin, err := sess.StdinPipe()
+	if err != nil {
+		return fail(err)
+	}
 	// The remote side has only a shell: quote every word so each argument
 	// arrives literal, whatever it holds.
-	line := strings.Join(Env, " ") + " " + Quote(cmd.Args)
-	if err := sess.Start(line); err != nil {
+	argv := append([]string{"sh", "-c", remoteWrapper, "blk-run", strconv.Itoa(len(input))}, cmd.Args...)
+	if err := sess.Start(strings.Join(Env, " ") + " " + Quote(argv)); err != nil {
 		return fail(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- sess.Wait() }()
+	go func() {
+		if _, err := stdin.Write(input); err != nil {
+			done <- err
+			return
+		}
+		done <- sess.Wait()
+	}()
 	select {
 	case err = <-done:
+		stdin.Close()
 	case <-ctx.Done():
+		// The signal is enough with OpenSSH 7.9 and later; EOF on stdin
+		// makes the wrapper kill the command on any server. Neither is
+		// waited for: Ctrl-C and --timeout act at once.
 		_ = sess.Signal(ssh.SIGKILL)
+		stdin.Close()
 		sess.Close()
-		<-done
 		return fail(ctx.Err())
 	}
 	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
 	if err == nil {
 		return res, nil
 	}
-	e := &Error{Host: s.cfg.Name, Args: masked, ExitCode: -1, Stderr: stderr.String(), Err: err}
+	e := NewError(s.cfg.Name, cmd, -1, stderr.Bytes(), err)
 	var exitErr *ssh.ExitError
 	if errors.As(err, &exitErr) {
 		e.ExitCode, e.Err = exitErr.ExitStatus(), nil
 		if e.ExitCode == 127 {
 			e.Err = ErrNotFound
 		}
+	} else {
+		e.Err = fmt.Errorf("%w (%v)", ErrConnLost, err)
 	}
 	return res, e
 }
