@@ -27,16 +27,20 @@ type SSHConfig struct {
 	User       string
 	Identity   string // private key file; optional when an agent is running
 	KnownHosts string
-	Timeout    time.Duration
+	Timeout    time.Duration // for the TCP dial and the SSH handshake together
 }
 
 // SSH runs commands on a remote host over one connection, opened on first
 // use and shared by every command of this invocation.
 type SSH struct {
-	cfg    SSHConfig
-	mu     sync.Mutex
-	client *ssh.Client
-	dials  int
+	cfg     SSHConfig
+	mu      sync.Mutex
+	client  *ssh.Client
+	dialing chan struct{} // closed when the dial under way ends
+	dials   int
+	// lost is set when the connection dropped under blk; it is dialled once
+	// more, so cleanup can still undo what was done, but not again and again.
+	lost, redialed bool
 }
 
 func NewSSH(cfg SSHConfig) *SSH { return &SSH{cfg: cfg} }
@@ -58,20 +62,65 @@ func (s *SSH) Close() error {
 }
 
 // Client returns the shared connection, for tunnelling other protocols
-// (the libvirt socket) through it.
+// (the libvirt socket) through it. The lock is not held while dialling:
+// other callers wait for that dial only as long as their own ctx allows.
 func (s *SSH) Client(ctx context.Context) (*ssh.Client, error) {
+	for {
+		s.mu.Lock()
+		if s.client != nil {
+			c := s.client
+			s.mu.Unlock()
+			return c, nil
+		}
+		if wait := s.dialing; wait != nil {
+			s.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, fmt.Errorf("ssh %s (%s): %w", s.cfg.Name, s.addr(), ctx.Err())
+			}
+		}
+		if s.lost {
+			if s.redialed {
+				s.mu.Unlock()
+				return nil, fmt.Errorf("ssh %s (%s): connection lost again after one re-dial", s.cfg.Name, s.addr())
+			}
+			s.redialed = true
+		}
+		done := make(chan struct{})
+		s.dialing = done
+		s.mu.Unlock()
+
+		c, err := s.dial(ctx)
+
+		s.mu.Lock()
+		s.dialing = nil
+		close(done)
+		if err != nil {
+			s.mu.Unlock()
+			return nil, fmt.Errorf("ssh %s (%s): %w", s.cfg.Name, s.addr(), err)
+		}
+		s.dials++
+		s.client = c
+		s.mu.Unlock()
+		go func() {
+			_ = c.Wait()
+			s.drop(c)
+		}()
+		return c, nil
+	}
+}
+
+// drop forgets c once its connection has gone, so the next command dials.
+func (s *SSH) drop(c *ssh.Client) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.client != nil {
-		return s.client, nil
+	if s.client == c {
+		s.client = nil
+		s.lost = true
+		c.Close()
 	}
-	c, err := s.dial(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("ssh %s (%s): %w", s.cfg.Name, s.addr(), err)
-	}
-	s.dials++
-	s.client = c
-	return c, nil
 }
 
 func (s *SSH) DialUnix(ctx context.Context, path string) (net.Conn, error) {
@@ -146,22 +195,30 @@ func (s *SSH) dial(ctx context.Context) (*ssh.Client, error) {
 		// Offer only the key types known_hosts has for this host, or a host
 		// with several keys fails with a mismatch instead of negotiating.
 		HostKeyAlgorithms: knownAlgorithms(khPath, s.addr()),
-		Timeout:           timeout,
 	}
-	d := net.Dialer{Timeout: timeout}
+	deadline := time.Now().Add(timeout)
+	d := net.Dialer{Deadline: deadline}
 	conn, err := d.DialContext(ctx, "tcp", s.addr())
 	if err != nil {
 		return nil, err
 	}
+	// A host that accepts TCP and then says nothing must not hang blk: the
+	// handshake shares the dial's deadline, and ctx ends it at once.
+	conn.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	c, chans, reqs, err := ssh.NewClientConn(conn, s.addr(), conf)
-	if err != nil {
+	if !stop() || err != nil {
 		conn.Close()
 		var hk *HostKeyError
-		if errors.As(err, &hk) {
+		switch {
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case errors.As(err, &hk):
 			return nil, hk
 		}
 		return nil, err
 	}
+	conn.SetDeadline(time.Time{})
 	return ssh.NewClient(c, chans, reqs), nil
 }
 
@@ -236,13 +293,9 @@ func (s *SSH) Run(ctx context.Context, cmd Cmd) (Result, error) {
 		}
 		input = b
 	}
-	client, err := s.Client(ctx)
+	sess, err := s.session(ctx)
 	if err != nil {
 		return Result{}, err // says host and address; the command never started
-	}
-	sess, err := client.NewSession()
-	if err != nil {
-		return fail(err)
 	}
 	defer sess.Close()
 	var stdout, stderr bytes.Buffer
@@ -292,6 +345,27 @@ func (s *SSH) Run(ctx context.Context, cmd Cmd) (Result, error) {
 		e.Err = fmt.Errorf("%w (%v)", ErrConnLost, err)
 	}
 	return res, e
+}
+
+// session opens a channel for one command. A connection that dropped under
+// blk (the host rebooted, a network blip) is dialled once more, so cleanup
+// can still undo what was done instead of failing every step.
+func (s *SSH) session(ctx context.Context) (*ssh.Session, error) {
+	for retried := false; ; retried = true {
+		c, err := s.Client(ctx)
+		if err != nil {
+			return nil, err
+		}
+		sess, err := c.NewSession()
+		if err == nil {
+			return sess, nil
+		}
+		var refused *ssh.OpenChannelError
+		if retried || errors.As(err, &refused) {
+			return nil, fmt.Errorf("ssh %s (%s): open session: %w", s.cfg.Name, s.addr(), err)
+		}
+		s.drop(c)
+	}
 }
 
 func knownAlgorithms(path, addr string) []string {

@@ -255,3 +255,28 @@ func writeKnownHostFrom(t *testing.T, file, addr string) {
 	}
 	writeKnownHost(t, file, addr, key)
 }
+
+func TestSSHRedialsOnceAfterTheConnectionDrops(t *testing.T) {
+	srv, cfg := sshFixture(t)
+	proxy := newCutter(t, srv.addr)
+	cfg.Address = proxy.addr
+	writeKnownHost(t, cfg.KnownHosts, proxy.addr, srv.hostKey.PublicKey())
+	s := NewSSH(cfg)
+	defer s.Close()
+	echo := Cmd{Args: []string{"echo", "ok"}}
+	if _, err := s.Run(context.Background(), echo); err != nil {
+		t.Fatal(err)
+	}
+	proxy.cut()
+	if _, err := s.Run(context.Background(), echo); err != nil {
+		t.Fatalf("after one drop: %v", err)
+	}
+	if s.Dials() != 2 {
+		t.Errorf("dials = %d, want 2", s.Dials())
+	}
+	proxy.cut()
+	_, err := s.Run(context.Background(), echo)
+	if err == nil || !strings.Contains(err.Error(), "lost again") {
+		t.Errorf("after a second drop: err = %v, want a lost connection", err)
+	}
+}
