@@ -185,8 +185,14 @@ func (s *sshServer) serve(c net.Conn, conf *ssh.ServerConfig) {
 
 func sshFixture(t *testing.T) (*sshServer, SSHConfig) {
 	t.Helper()
-	dir := t.TempDir()
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	return sshFixtureFor(t, priv)
+}
+
+// sshFixtureFor is sshFixture for a client key the test chose.
+func sshFixtureFor(t *testing.T, priv ed25519.PrivateKey) (*sshServer, SSHConfig) {
+	t.Helper()
+	dir := t.TempDir()
 	pem, _ := ssh.MarshalPrivateKey(priv, "")
 	idFile := filepath.Join(dir, "id")
 	os.WriteFile(idFile, pemBytes(pem), 0o600)

@@ -176,10 +176,11 @@ func (s *SSH) dial(ctx context.Context) (*ssh.Client, error) {
 		}
 		return err
 	}
-	auth, err := s.authMethods()
+	keys, err := s.keys()
 	if err != nil {
 		return nil, err
 	}
+	defer keys.close()
 	user := s.cfg.User
 	if user == "" {
 		user = "root"
@@ -190,7 +191,7 @@ func (s *SSH) dial(ctx context.Context) (*ssh.Client, error) {
 	}
 	conf := &ssh.ClientConfig{
 		User:            user,
-		Auth:            auth,
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(keys.signers...)},
 		HostKeyCallback: hostKeyCallback,
 		// Offer only the key types known_hosts has for this host, or a host
 		// with several keys fails with a mismatch instead of negotiating.
@@ -215,6 +216,9 @@ func (s *SSH) dial(ctx context.Context) (*ssh.Client, error) {
 			return nil, ctx.Err()
 		case errors.As(err, &hk):
 			return nil, hk
+		case strings.Contains(err.Error(), "unable to authenticate"):
+			// x/crypto has no type for this; say who tried with what.
+			return nil, fmt.Errorf("authenticate as %q with %s: %w", user, keys.describe(), err)
 		}
 		return nil, err
 	}
@@ -222,39 +226,90 @@ func (s *SSH) dial(ctx context.Context) (*ssh.Client, error) {
 	return ssh.NewClient(c, chans, reqs), nil
 }
 
-func (s *SSH) authMethods() ([]ssh.AuthMethod, error) {
-	var methods []ssh.AuthMethod
+// sshKeys are the keys blk offers, the agent's first. They go in one
+// publickey method: x/crypto tries each method name once, so a second
+// publickey method would never run.
+type sshKeys struct {
+	signers []ssh.Signer
+	agent   int      // how many came from ssh-agent
+	files   []string // identity files used
+	locked  []string // passphrase-protected files the agent does not hold
+	conn    net.Conn
+}
+
+func (k *sshKeys) close() {
+	if k.conn != nil {
+		k.conn.Close()
+	}
+}
+
+func (k *sshKeys) describe() string {
+	var from []string
+	if k.agent > 0 {
+		from = append(from, fmt.Sprintf("ssh-agent (%d keys)", k.agent))
+	}
+	from = append(from, k.files...)
+	s := "publickey from " + strings.Join(from, ", ")
+	if len(k.locked) > 0 {
+		s += fmt.Sprintf("; skipped %s: passphrase-protected and not in ssh-agent (load it with ssh-add)", strings.Join(k.locked, ", "))
+	}
+	return s
+}
+
+func (s *SSH) keys() (*sshKeys, error) {
+	k := &sshKeys{}
+	var held map[string]bool // public keys the agent can sign with
 	if sock := os.Getenv("SSH_AUTH_SOCK"); sock != "" {
 		if conn, err := net.Dial("unix", sock); err == nil {
-			methods = append(methods, ssh.PublicKeysCallback(agent.NewClient(conn).Signers))
+			signers, err := agent.NewClient(conn).Signers()
+			if err == nil && len(signers) > 0 {
+				k.conn, k.signers, k.agent = conn, signers, len(signers)
+				held = map[string]bool{}
+				for _, sg := range signers {
+					held[string(sg.PublicKey().Marshal())] = true
+				}
+			} else {
+				conn.Close()
+			}
 		}
 	}
 	ids := []string{s.cfg.Identity}
 	if s.cfg.Identity == "" {
 		ids = []string{"~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa"}
 	}
-	var signers []ssh.Signer
 	for _, id := range ids {
 		pem, err := os.ReadFile(expandHome(id))
 		if err != nil {
 			if s.cfg.Identity != "" {
+				k.close()
 				return nil, fmt.Errorf("identity: %w", err)
 			}
 			continue
 		}
 		signer, err := ssh.ParsePrivateKey(pem)
+		var locked *ssh.PassphraseMissingError
+		if errors.As(err, &locked) {
+			// blk cannot ask for a passphrase; such a key is meant to be
+			// used through the agent, which may hold it already.
+			if locked.PublicKey == nil || !held[string(locked.PublicKey.Marshal())] {
+				k.locked = append(k.locked, id)
+			}
+			continue
+		}
 		if err != nil {
+			k.close()
 			return nil, fmt.Errorf("identity %s: %w", id, err)
 		}
-		signers = append(signers, signer)
+		k.signers = append(k.signers, signer)
+		k.files = append(k.files, id)
 	}
-	if len(signers) > 0 {
-		methods = append(methods, ssh.PublicKeys(signers...))
-	}
-	if len(methods) == 0 {
+	if len(k.signers) == 0 {
+		if len(k.locked) > 0 {
+			return nil, fmt.Errorf("identity %s is passphrase-protected and ssh-agent does not hold it: load it with ssh-add %s (blk cannot ask for a passphrase)", k.locked[0], QuoteWord(k.locked[0]))
+		}
 		return nil, errors.New("no ssh-agent and no identity file: set hosts.<name>.identity")
 	}
-	return methods, nil
+	return k, nil
 }
 
 // remoteWrapper runs a command so that it cannot outlive blk. Without a pty

@@ -2,12 +2,19 @@ package exec
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
 )
 
 func TestSSHErrorsMaskSecretsInStderr(t *testing.T) {
@@ -120,5 +127,84 @@ func TestSSHHandshakeHasADeadlineAndHonoursCtx(t *testing.T) {
 		}
 	case <-time.After(3 * time.Second):
 		t.Error("ctx did not end the handshake")
+	}
+}
+
+// agentWith serves an in-memory ssh-agent holding keys, as SSH_AUTH_SOCK.
+func agentWith(t *testing.T, keys ...any) {
+	keyring := agent.NewKeyring()
+	for _, k := range keys {
+		if err := keyring.Add(agent.AddedKey{PrivateKey: k}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { agent.ServeAgent(keyring, c); c.Close() }()
+		}
+	}()
+	t.Setenv("SSH_AUTH_SOCK", sock)
+}
+
+func encryptIdentity(t *testing.T, file string, priv ed25519.PrivateKey) {
+	pem, err := ssh.MarshalPrivateKeyWithPassphrase(priv, "", []byte("secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, pemBytes(pem), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSSHUsesTheAgentForAnEncryptedIdentity(t *testing.T) {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	_, cfg := sshFixtureFor(t, priv)
+	encryptIdentity(t, cfg.Identity, priv)
+	agentWith(t, priv)
+	if _, err := NewSSH(cfg).Run(context.Background(), Cmd{Args: []string{"true"}}); err != nil {
+		t.Fatalf("key in the agent, encrypted file: %v", err)
+	}
+}
+
+func TestSSHSaysWhyAnEncryptedIdentityCannotBeUsed(t *testing.T) {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	_, cfg := sshFixtureFor(t, priv)
+	encryptIdentity(t, cfg.Identity, priv)
+	_, err := NewSSH(cfg).Run(context.Background(), Cmd{Args: []string{"true"}})
+	if err == nil || !strings.Contains(err.Error(), "passphrase-protected") || !strings.Contains(err.Error(), "ssh-add "+cfg.Identity) {
+		t.Errorf("no agent: err = %v", err)
+	}
+	// An agent with some other key: the attempt fails, and says what was skipped.
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	agentWith(t, other)
+	_, err = NewSSH(cfg).Run(context.Background(), Cmd{Args: []string{"true"}})
+	for _, want := range []string{`as "root"`, "ssh-agent (1 keys)", "skipped " + cfg.Identity, "publickey"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("agent without the key: err = %v, want %q", err, want)
+		}
+	}
+}
+
+func TestSSHUnableToAuthenticateNamesUserAndKeys(t *testing.T) {
+	_, cfg := sshFixture(t)
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	pem, _ := ssh.MarshalPrivateKey(other, "")
+	os.WriteFile(cfg.Identity, pemBytes(pem), 0o600)
+	cfg.User = "admin"
+	_, err := NewSSH(cfg).Run(context.Background(), Cmd{Args: []string{"true"}})
+	for _, want := range []string{`as "admin"`, "publickey from " + cfg.Identity, "unable to authenticate"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want %q", err, want)
+		}
 	}
 }
