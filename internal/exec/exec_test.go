@@ -109,7 +109,7 @@ type sshServer struct {
 	conns   int
 }
 
-func newSSHServer(t *testing.T, clientKey ssh.PublicKey) *sshServer {
+func newSSHServer(t *testing.T, clientKey ssh.PublicKey, extraHostKeys ...ssh.Signer) *sshServer {
 	t.Helper()
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	hostKey, _ := ssh.NewSignerFromKey(priv)
@@ -120,6 +120,9 @@ func newSSHServer(t *testing.T, clientKey ssh.PublicKey) *sshServer {
 		return nil, errors.New("unknown key")
 	}}
 	conf.AddHostKey(hostKey)
+	for _, k := range extraHostKeys {
+		conf.AddHostKey(k)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -183,21 +186,21 @@ func (s *sshServer) serve(c net.Conn, conf *ssh.ServerConfig) {
 	}
 }
 
-func sshFixture(t *testing.T) (*sshServer, SSHConfig) {
+func sshFixture(t *testing.T, extraHostKeys ...ssh.Signer) (*sshServer, SSHConfig) {
 	t.Helper()
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	return sshFixtureFor(t, priv)
+	return sshFixtureFor(t, priv, extraHostKeys...)
 }
 
 // sshFixtureFor is sshFixture for a client key the test chose.
-func sshFixtureFor(t *testing.T, priv ed25519.PrivateKey) (*sshServer, SSHConfig) {
+func sshFixtureFor(t *testing.T, priv ed25519.PrivateKey, extraHostKeys ...ssh.Signer) (*sshServer, SSHConfig) {
 	t.Helper()
 	dir := t.TempDir()
 	pem, _ := ssh.MarshalPrivateKey(priv, "")
 	idFile := filepath.Join(dir, "id")
 	os.WriteFile(idFile, pemBytes(pem), 0o600)
 	signer, _ := ssh.NewSignerFromKey(priv)
-	srv := newSSHServer(t, signer.PublicKey())
+	srv := newSSHServer(t, signer.PublicKey(), extraHostKeys...)
 	kh := filepath.Join(dir, "known_hosts")
 	writeKnownHost(t, kh, srv.addr, srv.hostKey.PublicKey())
 	t.Setenv("SSH_AUTH_SOCK", "")

@@ -3,9 +3,13 @@ package exec
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -135,44 +139,68 @@ func (s *SSH) DialUnix(ctx context.Context, path string) (net.Conn, error) {
 	return conn, nil
 }
 
-func (s *SSH) addr() string {
-	if _, _, err := net.SplitHostPort(s.cfg.Address); err == nil {
-		return s.cfg.Address
+func (s *SSH) hostPort() (string, int) {
+	if h, p, err := net.SplitHostPort(s.cfg.Address); err == nil {
+		port, _ := strconv.Atoi(p)
+		return h, port
 	}
-	port := s.cfg.Port
-	if port == 0 {
-		port = 22
+	if s.cfg.Port == 0 {
+		return s.cfg.Address, 22
 	}
-	return net.JoinHostPort(s.cfg.Address, fmt.Sprint(port))
+	return s.cfg.Address, s.cfg.Port
 }
 
-// HostKeyError is an unknown or changed host key: blk never trusts silently.
+func (s *SSH) addr() string {
+	h, p := s.hostPort()
+	return net.JoinHostPort(h, strconv.Itoa(p))
+}
+
+// HostKeyError is an unknown or changed host key, or no known_hosts file at
+// all: blk never trusts silently.
 type HostKeyError struct {
-	Addr, KnownHosts string
-	Changed          bool
+	Host       string
+	Port       int
+	KnownHosts string
+	Changed    bool
+	Missing    bool // the known_hosts file does not exist
 }
 
 func (e *HostKeyError) Error() string {
-	if e.Changed {
-		return fmt.Sprintf("host key of %s has CHANGED from the one in %s: refusing to connect; if the host was rebuilt, remove its old line (ssh-keygen -R %s -f %s) and add the new key", e.Addr, e.KnownHosts, e.Addr, e.KnownHosts)
+	addr := net.JoinHostPort(e.Host, strconv.Itoa(e.Port))
+	scan := "ssh-keyscan "
+	if e.Port != 22 {
+		scan += fmt.Sprintf("-p %d ", e.Port)
 	}
-	return fmt.Sprintf("host key of %s is not in %s: refusing to connect; add it after checking it out of band (ssh-keyscan -p PORT HOST >> %s)", e.Addr, e.KnownHosts, e.KnownHosts)
+	scan += QuoteWord(e.Host) + " >> " + QuoteWord(e.KnownHosts)
+	switch {
+	case e.Changed:
+		// known_hosts names a host on another port as [host]:port.
+		return fmt.Sprintf("host key of %s has CHANGED from the one in %s: refusing to connect; if the host was rebuilt, remove its old line (ssh-keygen -R %s -f %s) and add the new key after checking it out of band (%s)",
+			addr, e.KnownHosts, QuoteWord(knownhosts.Normalize(addr)), QuoteWord(e.KnownHosts), scan)
+	case e.Missing:
+		return fmt.Sprintf("known_hosts file %s does not exist, so the host key of %s cannot be checked: refusing to connect; add the key after checking it out of band (%s)", e.KnownHosts, addr, scan)
+	}
+	return fmt.Sprintf("host key of %s is not in %s: refusing to connect; add it after checking it out of band (%s)", addr, e.KnownHosts, scan)
 }
 
 func (s *SSH) dial(ctx context.Context) (*ssh.Client, error) {
+	host, port := s.hostPort()
 	khPath := expandHome(s.cfg.KnownHosts)
 	if khPath == "" {
 		khPath = expandHome("~/.ssh/known_hosts")
 	}
 	check, err := knownhosts.New(khPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, &HostKeyError{Host: host, Port: port, KnownHosts: khPath, Missing: true}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("known_hosts: %w", err)
 	}
-	hostKeyCallback := func(host string, remote net.Addr, key ssh.PublicKey) error {
-		err := check(host, remote, key)
+	hostKeyCallback := func(addr string, remote net.Addr, key ssh.PublicKey) error {
+		err := check(addr, remote, key)
 		var keyErr *knownhosts.KeyError
 		if errors.As(err, &keyErr) {
-			return &HostKeyError{Addr: host, KnownHosts: khPath, Changed: len(keyErr.Want) > 0}
+			return &HostKeyError{Host: host, Port: port, KnownHosts: khPath, Changed: len(keyErr.Want) > 0}
 		}
 		return err
 	}
@@ -423,6 +451,8 @@ func (s *SSH) session(ctx context.Context) (*ssh.Session, error) {
 	}
 }
 
+// knownAlgorithms lists the host key algorithms known_hosts holds for addr,
+// plain or hashed.
 func knownAlgorithms(path, addr string) []string {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -431,18 +461,52 @@ func knownAlgorithms(path, addr string) []string {
 	host := knownhosts.Normalize(addr)
 	var algos []string
 	for len(data) > 0 {
-		_, hosts, key, _, rest, err := ssh.ParseKnownHosts(data)
+		marker, hosts, key, _, rest, err := ssh.ParseKnownHosts(data)
 		if err != nil {
-			break
+			// One bad line must not hide the others.
+			_, rest, _ = bytes.Cut(data, []byte("\n"))
+			data = rest
+			continue
 		}
 		data = rest
+		if marker != "" {
+			continue // revoked keys and CAs are no key of this host
+		}
 		for _, h := range hosts {
-			if h == host {
+			if h == host || hashedHostIs(h, host) {
+				if key.Type() == ssh.KeyAlgoRSA {
+					// The key type is not the signature algorithm: OpenSSH
+					// 8.8 and later refuse SHA-1 signatures (ssh-rsa).
+					algos = append(algos, ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256)
+				}
 				algos = append(algos, key.Type())
+				break
 			}
 		}
 	}
 	return algos
+}
+
+// hashedHostIs reports whether a hashed known_hosts entry (|1|salt|hash, as
+// HashKnownHosts yes writes them) names host: OpenSSH stores
+// HMAC-SHA1(key=salt, host).
+func hashedHostIs(entry, host string) bool {
+	rest, ok := strings.CutPrefix(entry, "|1|")
+	if !ok {
+		return false
+	}
+	salt64, hash64, ok := strings.Cut(rest, "|")
+	if !ok {
+		return false
+	}
+	salt, err1 := base64.StdEncoding.DecodeString(salt64)
+	hash, err2 := base64.StdEncoding.DecodeString(hash64)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	mac := hmac.New(sha1.New, salt)
+	mac.Write([]byte(host))
+	return hmac.Equal(mac.Sum(nil), hash)
 }
 
 func expandHome(p string) string {

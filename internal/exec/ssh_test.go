@@ -2,9 +2,16 @@ package exec
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -206,5 +213,75 @@ func TestSSHUnableToAuthenticateNamesUserAndKeys(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("err = %v, want %q", err, want)
 		}
+	}
+}
+
+func TestSSHHostKeyHintsCarryHostAndPort(t *testing.T) {
+	srv, cfg := sshFixture(t)
+	host, port, _ := net.SplitHostPort(srv.addr)
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	otherKey, _ := ssh.NewSignerFromKey(other)
+	writeKnownHost(t, cfg.KnownHosts, srv.addr, otherKey.PublicKey())
+	_, err := NewSSH(cfg).Run(context.Background(), Cmd{Args: []string{"true"}})
+	keyscan := fmt.Sprintf("ssh-keyscan -p %s %s >> %s", port, host, cfg.KnownHosts)
+	for _, want := range []string{fmt.Sprintf("ssh-keygen -R '[%s]:%s' -f %s", host, port, cfg.KnownHosts), keyscan} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("changed key: err = %v, want %q", err, want)
+		}
+	}
+	os.WriteFile(cfg.KnownHosts, nil, 0o600)
+	_, err = NewSSH(cfg).Run(context.Background(), Cmd{Args: []string{"true"}})
+	if err == nil || !strings.Contains(err.Error(), keyscan) {
+		t.Errorf("unknown key: err = %v, want %q", err, keyscan)
+	}
+	os.Remove(cfg.KnownHosts)
+	_, err = NewSSH(cfg).Run(context.Background(), Cmd{Args: []string{"true"}})
+	var hk *HostKeyError
+	if !errors.As(err, &hk) || !hk.Missing || !strings.Contains(err.Error(), keyscan) {
+		t.Errorf("no known_hosts file: err = %v, want %q", err, keyscan)
+	}
+	if got := (&HostKeyError{Host: "stor1", Port: 22, KnownHosts: "/k", Changed: true}).Error(); !strings.Contains(got, "ssh-keygen -R stor1 -f /k") || !strings.Contains(got, "ssh-keyscan stor1 >> /k") {
+		t.Errorf("port 22: %s", got)
+	}
+}
+
+// hashedLine is a known_hosts line as HashKnownHosts yes writes it.
+func hashedLine(addr string, key ssh.PublicKey) string {
+	host, port, _ := net.SplitHostPort(addr)
+	salt := make([]byte, 20)
+	rand.Read(salt)
+	mac := hmac.New(sha1.New, salt)
+	mac.Write([]byte(fmt.Sprintf("[%s]:%s", host, port)))
+	return fmt.Sprintf("|1|%s|%s %s", base64.StdEncoding.EncodeToString(salt), base64.StdEncoding.EncodeToString(mac.Sum(nil)), ssh.MarshalAuthorizedKey(key))
+}
+
+func TestSSHHashedKnownHostsPickTheKnownKeyType(t *testing.T) {
+	// The server offers ECDSA, which x/crypto prefers, and Ed25519, the only
+	// key known_hosts holds, hashed.
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ecKey, _ := ssh.NewSignerFromKey(ec)
+	srv, cfg := sshFixture(t, ecKey)
+	line := hashedLine(srv.addr, srv.hostKey.PublicKey())
+	if err := os.WriteFile(cfg.KnownHosts, []byte("# a comment\n"+line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewSSH(cfg).Run(context.Background(), Cmd{Args: []string{"true"}}); err != nil {
+		t.Fatalf("hashed known_hosts line: %v", err)
+	}
+}
+
+func TestKnownAlgorithmsOffersRSAWithSHA2(t *testing.T) {
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := ssh.NewPublicKey(&rsaKey.PublicKey)
+	if err := os.WriteFile(kh, []byte("stor1 "+string(ssh.MarshalAuthorizedKey(pub))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(knownAlgorithms(kh, "stor1:22"), " ")
+	if !strings.Contains(got, ssh.KeyAlgoRSASHA256) {
+		t.Errorf("algorithms = %q, want %s", got, ssh.KeyAlgoRSASHA256)
 	}
 }
