@@ -390,11 +390,15 @@ func (s *SSH) Run(ctx context.Context, cmd Cmd) (Result, error) {
 	// The remote side has only a shell: quote every word so each argument
 	// arrives literal, whatever it holds.
 	argv := append([]string{"sh", "-c", remoteWrapper, "blk-run", strconv.Itoa(len(input))}, cmd.Args...)
-	if err := sess.Start(strings.Join(Env, " ") + " " + Quote(argv)); err != nil {
-		return fail(err)
-	}
-	done := make(chan error, 1)
+	// Start waits for the server's answer, which a dead network never
+	// sends: it runs beside the select on ctx, like Wait.
+	started, done := make(chan error, 1), make(chan error, 1)
 	go func() {
+		err := sess.Start(strings.Join(Env, " ") + " " + Quote(argv))
+		started <- err
+		if err != nil {
+			return
+		}
 		if _, err := stdin.Write(input); err != nil {
 			done <- err
 			return
@@ -402,16 +406,18 @@ func (s *SSH) Run(ctx context.Context, cmd Cmd) (Result, error) {
 		done <- sess.Wait()
 	}()
 	select {
-	case err = <-done:
-		stdin.Close()
+	case err = <-started:
+		if err != nil {
+			return fail(err)
+		}
+		select {
+		case err = <-done:
+			stdin.Close()
+		case <-ctx.Done():
+			return fail(kill(ctx, sess, stdin))
+		}
 	case <-ctx.Done():
-		// The signal is enough with OpenSSH 7.9 and later; EOF on stdin
-		// makes the wrapper kill the command on any server. Neither is
-		// waited for: Ctrl-C and --timeout act at once.
-		_ = sess.Signal(ssh.SIGKILL)
-		stdin.Close()
-		sess.Close()
-		return fail(ctx.Err())
+		return fail(kill(ctx, sess, stdin))
 	}
 	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
 	if err == nil {
@@ -430,6 +436,16 @@ func (s *SSH) Run(ctx context.Context, cmd Cmd) (Result, error) {
 	return res, e
 }
 
+// kill ends a command blk no longer waits for. The signal is enough with
+// OpenSSH 7.9 and later; EOF on stdin makes the wrapper kill the command on
+// any server. Neither is waited for: Ctrl-C and --timeout act at once.
+func kill(ctx context.Context, sess *ssh.Session, stdin io.Closer) error {
+	_ = sess.Signal(ssh.SIGKILL)
+	stdin.Close()
+	sess.Close()
+	return ctx.Err()
+}
+
 // session opens a channel for one command. A connection that dropped under
 // blk (the host rebooted, a network blip) is dialled once more, so cleanup
 // can still undo what was done instead of failing every step.
@@ -439,15 +455,43 @@ func (s *SSH) session(ctx context.Context) (*ssh.Session, error) {
 		if err != nil {
 			return nil, err
 		}
-		sess, err := c.NewSession()
+		sess, err := newSession(ctx, c)
 		if err == nil {
 			return sess, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("ssh %s (%s): open session: %w", s.cfg.Name, s.addr(), ctx.Err())
 		}
 		var refused *ssh.OpenChannelError
 		if retried || errors.As(err, &refused) {
 			return nil, fmt.Errorf("ssh %s (%s): open session: %w", s.cfg.Name, s.addr(), err)
 		}
 		s.drop(c)
+	}
+}
+
+// newSession opens a channel, or gives up when ctx ends: the server's
+// answer may never come over a dead network.
+func newSession(ctx context.Context, c *ssh.Client) (*ssh.Session, error) {
+	type opened struct {
+		sess *ssh.Session
+		err  error
+	}
+	ch := make(chan opened, 1)
+	go func() {
+		sess, err := c.NewSession()
+		ch <- opened{sess, err}
+	}()
+	select {
+	case o := <-ch:
+		return o.sess, o.err
+	case <-ctx.Done():
+		go func() {
+			if o := <-ch; o.sess != nil {
+				o.sess.Close()
+			}
+		}()
+		return nil, ctx.Err()
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
 	"net"
 	"os"
@@ -103,11 +102,37 @@ LogLevel ERROR
 }
 
 // cutter is a TCP proxy whose connections the test can cut, as a killed
-// blk or a dead network would.
+// blk would, or freeze, as a dead network would.
 type cutter struct {
 	addr  string
 	mu    sync.Mutex
 	conns []net.Conn
+	gate  sync.RWMutex // held for writing while frozen
+}
+
+// pipe copies like io.Copy, holding each write until the gate is open.
+func (c *cutter) pipe(dst, src net.Conn) {
+	defer dst.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			c.gate.RLock()
+			_, werr := dst.Write(buf[:n])
+			c.gate.RUnlock()
+			if werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (c *cutter) freeze(t *testing.T) {
+	c.gate.Lock()
+	t.Cleanup(c.gate.Unlock)
 }
 
 func newCutter(t *testing.T, target string) *cutter {
@@ -131,8 +156,8 @@ func newCutter(t *testing.T, target string) *cutter {
 			c.mu.Lock()
 			c.conns = append(c.conns, in, out)
 			c.mu.Unlock()
-			go func() { io.Copy(out, in); out.Close() }()
-			go func() { io.Copy(in, out); in.Close() }()
+			go c.pipe(out, in)
+			go c.pipe(in, out)
 		}
 	}()
 	return c
@@ -278,5 +303,23 @@ func TestSSHRedialsOnceAfterTheConnectionDrops(t *testing.T) {
 	_, err := s.Run(context.Background(), echo)
 	if err == nil || !strings.Contains(err.Error(), "lost again") {
 		t.Errorf("after a second drop: err = %v, want a lost connection", err)
+	}
+}
+
+func TestSSHCancelIsPromptOnADeadNetwork(t *testing.T) {
+	srv, cfg := sshFixture(t)
+	proxy := newCutter(t, srv.addr)
+	cfg.Address = proxy.addr
+	writeKnownHost(t, cfg.KnownHosts, proxy.addr, srv.hostKey.PublicKey())
+	s := NewSSH(cfg)
+	defer s.Close()
+	if _, err := s.Run(context.Background(), Cmd{Args: []string{"true"}}); err != nil {
+		t.Fatal(err)
+	}
+	proxy.freeze(t) // no answer to the channel open, ever
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := wait(t, runAsync(ctx, s, Cmd{Args: []string{"true"}}), 2*time.Second); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("err = %v, want the deadline", err)
 	}
 }
