@@ -32,6 +32,9 @@ type SSHConfig struct {
 	Identity   string // private key file; optional when an agent is running
 	KnownHosts string
 	Timeout    time.Duration // for the TCP dial and the SSH handshake together
+	// KeepAlive is how often the connection is checked while it is open;
+	// one that does not answer within the same time is closed.
+	KeepAlive time.Duration
 }
 
 // SSH runs commands on a remote host over one connection, opened on first
@@ -112,7 +115,45 @@ func (s *SSH) Client(ctx context.Context) (*ssh.Client, error) {
 			_ = c.Wait()
 			s.drop(c)
 		}()
+		go s.keepAlive(c)
 		return c, nil
+	}
+}
+
+// keepAlive closes c when the server stops answering: a network that died
+// without a reset would otherwise leave a command waiting for ever, and
+// the next command too.
+func (s *SSH) keepAlive(c *ssh.Client) {
+	every := s.cfg.KeepAlive
+	if every == 0 {
+		every = 15 * time.Second
+	}
+	closed := make(chan struct{})
+	go func() { c.Wait(); close(closed) }()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-closed:
+			return
+		case <-tick.C:
+		}
+		answered := make(chan error, 1)
+		go func() {
+			_, _, err := c.SendRequest("keepalive@openssh.com", true, nil)
+			answered <- err
+		}()
+		select {
+		case err := <-answered:
+			if err == nil {
+				continue
+			}
+		case <-closed:
+			return
+		case <-time.After(every):
+		}
+		c.Close()
+		return
 	}
 }
 

@@ -323,3 +323,22 @@ func TestSSHCancelIsPromptOnADeadNetwork(t *testing.T) {
 		t.Errorf("err = %v, want the deadline", err)
 	}
 }
+
+func TestSSHNoticesADeadNetworkUnderARunningCommand(t *testing.T) {
+	srv, cfg := sshFixture(t)
+	proxy := newCutter(t, srv.addr)
+	cfg.Address = proxy.addr
+	cfg.KeepAlive = 100 * time.Millisecond
+	writeKnownHost(t, cfg.KnownHosts, proxy.addr, srv.hostKey.PublicKey())
+	s := NewSSH(cfg)
+	defer s.Close()
+	m := marker(t)
+	errc := runAsync(context.Background(), s, Cmd{Args: []string{"sleep", m}})
+	if !within(5*time.Second, func() bool { return running(m) }) {
+		t.Fatal("the remote sleep never started")
+	}
+	proxy.freeze(t)
+	if err := wait(t, errc, 3*time.Second); !errors.Is(err, ErrConnLost) {
+		t.Errorf("err = %v, want ErrConnLost", err)
+	}
+}
