@@ -91,7 +91,7 @@ func (s *SSH) Client(ctx context.Context) (*ssh.Client, error) {
 		if s.lost {
 			if s.redialed {
 				s.mu.Unlock()
-				return nil, fmt.Errorf("ssh %s (%s): connection lost again after one re-dial", s.cfg.Name, s.addr())
+				return nil, fmt.Errorf("ssh %s (%s): connection lost, and blk re-dials only once per run", s.cfg.Name, s.addr())
 			}
 			s.redialed = true
 		}

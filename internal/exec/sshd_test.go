@@ -301,7 +301,7 @@ func TestSSHRedialsOnceAfterTheConnectionDrops(t *testing.T) {
 	}
 	proxy.cut()
 	_, err := s.Run(context.Background(), echo)
-	if err == nil || !strings.Contains(err.Error(), "lost again") {
+	if err == nil || !strings.Contains(err.Error(), "re-dials only once") {
 		t.Errorf("after a second drop: err = %v, want a lost connection", err)
 	}
 }
