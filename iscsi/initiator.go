@@ -114,11 +114,15 @@ func (i Initiator) WaitDevice(ctx context.Context, link string, timeout time.Dur
 }
 
 // RemoveDevice flushes and deletes the SCSI disk behind link, so no stale
-// /dev/sdX is left when the session ends. A missing link is done already.
+// /dev/sdX is left when the session ends. A missing link is done already;
+// any other failure (a dropped connection) proves nothing and is an error.
 func (i Initiator) RemoveDevice(ctx context.Context, link string) error {
 	res, err := i.Run.Run(ctx, exec.Cmd{Args: []string{"readlink", "-e", link}})
+	if exec.ExitCode(err) == 1 {
+		return nil // readlink -e: the link or its target does not exist
+	}
 	if err != nil {
-		return nil
+		return fmt.Errorf("find the device behind %s: %w", link, err)
 	}
 	dev := strings.TrimSpace(string(res.Stdout))
 	if _, err = i.Run.Run(ctx, exec.Cmd{Args: []string{"blockdev", "--flushbufs", dev}, Mutates: true}); err != nil {

@@ -562,3 +562,21 @@ func TestVolumeOfARemovedBackendIsRefusedUpFront(t *testing.T) {
 		t.Errorf("volume %s, %d commands run: a refused command changed something", v.Status, w.count-before)
 	}
 }
+
+// tgtadm quotes its own argv when it fails, password included: the error
+// blk prints must not.
+func TestFailedToolsStderrHasTheSecretMasked(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	s, stor, _ := attachService(t, w, newFakeHV("web1"))
+	stor.Handle(func(args []string) (string, string, int, bool) {
+		if arg(args, "--mode") == "account" && arg(args, "--op") == "new" {
+			return "", "tgtadm: can't create account: tgtadm --op new --mode account --user blk-0a0b0c0d --password s3cretS3cretXyz9", 22, true
+		}
+		return w.handle(args)
+	})
+	_, _, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1", Bus: "scsi"})
+	if err == nil || strings.Contains(err.Error(), "s3cretS3cretXyz9") || !strings.Contains(err.Error(), "--password ***") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -7,11 +7,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -49,13 +51,14 @@ func checkEcho(t *testing.T, out []byte) {
 
 func TestLocalErrorsKeepHostArgvStderr(t *testing.T) {
 	l := &Local{Name: "stor1"}
-	_, err := l.Run(context.Background(), Cmd{Args: []string{"sh", "-c", "echo boom >&2; exit 5", "--password=hunter2"}, Secrets: []string{"hunter2"}})
+	// Tools repeat their argv when they fail: stderr is masked too.
+	_, err := l.Run(context.Background(), Cmd{Args: []string{"sh", "-c", `echo "boom $0" >&2; exit 5`, "--password=hunter2"}, Secrets: []string{"hunter2"}})
 	var e *Error
 	if !errors.As(err, &e) || e.ExitCode != 5 {
 		t.Fatalf("err = %v", err)
 	}
 	msg := err.Error()
-	for _, want := range []string{"stor1", "exit status 5", "boom", "--password=***"} {
+	for _, want := range []string{"stor1", "exit status 5", "boom --password=***", "'--password=***'"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error %q lacks %q", msg, want)
 		}
@@ -106,7 +109,7 @@ type sshServer struct {
 	conns   int
 }
 
-func newSSHServer(t *testing.T, clientKey ssh.PublicKey) *sshServer {
+func newSSHServer(t *testing.T, clientKey ssh.PublicKey, extraHostKeys ...ssh.Signer) *sshServer {
 	t.Helper()
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	hostKey, _ := ssh.NewSignerFromKey(priv)
@@ -117,6 +120,9 @@ func newSSHServer(t *testing.T, clientKey ssh.PublicKey) *sshServer {
 		return nil, errors.New("unknown key")
 	}}
 	conf.AddHostKey(hostKey)
+	for _, k := range extraHostKeys {
+		conf.AddHostKey(k)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -160,6 +166,11 @@ func (s *sshServer) serve(c net.Conn, conf *ssh.ServerConfig) {
 				cmd := osexec.Command("sh", "-c", line)
 				cmd.Dir = os.TempDir()
 				cmd.Stdout, cmd.Stderr = ch, ch.Stderr()
+				// As sshd: a session of its own, and the channel as stdin
+				// (copied without Wait waiting for it, as sshd does not).
+				cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+				stdin, _ := cmd.StdinPipe()
+				go func() { io.Copy(stdin, ch); stdin.Close() }()
 				code := 0
 				if err := cmd.Run(); err != nil {
 					code = 255
@@ -175,15 +186,21 @@ func (s *sshServer) serve(c net.Conn, conf *ssh.ServerConfig) {
 	}
 }
 
-func sshFixture(t *testing.T) (*sshServer, SSHConfig) {
+func sshFixture(t *testing.T, extraHostKeys ...ssh.Signer) (*sshServer, SSHConfig) {
+	t.Helper()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	return sshFixtureFor(t, priv, extraHostKeys...)
+}
+
+// sshFixtureFor is sshFixture for a client key the test chose.
+func sshFixtureFor(t *testing.T, priv ed25519.PrivateKey, extraHostKeys ...ssh.Signer) (*sshServer, SSHConfig) {
 	t.Helper()
 	dir := t.TempDir()
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	pem, _ := ssh.MarshalPrivateKey(priv, "")
 	idFile := filepath.Join(dir, "id")
 	os.WriteFile(idFile, pemBytes(pem), 0o600)
 	signer, _ := ssh.NewSignerFromKey(priv)
-	srv := newSSHServer(t, signer.PublicKey())
+	srv := newSSHServer(t, signer.PublicKey(), extraHostKeys...)
 	kh := filepath.Join(dir, "known_hosts")
 	writeKnownHost(t, kh, srv.addr, srv.hostKey.PublicKey())
 	t.Setenv("SSH_AUTH_SOCK", "")

@@ -39,7 +39,7 @@ func (l *Local) Run(ctx context.Context, cmd Cmd) (Result, error) {
 	if err == nil {
 		return res, nil
 	}
-	e := &Error{Host: l.Name, Args: Mask(cmd.Args, cmd.Secrets), ExitCode: -1, Stderr: stderr.String(), Err: err}
+	e := NewError(l.Name, cmd, -1, stderr.Bytes(), err)
 	var exitErr *osexec.ExitError
 	switch {
 	case ctx.Err() != nil:

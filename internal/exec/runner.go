@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 )
 
@@ -48,6 +49,11 @@ type Runner interface {
 // ErrNotFound means the program does not exist on the host.
 var ErrNotFound = errors.New("command not found")
 
+// ErrConnLost means the connection to the host went while a command ran:
+// the command may or may not have done its work, so whoever cleans up must
+// look before acting.
+var ErrConnLost = errors.New("connection lost before the command finished")
+
 // Error is a command that ran (or tried to) and failed. It keeps what an
 // operator needs on one line: where, what, how it ended and what it said.
 type Error struct {
@@ -74,6 +80,14 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// NewError is the one way runners build an Error, so no runner can forget
+// to mask: secrets are hidden in argv and in stderr, where tools such as
+// tgtadm and iscsiadm repeat their arguments when they fail.
+func NewError(host string, cmd Cmd, exitCode int, stderr []byte, err error) *Error {
+	return &Error{Host: host, Args: Mask(cmd.Args, cmd.Secrets), ExitCode: exitCode,
+		Stderr: maskWord(string(stderr), cmd.Secrets), Err: err}
+}
+
 // lastLines keeps stderr to one readable line: tools put the cause last.
 func lastLines(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
@@ -90,14 +104,21 @@ func lastLines(s string) string {
 func Mask(args []string, secrets []string) []string {
 	out := make([]string, len(args))
 	for i, a := range args {
-		for _, s := range secrets {
-			if s != "" {
-				a = strings.ReplaceAll(a, s, "***")
-			}
-		}
-		out[i] = a
+		out[i] = maskWord(a, secrets)
 	}
 	return out
+}
+
+func maskWord(s string, secrets []string) string {
+	// Longest first, so a secret that contains another is masked whole.
+	secrets = slices.Clone(secrets)
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+	for _, secret := range secrets {
+		if secret != "" {
+			s = strings.ReplaceAll(s, secret, "***")
+		}
+	}
+	return s
 }
 
 // Quote renders argv as POSIX shell words, each one literal.

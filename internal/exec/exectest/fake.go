@@ -140,7 +140,7 @@ func (f *Fake) Run(ctx context.Context, cmd exec.Cmd) (exec.Result, error) {
 		}
 	}
 	f.t.Errorf("%s: unexpected command: %s", f.host, exec.Quote(cmd.Args))
-	return exec.Result{}, &exec.Error{Host: f.host, Args: cmd.Args, ExitCode: 1, Stderr: "unexpected command in test"}
+	return exec.Result{}, exec.NewError(f.host, cmd, 1, []byte("unexpected command in test"), nil)
 }
 
 func (f *Fake) answer(c *call, cmd exec.Cmd) (exec.Result, error) {
@@ -152,9 +152,11 @@ func (f *Fake) answer(c *call, cmd exec.Cmd) (exec.Result, error) {
 	if c.exitCode == 0 {
 		return res, nil
 	}
-	e := &exec.Error{Host: f.host, Args: exec.Mask(cmd.Args, cmd.Secrets), ExitCode: c.exitCode, Stderr: c.stderr}
+	var cause error
 	if c.exitCode == 127 {
-		e.Err = exec.ErrNotFound
+		cause = exec.ErrNotFound
 	}
-	return res, e
+	// Built as the real runners build theirs: secrets masked in argv and
+	// in what the tool printed.
+	return res, exec.NewError(f.host, cmd, c.exitCode, []byte(c.stderr), cause)
 }
