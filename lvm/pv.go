@@ -139,31 +139,28 @@ func (l LVM) ReduceGroup(ctx context.Context, devs []string) error {
 }
 
 // PlanThinPool sizes a thin pool to fit budget bytes of the group, counting
-// its metadata and the spare LVM keeps beside it (same size), as LVM itself
-// would choose them: 64 bytes of metadata per chunk, chunks of 64KiB doubled
-// until the metadata fits 128MiB, metadata between 2MiB and 16GiB, each
-// rounded to whole extents.
+// its metadata and the spare LVM keeps beside it (same size), as lvcreate
+// itself chooses them when not told: chunks of 64KiB, doubled until the
+// metadata fits 128MiB.
 func PlanThinPool(budget, extent int64) (ThinPool, error) {
-	const (
-		minMeta     = 2 << 20
-		maxMeta     = 16 << 30
-		optimalMeta = 128 << 20
-		maxChunk    = 1 << 30
-	)
 	chunk := int64(64 << 10)
-	meta := budget / chunk * 64
-	for meta > optimalMeta && chunk < maxChunk {
+	for budget/chunk*64 > 128<<20 && chunk < 1<<30 {
 		chunk *= 2
-		meta /= 2
 	}
-	meta = min(max(meta, minMeta), maxMeta)
-	meta = (meta + extent - 1) / extent * extent
+	meta := PoolMetadataFor(budget, chunk, extent)
 	data := (budget - 2*meta) / extent * extent
 	if data < chunk || data < extent {
 		return ThinPool{}, fmt.Errorf("%d bytes leave no room for a thin pool beside its %d bytes of metadata and spare: %w",
 			budget, 2*meta, ErrNoSpace)
 	}
 	return ThinPool{DataBytes: data, MetadataBytes: meta, ChunkBytes: chunk}, nil
+}
+
+// PoolMetadataFor is the metadata LVM would give a pool of data bytes: 64
+// bytes per chunk, between 2MiB and 16GiB, in whole extents.
+func PoolMetadataFor(data, chunk, extent int64) int64 {
+	meta := min(max(data/chunk*64, 2<<20), 16<<30)
+	return (meta + extent - 1) / extent * extent
 }
 
 // CreateThinPool makes the pool as planned, with a metadata spare so a
