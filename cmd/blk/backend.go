@@ -33,6 +33,7 @@ there (the sum of its volumes' sizes, from the state file).`,
 			})
 		},
 	})
+	cmd.AddCommand(newBackendInitCmd(a), newBackendExtendCmd(a))
 	return cmd
 }
 
