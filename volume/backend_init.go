@@ -125,6 +125,9 @@ type devPlan struct {
 	size int64
 	mine bool // already a PV of this backend's group
 	pv   bool // already a PV (in no group, forced): no pvcreate
+	// reattached: an existing loop file this run attached again (after a
+	// reboot without the unit), whose group LVM may not have activated.
+	reattached bool
 }
 
 // lvmBackend finds an LVM backend and its host's runner.
@@ -196,6 +199,12 @@ func (s *Service) BackendInit(ctx context.Context, o BackendInitOptions) (Backen
 				others = append(others, p.path)
 			}
 		}
+		if len(plans) == 1 && plans[0].reattached {
+			if _, err := run(ctx, r, true, "vgchange", "--activate", "ay", b.VG); err != nil {
+				return fail(err)
+			}
+			res.Made = append(res.Made, "volume group "+b.VG+" activated")
+		}
 		if len(others) > 0 {
 			return fail(conflict("volume group %q already exists on %s: to add %s run 'blk backend extend %s --device ...'",
 				b.VG, strings.Join(pvNames(pvs, b.VG), ", "), strings.Join(others, ", "), name))
@@ -250,7 +259,7 @@ func (s *Service) BackendInit(ctx context.Context, o BackendInitOptions) (Backen
 	res.Changed = len(res.Made) > 0
 
 	if o.LoopFile != "" {
-		unit, note := s.installLoopUnit(ctx, r, name, o.LoopFile)
+		unit, note := s.installLoopUnit(ctx, r, name, o.LoopFile, b.VG)
 		res.LoopUnit = unit
 		res.Notes = append(res.Notes, note,
 			"a loop file is for trying blk, not for production: its I/O goes through the host's filesystem, and it fills that filesystem")
@@ -360,6 +369,7 @@ func (s *Service) loopDevice(ctx context.Context, r exec.Runner, o BackendInitOp
 		_, err := run(ctx, r, false, "test", "-e", o.LoopFile)
 		switch code := exec.ExitCode(err); {
 		case err == nil:
+			p.reattached = true
 			if o.LoopSize != "" {
 				res.Notes = append(res.Notes, o.LoopFile+" exists: --size ignored")
 			}
@@ -403,16 +413,16 @@ func (s *Service) loopDevice(ctx context.Context, r exec.Runner, o BackendInitOp
 		return p, err
 	}
 	q, err := planDevice(ctx, r, dev, res.VG, pvs, o.Force)
-	q.path = o.LoopFile
+	q.path, q.reattached = o.LoopFile, p.reattached
 	return q, err
 }
 
 // LoopUnit names the systemd unit that re-attaches a backend's loop file.
 func LoopUnit(backend string) string { return "blk-loop-" + backend + ".service" }
 
-// loopUnitText attaches the file early at boot; udev then sees the PV and
-// LVM's event activation brings the group up, before tgtd exports it.
-func loopUnitText(backend, file string) string {
+// loopUnitText attaches the file at boot and activates the group (LVM's
+// event activation would too; saying it costs nothing), before tgtd.
+func loopUnitText(backend, file, vg string) string {
 	return `# Written by blk backend init: re-attaches the loop file behind backend ` + backend + `.
 [Unit]
 Description=blk: loop device for backend ` + backend + `
@@ -426,6 +436,7 @@ Conflicts=shutdown.target
 Type=oneshot
 RemainAfterExit=yes
 ExecStart=/sbin/losetup --find --show ` + file + `
+ExecStartPost=/sbin/vgchange --activate ay ` + vg + `
 
 [Install]
 WantedBy=multi-user.target
@@ -435,9 +446,9 @@ WantedBy=multi-user.target
 // installLoopUnit makes the loop device come back after a reboot. Without
 // systemd on the host it says what to run instead. Failing here does not
 // undo the backend, which works until the next reboot: it is a note.
-func (s *Service) installLoopUnit(ctx context.Context, r exec.Runner, backend, file string) (unit, note string) {
+func (s *Service) installLoopUnit(ctx context.Context, r exec.Runner, backend, file, vg string) (unit, note string) {
 	unit = LoopUnit(backend)
-	manual := "after a reboot, re-attach it with 'losetup --find --show " + file + "' (LVM then activates the group)"
+	manual := "after a reboot, run 'blk backend init " + backend + " --loop-file " + file + "' again: it re-attaches the file and activates the group"
 	if _, err := run(ctx, r, false, "test", "-d", "/run/systemd/system"); err != nil {
 		if exec.ExitCode(err) == 1 {
 			return "", "the loop device does not come back by itself after a reboot and " + r.Host() + " does not run systemd: " + manual
@@ -445,7 +456,7 @@ func (s *Service) installLoopUnit(ctx context.Context, r exec.Runner, backend, f
 		return "", "could not check for systemd: " + err.Error() + "; " + manual
 	}
 	path := "/etc/systemd/system/" + unit
-	text := loopUnitText(backend, file)
+	text := loopUnitText(backend, file, vg)
 	if cur, err := run(ctx, r, false, "cat", path); err == nil && string(cur.Stdout) == text {
 		return unit, "the loop device comes back after a reboot: " + unit + " is installed"
 	}

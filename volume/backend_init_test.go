@@ -213,10 +213,10 @@ func TestBackendInitLoopFile(t *testing.T) {
 			}
 			if systemd {
 				written := f.Stdins["tee "+unit]
-				if res.LoopUnit != "blk-loop-lvm-1.service" || !strings.Contains(written, "ExecStart=/sbin/losetup --find --show /var/lib/blk/lvm-1.img\n") {
+				if res.LoopUnit != "blk-loop-lvm-1.service" || !strings.Contains(written, "ExecStart=/sbin/losetup --find --show /var/lib/blk/lvm-1.img\nExecStartPost=/sbin/vgchange --activate ay blk\n") {
 					t.Errorf("unit %q:\n%s", res.LoopUnit, written)
 				}
-			} else if res.LoopUnit != "" || !strings.Contains(notes, "re-attach it with 'losetup --find --show /var/lib/blk/lvm-1.img'") {
+			} else if res.LoopUnit != "" || !strings.Contains(notes, "run 'blk backend init lvm-1 --loop-file /var/lib/blk/lvm-1.img' again") {
 				t.Errorf("unit %q, notes %q", res.LoopUnit, notes)
 			}
 		})
@@ -260,6 +260,31 @@ func TestBackendInitLoopFileRerun(t *testing.T) {
 	res, err := s.BackendInit(context.Background(), BackendInitOptions{Backend: "lvm-1", LoopFile: "/var/lib/blk/lvm-1.img", LoopSize: "2GiB"})
 	if err != nil || res.Changed || !strings.Contains(res.Notes[0], "already set up") {
 		t.Fatalf("%+v %v", res, err)
+	}
+}
+
+// After a reboot without the unit: the file is there, detached. Init
+// attaches it again and activates the group, and makes nothing else.
+func TestBackendInitLoopFileReattachesAfterReboot(t *testing.T) {
+	f := exectest.New(t, "stor1")
+	s := newService(t, f, nil)
+	f.Expect(`{"loopdevices":[]}`, loopList...)
+	f.Expect("", "test", "-e", "/var/lib/blk/lvm-1.img")
+	f.Expect("2147483648\n", "stat", "--format=%s", "/var/lib/blk/lvm-1.img")
+	f.Expect("/dev/loop5\n", "losetup", "--find", "--show", "/var/lib/blk/lvm-1.img")
+	f.Expect(pvsReport([2]string{"/dev/loop5", "blk"}), pvsArgs...)
+	lvmMember(f, "/dev/loop5", "loop")
+	f.Expect(pvsReport([2]string{"/dev/loop5", "blk"}), pvsArgs...)
+	f.Expect(vgsDetailReport("2143289344", "0"), vgsDetail...)
+	f.Expect("", "vgchange", "--activate", "ay", "blk")
+	f.Expect(`{"report":[{"lv":[{"lv_size":"2025848832","lv_metadata_size":"4194304","chunk_size":"65536"}]}]}`, poolArgs...)
+	f.ExpectFail(1, "", "", "test", "-d", "/run/systemd/system")
+	res, err := s.BackendInit(context.Background(), BackendInitOptions{Backend: "lvm-1", LoopFile: "/var/lib/blk/lvm-1.img"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Made, []string{"loop device /dev/loop5 for /var/lib/blk/lvm-1.img", "volume group blk activated"}) {
+		t.Errorf("made %q", res.Made)
 	}
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/blk-project/blk/volume"
 	"github.com/spf13/cobra"
@@ -134,7 +133,7 @@ func (a *App) printSetup(res volume.BackendSetup) error {
 		fmt.Fprintf(a.Out, "%s\n", res.LVMFilter)
 	}
 	if !a.DryRun && res.Changed {
-		fmt.Fprintf(a.Out, "backend %s ready: volume group %s on %s\n", res.Backend, res.VG, strings.Join(res.Devices, ", "))
+		fmt.Fprintf(a.Out, "backend %s ready: volume group %s on %s\n", res.Backend, res.VG, res.Host)
 	}
 	return nil
 }
