@@ -400,9 +400,11 @@ func (s *Service) loopDevice(ctx context.Context, r exec.Runner, o BackendInitOp
 			return p, err
 		}
 		if dev == "" {
-			// Dry run: nothing was attached, and a new file holds nothing.
+			// Dry run: nothing was attached. A new file holds nothing; one
+			// that exists is taken to be the group's PV, as it most likely
+			// is (a rerun after a reboot).
 			res.Made = append(res.Made, "loop device for "+o.LoopFile)
-			p.name = "/dev/loopN"
+			p.name, p.mine = "/dev/loopN", p.reattached
 			return p, nil
 		}
 		rev.add("losetup --detach "+dev, func(ctx context.Context) error { return lvm.DetachLoop(ctx, r, dev) })
@@ -429,7 +431,7 @@ Description=blk: loop device for backend ` + backend + `
 DefaultDependencies=no
 RequiresMountsFor=` + file + `
 After=systemd-udevd.service
-Before=tgt.service blk.target shutdown.target
+Before=tgt.service shutdown.target
 Conflicts=shutdown.target
 
 [Service]
