@@ -203,7 +203,7 @@ func (s *Service) BackendInit(ctx context.Context, o BackendInitOptions) (Backen
 			if _, err := run(ctx, r, true, "vgchange", "--activate", "ay", b.VG); err != nil {
 				return fail(err)
 			}
-			res.Made = append(res.Made, "volume group "+b.VG+" activated")
+			res.Made = append(res.Made, "activated volume group "+b.VG)
 		}
 		if len(others) > 0 {
 			return fail(conflict("volume group %q already exists on %s: to add %s run 'blk backend extend %s --device ...'",
@@ -220,13 +220,13 @@ func (s *Service) BackendInit(ctx context.Context, o BackendInitOptions) (Backen
 				return fail(err)
 			}
 			rev.add("pvremove "+p.name, func(ctx context.Context) error { return l.RemovePV(ctx, p.name) })
-			res.Made = append(res.Made, "physical volume "+p.name)
+			res.Made = append(res.Made, "created physical volume "+p.name)
 		}
 		if err := l.CreateGroup(ctx, devs); err != nil {
 			return fail(err)
 		}
 		rev.add("vgremove "+b.VG, l.RemoveGroup)
-		res.Made = append(res.Made, "volume group "+b.VG+" (tagged "+lvm.Tag+")")
+		res.Made = append(res.Made, "created volume group "+b.VG+" (tagged "+lvm.Tag+")")
 		if s.Hosts.DryRun() {
 			// The group was not made: size the pool from the devices.
 			detail = lvm.GroupDetail{ExtentBytes: 4 << 20}
@@ -300,7 +300,7 @@ func createPool(ctx context.Context, l lvm.LVM, pool, size string, vg lvm.GroupD
 	if err := l.CreateThinPool(ctx, pool, plan); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("thin pool %s/%s (%s, metadata %s and its spare, chunk %s)", l.VG, pool,
+	return fmt.Sprintf("created thin pool %s/%s (%s, metadata %s and its spare, chunk %s)", l.VG, pool,
 		FormatSize(plan.DataBytes), FormatSize(plan.MetadataBytes), FormatSize(plan.ChunkBytes)), nil
 }
 
@@ -391,7 +391,7 @@ func (s *Service) loopDevice(ctx context.Context, r exec.Runner, o BackendInitOp
 				_, err := run(ctx, r, true, "rm", "-f", o.LoopFile)
 				return err
 			})
-			res.Made = append(res.Made, "sparse file "+o.LoopFile+" ("+FormatSize(size)+")")
+			res.Made = append(res.Made, "created sparse file "+o.LoopFile+" ("+FormatSize(size)+")")
 			p.size = size
 		default:
 			return p, err
@@ -403,12 +403,16 @@ func (s *Service) loopDevice(ctx context.Context, r exec.Runner, o BackendInitOp
 			// Dry run: nothing was attached. A new file holds nothing; one
 			// that exists is taken to be the group's PV, as it most likely
 			// is (a rerun after a reboot).
-			res.Made = append(res.Made, "loop device for "+o.LoopFile)
+			res.Made = append(res.Made, "attached a loop device to "+o.LoopFile)
+			if p.reattached {
+				res.Notes = append(res.Notes, "dry run: "+o.LoopFile+" exists but is not attached: what it holds, and a group on it, show only once it is, "+
+					"so a real run may need fewer of the commands after losetup (after a reboot: only losetup and vgchange)")
+			}
 			p.name, p.mine = "/dev/loopN", p.reattached
 			return p, nil
 		}
 		rev.add("losetup --detach "+dev, func(ctx context.Context) error { return lvm.DetachLoop(ctx, r, dev) })
-		res.Made = append(res.Made, "loop device "+dev+" for "+o.LoopFile)
+		res.Made = append(res.Made, "attached loop device "+dev+" to "+o.LoopFile)
 	}
 	pvs, err := lvm.LVM{Run: r}.PVs(ctx)
 	if err != nil {
@@ -529,13 +533,13 @@ func (s *Service) BackendExtend(ctx context.Context, o BackendExtendOptions) (Ba
 			return fail(err)
 		}
 		rev.add("pvremove "+p.name, func(ctx context.Context) error { return l.RemovePV(ctx, p.name) })
-		res.Made = append(res.Made, "physical volume "+p.name)
+		res.Made = append(res.Made, "created physical volume "+p.name)
 	}
 	if err := l.ExtendGroup(ctx, devs); err != nil {
 		return fail(err)
 	}
 	rev.add("vgreduce "+b.VG, func(ctx context.Context) error { return l.ReduceGroup(ctx, devs) })
-	res.Made = append(res.Made, "volume group "+b.VG+" extended by "+strings.Join(devs, ", "))
+	res.Made = append(res.Made, "extended volume group "+b.VG+" by "+strings.Join(devs, ", "))
 	res.Changed = true
 	if !o.GrowPool {
 		return res, nil
@@ -568,13 +572,13 @@ func (s *Service) BackendExtend(ctx context.Context, o BackendExtendOptions) (Ba
 		if err := l.GrowPoolMetadata(ctx, b.ThinPool, metaGrow); err != nil {
 			return fail(err)
 		}
-		res.Made = append(res.Made, "thin pool metadata grown by "+FormatSize(metaGrow))
+		res.Made = append(res.Made, "grew the metadata of thin pool "+b.VG+"/"+b.ThinPool+" by "+FormatSize(metaGrow))
 	}
 	if grow > 0 {
 		if err := l.GrowPool(ctx, b.ThinPool, grow); err != nil {
 			return fail(err)
 		}
-		res.Made = append(res.Made, "thin pool "+b.VG+"/"+b.ThinPool+" grown by "+FormatSize(grow))
+		res.Made = append(res.Made, "grew thin pool "+b.VG+"/"+b.ThinPool+" by "+FormatSize(grow))
 	}
 	return res, nil
 }

@@ -283,7 +283,7 @@ func TestBackendInitLoopFileReattachesAfterReboot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(res.Made, []string{"loop device /dev/loop5 for /var/lib/blk/lvm-1.img", "volume group blk activated"}) {
+	if !slices.Equal(res.Made, []string{"attached loop device /dev/loop5 to /var/lib/blk/lvm-1.img", "activated volume group blk"}) {
 		t.Errorf("made %q", res.Made)
 	}
 }

@@ -127,7 +127,7 @@ func (a *App) printSetup(res volume.BackendSetup) error {
 		return a.print(view{obj: res})
 	}
 	for _, m := range res.Made {
-		fmt.Fprintf(a.Out, "%s: made %s\n", res.Host, m)
+		fmt.Fprintf(a.Out, "%s: %s\n", res.Host, m)
 	}
 	if res.LVMFilter != "" {
 		fmt.Fprintf(a.Out, "%s\n", res.LVMFilter)
