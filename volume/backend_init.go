@@ -199,15 +199,15 @@ func (s *Service) BackendInit(ctx context.Context, o BackendInitOptions) (Backen
 				others = append(others, p.path)
 			}
 		}
+		if len(others) > 0 {
+			return fail(conflict("volume group %q already exists on %s: to add %s run 'blk backend extend %s --device ...'",
+				b.VG, strings.Join(pvNames(pvs, b.VG), ", "), strings.Join(others, ", "), name))
+		}
 		if len(plans) == 1 && plans[0].reattached {
 			if _, err := run(ctx, r, true, "vgchange", "--activate", "ay", b.VG); err != nil {
 				return fail(err)
 			}
 			res.Made = append(res.Made, "activated volume group "+b.VG)
-		}
-		if len(others) > 0 {
-			return fail(conflict("volume group %q already exists on %s: to add %s run 'blk backend extend %s --device ...'",
-				b.VG, strings.Join(pvNames(pvs, b.VG), ", "), strings.Join(others, ", "), name))
 		}
 	} else {
 		var devs []string
