@@ -4,22 +4,68 @@ BIN     ?= bin/blk
 LAB     := lab/lab.sh
 LABDIR   = $(shell $(LAB) dir)
 
-.PHONY: build test check lab-up lab-down lab-ssh lab-test demo bench lint clean
+.PHONY: build test check lab-up lab-down lab-ssh lab-test demo bench lint clean completions completions-check man install
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+DATE    ?= $(shell date -u -d @$${SOURCE_DATE_EPOCH:-$$(date +%s)} +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 
 build:
-	$(GO) build -o $(BIN) ./cmd/blk
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/blk
+
+## completions: regenerate the checked-in shell completion scripts
+completions: build
+	mkdir -p completions
+	$(BIN) completion bash > completions/blk.bash
+	$(BIN) completion zsh > completions/_blk
+	$(BIN) completion fish > completions/blk.fish
+
+## completions-check: fail when completions/ is stale (CI runs it)
+completions-check: build
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
+	$(BIN) completion bash > $$tmp/blk.bash && \
+	$(BIN) completion zsh > $$tmp/_blk && \
+	$(BIN) completion fish > $$tmp/blk.fish && \
+	diff -ru completions $$tmp || { echo "completions/ is stale: run 'make completions'"; exit 1; }
+
+## man: one man page per command, into build/man (not checked in)
+man: build
+	rm -rf build/man
+	$(BIN) __man build/man
+
+## install: the binary, completions and man pages under $(DESTDIR)$(PREFIX)
+install: build man
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/blk
+	install -D -m 0644 completions/blk.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/blk
+	install -D -m 0644 completions/_blk $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_blk
+	install -D -m 0644 completions/blk.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/blk.fish
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0644 build/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 
 ## test: unit tests (no root, no lab)
 test:
 	$(GO) test ./...
 
-## check: everything CI runs: lint, unit tests, lab tests
-check: lint test lab-test
+## check: everything CI runs: lint, unit tests, stale completions, lab tests
+check: lint test completions-check lab-test
 
+# Linters at pinned versions, run from the module cache (outside the repo).
+SHADOW      := golang.org/x/tools/go/analysis/passes/shadow/cmd/shadow@v0.52.0
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+## lint: gofmt, go.mod tidy, go vet, shadow and staticcheck (with and without the lab tag)
 lint:
 	test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
+	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) vet -tags lab ./...
+	$(GO) run $(SHADOW) ./...
+	GOFLAGS=-tags=lab $(GO) run $(SHADOW) ./...
+	$(GO) run $(STATICCHECK) ./...
+	$(GO) run $(STATICCHECK) -tags lab ./...
 
 lab-up:
 	$(LAB) up
@@ -44,4 +90,4 @@ bench:
 	bench/attach.sh
 
 clean:
-	rm -rf bin
+	rm -rf bin build

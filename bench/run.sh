@@ -33,7 +33,7 @@ hyperfine -N -w 5 -r 60 --export-json "$out/list-native.json" \
   -n 'blk volume list -o json' "$out/blk --config $out/blk.yaml --state $out/10k.db volume list -o json"
 
 echo "== start-up on this machine (empty state file)"
-"$out/blk" --config "$out/blk.yaml" volume list >/dev/null
+"$out/seed" -state "$out/empty.db" -n 0 # volume list reads, never creates, the state file
 hyperfine -N -w 5 -r 100 --export-json "$out/startup.json" \
   -n true /bin/true \
   -n 'lvm version' 'lvm version' \

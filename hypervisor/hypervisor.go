@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/blk-project/blk/internal/retry"
 	libvirt "github.com/digitalocean/go-libvirt"
 	"libvirt.org/go/libvirtxml"
 )
@@ -181,14 +182,14 @@ func DiskBySerial(domainXML, serial string) (string, error) {
 	return "", nil
 }
 
-// FreeDevice picks the first target name for bus that no disk of either
-// domain definition uses.
-func FreeDevice(bus string, xmls ...string) (string, error) {
+// FreeDevice picks the first target name for bus that is not reserved and
+// that no disk of either domain definition uses.
+func FreeDevice(bus string, reserved []string, xmls ...string) (string, error) {
 	prefix := "vd"
 	if bus == "scsi" {
 		prefix = "sd"
 	}
-	var taken []string
+	taken := slices.Clone(reserved)
 	for _, x := range xmls {
 		disks, err := Disks(x)
 		if err != nil {
@@ -221,26 +222,44 @@ func Taken(dev string, xmls ...string) (bool, error) {
 	return false, nil
 }
 
+// ErrNotReleased is a disk the guest kept after being asked to let go.
+var ErrNotReleased = errors.New("the guest did not release it")
+
+var errStillThere = errors.New("still there")
+
 // WaitGone polls the live XML until no disk has serial, because libvirt's
 // detach only asks the guest: a guest that never answers keeps the disk.
 func WaitGone(ctx context.Context, h Hypervisor, domain, serial string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		x, err := h.DomainXML(ctx, domain, false)
-		if err != nil {
+	var dev string
+	err := retry.Do(ctx, retry.Policy{Within: timeout, Delay: 250 * time.Millisecond, Retry: func(err error) bool { return err == errStillThere }},
+		func() error {
+			x, err := h.DomainXML(ctx, domain, false)
+			if err != nil {
+				return err
+			}
+			if dev, err = DiskBySerial(x, serial); err == nil && dev != "" {
+				return errStillThere
+			}
 			return err
+		})
+	if errors.Is(err, errStillThere) {
+		if ctx.Err() != nil {
+			return fmt.Errorf("disk %s is still in %s: %w", dev, domain, ctx.Err())
 		}
-		dev, err := DiskBySerial(x, serial)
-		if err != nil || dev == "" {
-			return err
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("disk %s is still in %s after %v: the guest did not release it", dev, domain, timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
+		return fmt.Errorf("disk %s is still in %s after %v: %w", dev, domain, timeout, ErrNotReleased)
 	}
+	return err
+}
+
+// Domains lists the names of the host's domains, running or not.
+func (v *Libvirt) Domains(ctx context.Context) ([]string, error) {
+	doms, _, err := v.l.ConnectListAllDomains(1, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: libvirt list domains: %w", v.host, err)
+	}
+	names := make([]string, len(doms))
+	for i, d := range doms {
+		names[i] = d.Name
+	}
+	return names, nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/blk-project/blk/internal/exec"
+	"github.com/blk-project/blk/internal/retry"
 )
 
 // iscsiadm exit codes (iscsi_err.h).
@@ -68,7 +69,7 @@ func (i Initiator) Login(ctx context.Context, portal, iqn string, chap *CHAP) er
 			return fmt.Errorf("iscsiadm node update %s: %w", s[0], err)
 		}
 	}
-	err := retry(ctx, func() error { return i.node(ctx, portal, iqn, nil, "--login") })
+	err := retryTransient(ctx, func() error { return i.node(ctx, portal, iqn, nil, "--login") })
 	if exec.ExitCode(err) == exitSessExists {
 		return nil
 	}
@@ -81,7 +82,7 @@ func (i Initiator) Login(ctx context.Context, portal, iqn string, chap *CHAP) er
 // Logout ends the session and deletes the node record of this target only.
 // Both already gone is success.
 func (i Initiator) Logout(ctx context.Context, portal, iqn string) error {
-	err := retry(ctx, func() error { return i.node(ctx, portal, iqn, nil, "--logout") })
+	err := retryTransient(ctx, func() error { return i.node(ctx, portal, iqn, nil, "--logout") })
 	if err != nil && exec.ExitCode(err) != exitNoObjsFound {
 		return fmt.Errorf("iscsiadm logout: %w", err)
 	}
@@ -100,21 +101,16 @@ func ByPath(portal, iqn string, lun int) string {
 // WaitDevice waits for link to appear (udev lags the login) and returns the
 // device it points to.
 func (i Initiator) WaitDevice(ctx context.Context, link string, timeout time.Duration) (string, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		res, err := i.Run.Run(ctx, exec.Cmd{Args: []string{"readlink", "-e", link}})
-		if err == nil {
-			return strings.TrimSpace(string(res.Stdout)), nil
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("%s: %s did not appear within %v", i.Run.Host(), link, timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
+	var dev string
+	err := retry.Do(ctx, retry.Policy{Within: timeout, Delay: 200 * time.Millisecond}, func() error {
+		res, err := i.Run.Run(ctx, exec.Cmd{Args: []string{"readlink", "-e", link}, Observes: true})
+		dev = strings.TrimSpace(string(res.Stdout))
+		return err
+	})
+	if err != nil && ctx.Err() == nil {
+		return "", fmt.Errorf("%s: %s did not appear within %v", i.Run.Host(), link, timeout)
 	}
+	return dev, err
 }
 
 // RemoveDevice flushes and deletes the SCSI disk behind link, so no stale
@@ -125,7 +121,7 @@ func (i Initiator) RemoveDevice(ctx context.Context, link string) error {
 		return nil
 	}
 	dev := strings.TrimSpace(string(res.Stdout))
-	if _, err := i.Run.Run(ctx, exec.Cmd{Args: []string{"blockdev", "--flushbufs", dev}, Mutates: true}); err != nil {
+	if _, err = i.Run.Run(ctx, exec.Cmd{Args: []string{"blockdev", "--flushbufs", dev}, Mutates: true}); err != nil {
 		return fmt.Errorf("flush %s: %w", dev, err)
 	}
 	_, err = i.Run.Run(ctx, exec.Cmd{Args: []string{"tee", "/sys/block/" + path.Base(dev) + "/device/delete"},
@@ -155,27 +151,13 @@ func (i Initiator) Sessions(ctx context.Context) ([]string, error) {
 	return iqns, nil
 }
 
-// retry repeats transient iscsiadm failures (database locks, a transport
-// still settling) with bounded backoff.
-func retry(ctx context.Context, fn func() error) error {
-	delay := 200 * time.Millisecond
-	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		err = fn()
-		var e *exec.Error
-		if err == nil || !errors.As(err, &e) || !transient(e) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(delay):
-		}
-		delay *= 2
-	}
-	return err
+// retryTransient repeats transient iscsiadm failures (database locks, a
+// transport still settling) with bounded backoff.
+func retryTransient(ctx context.Context, fn func() error) error {
+	return retry.Do(ctx, retry.Policy{Attempts: 5, Delay: 200 * time.Millisecond, Max: 2 * time.Second, Retry: transient}, fn)
 }
 
-func transient(e *exec.Error) bool {
-	return e.ExitCode == exitTransportTimer || strings.Contains(e.Stderr, "database") && strings.Contains(e.Stderr, "lock")
+func transient(err error) bool {
+	var e *exec.Error
+	return errors.As(err, &e) && (e.ExitCode == exitTransportTimer || strings.Contains(e.Stderr, "database") && strings.Contains(e.Stderr, "lock"))
 }

@@ -2,8 +2,13 @@ package iscsi
 
 import (
 	"context"
+	"errors"
+	"os"
+	"reflect"
 	"testing"
+	"time"
 
+	"github.com/blk-project/blk/internal/exec"
 	"github.com/blk-project/blk/internal/exec/exectest"
 )
 
@@ -62,5 +67,68 @@ func TestLoginTreatsAlreadyLoggedInAsDone(t *testing.T) {
 	h.Expect("", node("-o", "update", "-n", "node.startup", "-v", "automatic")...)
 	if err := (Initiator{Run: h}).Login(context.Background(), "10.0.0.1:3260", "iqn.a:v", nil); err == nil {
 		t.Fatal("a failed login must fail")
+	}
+}
+
+func TestWaitDeviceGivesUpAfterItsTimeoutNamingTheLink(t *testing.T) {
+	f := exectest.New(t, "comp1")
+	f.Handle(func(args []string) (string, string, int, bool) { return "", "", 1, args[0] == "readlink" })
+	start := time.Now()
+	_, err := Initiator{Run: f}.WaitDevice(context.Background(), "/dev/disk/by-path/x", 300*time.Millisecond)
+	if err == nil || err.Error() != "comp1: /dev/disk/by-path/x did not appear within 300ms" {
+		t.Errorf("err = %v", err)
+	}
+	if d := time.Since(start); d < 200*time.Millisecond || d > 5*time.Second {
+		t.Errorf("waited %v for a 300ms timeout", d)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := (Initiator{Run: f}).WaitDevice(ctx, "/dev/disk/by-path/x", time.Hour); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: %v", err)
+	}
+}
+
+func TestTransientLoginFailuresAreRetriedAFewTimes(t *testing.T) {
+	f := exectest.New(t, "comp1")
+	node := append([]string{"iscsiadm", "-m", "node", "-T", "iqn.a:v", "-p", "10.0.0.1:3260"}, "--logout")
+	for range 5 {
+		f.ExpectFail(8, "", "iscsiadm: transport timer", node...)
+	}
+	err := Initiator{Run: f}.Logout(context.Background(), "10.0.0.1:3260", "iqn.a:v")
+	if exec.ExitCode(err) != 8 {
+		t.Errorf("err = %v, want the fifth failure", err)
+	}
+}
+
+// tgtadm 1.0.85's show, captured in the lab with one initiator logged in.
+func TestShowReadsSessionsLUNsAccountsAndACLs(t *testing.T) {
+	out, err := os.ReadFile("testdata/tgtadm-show-session.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := exectest.New(t, "stor1").Expect(string(out), tgt("--op", "show", "--mode", "target")...)
+	infos, err := Target{Run: f}.Show(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := infos["iqn.2026-11.org.example.blk:probe"]
+	want := TargetInfo{ID: 98, IQN: "iqn.2026-11.org.example.blk:probe", Sessions: []string{"iqn.2026-11.org.example.lab:compute"},
+		LUNs: map[int]string{1: "/tmp/probe.img"}, Accounts: []string{"probeu"}, ACLs: []string{"iqn.2026-11.org.example.lab:compute"}}
+	if len(infos) != 1 || !reflect.DeepEqual(got, want) {
+		t.Errorf("show = %+v\nwant %+v", infos, want)
+	}
+}
+
+// An account left by an earlier attach has another password: it is made
+// again, never reused.
+func TestAddAccountReplacesOneLeftBehind(t *testing.T) {
+	f := exectest.New(t, "stor1")
+	add := tgt("--op", "new", "--mode", "account", "--user", "u", "--password", "newpass")
+	f.ExpectFail(22, "", "tgtadm: this account already exists", add...)
+	f.Expect("", tgt("--op", "delete", "--mode", "account", "--user", "u")...)
+	f.Expect("", add...)
+	f.Expect("", tgt("--op", "bind", "--mode", "account", "--tid", "3", "--user", "u")...)
+	if err := (Target{Run: f}).AddAccount(context.Background(), 3, "u", "newpass"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -12,24 +12,18 @@ import (
 	"strings"
 
 	"github.com/blk-project/blk/internal/exec"
+	"github.com/blk-project/blk/internal/fault"
+	"github.com/blk-project/blk/internal/retry"
 )
 
+// The kinds of tgtadm failure callers act on.
 var (
-	ErrExists   = errors.New("already exists")
-	ErrNotFound = errors.New("not found")
+	ErrExists   = fault.ErrExists
+	ErrNotFound = fault.ErrNotFound
 )
 
 // Target drives tgtd through tgtadm on one host.
 type Target struct{ Run exec.Runner }
-
-// Error is a failed iSCSI command of a known kind.
-type Error struct {
-	Kind error
-	Err  error
-}
-
-func (e *Error) Error() string   { return e.Err.Error() }
-func (e *Error) Unwrap() []error { return []error{e.Kind, e.Err} }
 
 func classifyTgt(err error) error {
 	var e *exec.Error
@@ -38,15 +32,20 @@ func classifyTgt(err error) error {
 	}
 	switch s := e.Stderr; {
 	case strings.Contains(s, "already exists"):
-		return &Error{ErrExists, err}
+		return fault.Wrap(ErrExists, err)
 	case strings.Contains(s, "can't find"), strings.Contains(s, "does not exist"):
-		return &Error{ErrNotFound, err}
+		return fault.Wrap(ErrNotFound, err)
 	}
 	return err
 }
 
 func (t Target) tgtadm(ctx context.Context, mutates bool, secrets []string, args ...string) (string, error) {
-	res, err := t.Run.Run(ctx, exec.Cmd{Args: append([]string{"tgtadm", "--lld", "iscsi"}, args...), Mutates: mutates, Secrets: secrets})
+	return t.run(ctx, exec.Cmd{Args: args, Mutates: mutates, Secrets: secrets})
+}
+
+func (t Target) run(ctx context.Context, cmd exec.Cmd) (string, error) {
+	cmd.Args = append([]string{"tgtadm", "--lld", "iscsi"}, cmd.Args...)
+	res, err := t.Run.Run(ctx, cmd)
 	if err != nil {
 		return "", classifyTgt(err)
 	}
@@ -55,9 +54,81 @@ func (t Target) tgtadm(ctx context.Context, mutates bool, secrets []string, args
 
 var targetLine = regexp.MustCompile(`(?m)^Target (\d+): (\S+)$`)
 
+// TargetInfo is what tgtd says of one target.
+type TargetInfo struct {
+	ID       int
+	IQN      string
+	Sessions []string       // initiators logged in (I_T nexus)
+	LUNs     map[int]string // backing store of each LUN but the controller
+	Accounts []string
+	ACLs     []string // initiator names bound
+}
+
+// Show reads every target with its sessions, LUNs, accounts and ACLs.
+func (t Target) Show(ctx context.Context) (map[string]TargetInfo, error) {
+	out, err := t.run(ctx, exec.Cmd{Args: []string{"--op", "show", "--mode", "target"}})
+	if err != nil {
+		return nil, err
+	}
+	return parseShow(out), nil
+}
+
+// parseShow reads tgtadm's show output: one "Target N: IQN" line per target,
+// then indented sections whose items are the lines under their heading.
+func parseShow(out string) map[string]TargetInfo {
+	targets := map[string]TargetInfo{}
+	var cur *TargetInfo
+	var section string
+	lun := -1
+	for _, line := range strings.Split(out, "\n") {
+		if m := targetLine.FindStringSubmatch(line); m != nil {
+			if cur != nil {
+				targets[cur.IQN] = *cur
+			}
+			id, _ := strconv.Atoi(m[1])
+			cur, section, lun = &TargetInfo{ID: id, IQN: m[2], LUNs: map[int]string{}}, "", -1
+			continue
+		}
+		if cur == nil {
+			continue
+		}
+		text := strings.TrimSpace(line)
+		switch {
+		case text == "":
+		case strings.HasSuffix(text, "information:"):
+			section = text
+		case section == "I_T nexus information:" && strings.HasPrefix(text, "Initiator: "):
+			f := strings.Fields(text)
+			cur.Sessions = append(cur.Sessions, f[1])
+		case section == "LUN information:" && strings.HasPrefix(text, "LUN: "):
+			lun, _ = strconv.Atoi(strings.TrimPrefix(text, "LUN: "))
+		case section == "LUN information:" && strings.HasPrefix(text, "Backing store path: ") && lun > 0:
+			cur.LUNs[lun] = strings.TrimPrefix(text, "Backing store path: ")
+		case section == "Account information:":
+			cur.Accounts = append(cur.Accounts, text)
+		case section == "ACL information:":
+			cur.ACLs = append(cur.ACLs, text)
+		}
+	}
+	if cur != nil {
+		targets[cur.IQN] = *cur
+	}
+	return targets
+}
+
 // Targets lists the target ids by IQN.
 func (t Target) Targets(ctx context.Context) (map[string]int, error) {
-	out, err := t.tgtadm(ctx, false, nil, "--op", "show", "--mode", "target")
+	return t.targets(ctx, false)
+}
+
+// Recheck lists the targets again after changing them: a dry run, which
+// changed nothing, sees none.
+func (t Target) Recheck(ctx context.Context) (map[string]int, error) {
+	return t.targets(ctx, true)
+}
+
+func (t Target) targets(ctx context.Context, observes bool) (map[string]int, error) {
+	out, err := t.run(ctx, exec.Cmd{Args: []string{"--op", "show", "--mode", "target"}, Observes: observes})
 	if err != nil {
 		return nil, err
 	}
@@ -74,25 +145,30 @@ func (t Target) Targets(ctx context.Context) (map[string]int, error) {
 // pick the same one at the same moment, so a taken id is retried with the
 // next.
 func (t Target) Create(ctx context.Context, iqn string) (tid int, created bool, err error) {
-	for attempt := 0; attempt < 20; attempt++ {
-		ids, err := t.Targets(ctx)
-		if err != nil {
-			return 0, false, err
+	attempt := 0
+	err = retry.Do(ctx, retry.Policy{Attempts: 20, Retry: func(err error) bool { return errors.Is(err, ErrExists) }}, func() error {
+		ids, terr := t.Targets(ctx)
+		if terr != nil {
+			return terr
 		}
 		if id, ok := ids[iqn]; ok {
-			return id, false, nil
+			tid, created = id, false
+			return nil
 		}
-		next := 1
+		tid = 1
 		for _, id := range ids {
-			next = max(next, id+1)
+			tid = max(tid, id+1)
 		}
-		next += attempt // racing processes spread out instead of colliding again
-		_, err = t.tgtadm(ctx, true, nil, "--op", "new", "--mode", "target", "--tid", strconv.Itoa(next), "--targetname", iqn)
-		if !errors.Is(err, ErrExists) {
-			return next, err == nil, err
-		}
+		tid += attempt // racing processes spread out instead of colliding again
+		attempt++
+		_, terr = t.tgtadm(ctx, true, nil, "--op", "new", "--mode", "target", "--tid", strconv.Itoa(tid), "--targetname", iqn)
+		created = terr == nil
+		return terr
+	})
+	if errors.Is(err, ErrExists) {
+		return 0, false, fmt.Errorf("create target %s: no free target id after 20 tries: %w", iqn, err)
 	}
-	return 0, false, fmt.Errorf("create target %s: no free target id after 20 tries", iqn)
+	return tid, created, err
 }
 
 // AddLUN backs LUN lun of target tid with a block device or file.
@@ -120,8 +196,19 @@ func (t Target) Unbind(ctx context.Context, tid int, initiator string) error {
 
 // AddAccount creates a CHAP account and binds it to the target.
 func (t Target) AddAccount(ctx context.Context, tid int, user, password string) error {
-	_, err := t.tgtadm(ctx, true, []string{password}, "--op", "new", "--mode", "account", "--user", user, "--password", password)
-	if err != nil && !errors.Is(err, ErrExists) {
+	newAccount := func() error {
+		_, err := t.tgtadm(ctx, true, []string{password}, "--op", "new", "--mode", "account", "--user", user, "--password", password)
+		return err
+	}
+	err := newAccount()
+	if errors.Is(err, ErrExists) {
+		// Left by an attach that did not finish: its password is not the
+		// one this attach gives the initiator. Deleting it also unbinds it.
+		if err = t.DeleteAccount(ctx, user); err == nil {
+			err = newAccount()
+		}
+	}
+	if err != nil {
 		return err
 	}
 	_, err = t.tgtadm(ctx, true, nil, "--op", "bind", "--mode", "account", "--tid", strconv.Itoa(tid), "--user", user)

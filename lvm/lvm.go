@@ -11,13 +11,15 @@ import (
 	"strings"
 
 	"github.com/blk-project/blk/internal/exec"
+	"github.com/blk-project/blk/internal/fault"
 )
 
+// The kinds of LVM failure callers act on.
 var (
-	ErrNotFound = errors.New("not found")
-	ErrExists   = errors.New("already exists")
-	ErrNoSpace  = errors.New("insufficient free space")
-	ErrInUse    = errors.New("in use")
+	ErrNotFound = fault.ErrNotFound
+	ErrExists   = fault.ErrExists
+	ErrNoSpace  = fault.ErrNoSpace
+	ErrInUse    = fault.ErrInUse
 )
 
 // Tag marks every LV blk makes, so reality can be checked against state.
@@ -60,33 +62,19 @@ func classify(err error) error {
 		return err
 	}
 	s := e.Stderr
-	var kind error
 	switch {
 	case strings.Contains(s, "Failed to find logical volume"), strings.Contains(s, "not found"),
 		strings.Contains(s, "Cannot process volume group"):
-		kind = ErrNotFound
+		return fault.Wrap(ErrNotFound, err)
 	case strings.Contains(s, "already exists"):
-		kind = ErrExists
+		return fault.Wrap(ErrExists, err)
 	case strings.Contains(s, "Insufficient free space"), strings.Contains(s, "insufficient suitable"),
 		strings.Contains(s, "Volume group") && strings.Contains(s, "has insufficient"):
-		kind = ErrNoSpace
+		return fault.Wrap(ErrNoSpace, err)
 	case strings.Contains(s, "in use"), strings.Contains(s, "is open"), strings.Contains(s, "Device or resource busy"):
-		kind = ErrInUse
-	default:
-		return err
+		return fault.Wrap(ErrInUse, err)
 	}
-	return &Error{Kind: kind, Err: e}
-}
-
-// Error is a failed LVM command of a known kind.
-type Error struct {
-	Kind error
-	Err  *exec.Error
-}
-
-func (e *Error) Error() string { return e.Err.Error() }
-func (e *Error) Unwrap() []error {
-	return []error{e.Kind, e.Err}
+	return err
 }
 
 type report struct {
@@ -98,7 +86,13 @@ type report struct {
 
 const lvFields = "lv_name,vg_name,lv_size,lv_tags,pool_lv,lv_attr,data_percent"
 
+// errEmptyReport is a read-back a dry run skipped.
+var errEmptyReport = errors.New("empty lvs report")
+
 func parseLVs(out []byte) ([]LV, error) {
+	if len(out) == 0 {
+		return nil, errEmptyReport
+	}
 	var r report
 	if err := json.Unmarshal(out, &r); err != nil {
 		return nil, fmt.Errorf("parse lvs report: %w", err)
@@ -145,8 +139,8 @@ func parseVG(out []byte) (VG, error) {
 	return vg, nil
 }
 
-func (l LVM) run(ctx context.Context, mutates bool, args ...string) ([]byte, error) {
-	res, err := l.Run.Run(ctx, exec.Cmd{Args: args, Mutates: mutates})
+func (l LVM) run(ctx context.Context, cmd exec.Cmd) ([]byte, error) {
+	res, err := l.Run.Run(ctx, cmd)
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -155,8 +149,8 @@ func (l LVM) run(ctx context.Context, mutates bool, args ...string) ([]byte, err
 
 // Group reads the volume group.
 func (l LVM) Group(ctx context.Context) (VG, error) {
-	out, err := l.run(ctx, false, "vgs", "--reportformat", "json", "--units", "b", "--nosuffix",
-		"-o", "vg_name,vg_size,vg_free,lv_count", l.VG)
+	out, err := l.run(ctx, exec.Cmd{Args: []string{"vgs", "--reportformat", "json", "--units", "b", "--nosuffix",
+		"-o", "vg_name,vg_size,vg_free,lv_count", l.VG}})
 	if err != nil {
 		return VG{}, err
 	}
@@ -165,8 +159,12 @@ func (l LVM) Group(ctx context.Context) (VG, error) {
 
 // LV reads one logical volume; ErrNotFound if there is none.
 func (l LVM) LV(ctx context.Context, name string) (LV, error) {
-	out, err := l.run(ctx, false, "lvs", "--reportformat", "json", "--units", "b", "--nosuffix",
-		"-o", lvFields, l.VG+"/"+name)
+	return l.lv(ctx, name, false)
+}
+
+func (l LVM) lv(ctx context.Context, name string, observes bool) (LV, error) {
+	out, err := l.run(ctx, exec.Cmd{Args: []string{"lvs", "--reportformat", "json", "--units", "b", "--nosuffix",
+		"-o", lvFields, l.VG + "/" + name}, Observes: observes})
 	if err != nil {
 		return LV{}, err
 	}
@@ -182,8 +180,8 @@ func (l LVM) LV(ctx context.Context, name string) (LV, error) {
 
 // Tagged lists the LVs in the group that carry tag.
 func (l LVM) Tagged(ctx context.Context, tag string) ([]LV, error) {
-	out, err := l.run(ctx, false, "lvs", "--reportformat", "json", "--units", "b", "--nosuffix",
-		"-o", lvFields, "--select", "lv_tags="+tag, l.VG)
+	out, err := l.run(ctx, exec.Cmd{Args: []string{"lvs", "--reportformat", "json", "--units", "b", "--nosuffix",
+		"-o", lvFields, "--select", "lv_tags=" + tag, l.VG}})
 	if err != nil {
 		return nil, err
 	}
@@ -199,12 +197,14 @@ type CreateOptions struct {
 	Tags      []string
 }
 
-// Create makes the LV. LVM rounds the size up to whole extents: read it
-// back with LV for the size really made.
-func (l LVM) Create(ctx context.Context, o CreateOptions) error {
+// Create makes the LV and returns it as LVM made it: LVM rounds the size up
+// to whole extents. In a dry run, which made nothing to read back, it is
+// the LV as asked.
+func (l LVM) Create(ctx context.Context, o CreateOptions) (LV, error) {
 	args := []string{"lvcreate", "--yes", "--name", o.Name}
 	// LVM takes whole sectors; it rounds further up to whole extents itself.
-	size := strconv.FormatInt((o.SizeBytes+511)/512*512, 10) + "b"
+	sectors := (o.SizeBytes + 511) / 512 * 512
+	size := strconv.FormatInt(sectors, 10) + "b"
 	if o.ThinPool != "" {
 		args = append(args, "--type", "thin", "--virtualsize", size, "--thinpool", o.ThinPool)
 	} else {
@@ -213,12 +213,50 @@ func (l LVM) Create(ctx context.Context, o CreateOptions) error {
 	for _, t := range o.Tags {
 		args = append(args, "--addtag", t)
 	}
-	_, err := l.run(ctx, true, append(args, l.VG)...)
-	return err
+	if _, err := l.run(ctx, exec.Cmd{Args: append(args, l.VG), Mutates: true}); err != nil {
+		return LV{}, err
+	}
+	lv, err := l.lv(ctx, o.Name, true)
+	if errors.Is(err, errEmptyReport) {
+		return LV{Name: o.Name, VG: l.VG, SizeBytes: sectors, Tags: o.Tags, Pool: o.ThinPool}, nil
+	}
+	if err != nil {
+		return LV{}, fmt.Errorf("read back: %w", err)
+	}
+	return lv, nil
 }
 
 // Remove deletes the LV.
 func (l LVM) Remove(ctx context.Context, name string) error {
-	_, err := l.run(ctx, true, "lvremove", "--yes", l.VG+"/"+name)
+	_, err := l.run(ctx, exec.Cmd{Args: []string{"lvremove", "--yes", l.VG + "/" + name}, Mutates: true})
 	return err
+}
+
+// Fits refuses, with ErrNoSpace, an LV of size that the group (thick) or
+// the thin pool could not hold: checked before lvcreate, so a dry run
+// refuses what the real one would.
+func (l LVM) Fits(ctx context.Context, size int64, thinPool string) error {
+	if thinPool == "" {
+		vg, err := l.Group(ctx)
+		if err != nil {
+			return err
+		}
+		if size > vg.FreeBytes {
+			return fault.New(ErrNoSpace, "volume group %s has %d bytes free, %d needed", l.VG, vg.FreeBytes, size)
+		}
+		return nil
+	}
+	// A thin LV may be larger than its pool (LVM over-provisions), but
+	// not in a pool that is missing or full.
+	pool, err := l.LV(ctx, thinPool)
+	if err != nil {
+		return fmt.Errorf("thin pool: %w", err)
+	}
+	if !strings.HasPrefix(pool.Attr, "t") {
+		return fault.New(fault.ErrInvalid, "%s/%s is not a thin pool", l.VG, thinPool)
+	}
+	if pool.DataPercent >= 100 {
+		return fault.New(ErrNoSpace, "thin pool %s/%s is full", l.VG, thinPool)
+	}
+	return nil
 }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
+	"sync"
 	"testing"
 
+	"github.com/blk-project/blk/internal/exec"
 	"github.com/blk-project/blk/internal/exec/exectest"
 )
 
@@ -78,23 +81,69 @@ func TestKnownFailuresAreTyped(t *testing.T) {
 		if !errors.Is(err, c.want) {
 			t.Errorf("%q: err = %v, want %v", c.stderr, err, c.want)
 		}
-		if err != nil && err.Error() == "" {
-			t.Errorf("empty error text")
+		// The kind is for callers; the text keeps where, what and LVM's words.
+		if msg := err.Error(); !strings.Contains(msg, "stor1: lvs ") || !strings.Contains(msg, strings.TrimSpace(c.stderr)) {
+			t.Errorf("error text %q lacks the host, command or stderr", msg)
 		}
 	}
 }
 
-func TestCreateRoundsToSectorsAndTags(t *testing.T) {
+func lvsReport(name, size string) string {
+	return `{"report":[{"lv":[{"lv_name":"` + name + `","vg_name":"blk","lv_size":"` + size +
+		`","lv_tags":"blk","pool_lv":"","lv_attr":"-wi-a-----","data_percent":""}]}]}`
+}
+
+func TestCreateRoundsToSectorsTagsAndReadsBack(t *testing.T) {
 	f := exectest.New(t, "stor1")
 	f.Expect("", "lvcreate", "--yes", "--name", "volume-u", "--size", "1073742336b", "--wipesignatures", "y", "--zero", "y",
 		"--addtag", "blk", "--addtag", "blk-vol-u", "blk")
+	f.Expect(lvsReport("volume-u", "1077936128"), append(lvsArgs, "blk/volume-u")...)
 	f.Expect("", "lvcreate", "--yes", "--name", "volume-t", "--type", "thin", "--virtualsize", "1048576b", "--thinpool", "pool",
 		"--addtag", "blk", "blk")
+	f.Expect(lvsReport("volume-t", "4194304"), append(lvsArgs, "blk/volume-t")...)
 	l := LVM{Run: f, VG: "blk"}
-	if err := l.Create(context.Background(), CreateOptions{Name: "volume-u", SizeBytes: 1073741825, Tags: []string{"blk", "blk-vol-u"}}); err != nil {
+	lv, err := l.Create(context.Background(), CreateOptions{Name: "volume-u", SizeBytes: 1073741825, Tags: []string{"blk", "blk-vol-u"}})
+	if err != nil || lv.SizeBytes != 1077936128 {
+		t.Fatalf("lv %+v, err %v: want the size LVM made", lv, err)
+	}
+	if _, err := l.Create(context.Background(), CreateOptions{Name: "volume-t", SizeBytes: 1 << 20, ThinPool: "pool", Tags: []string{"blk"}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Create(context.Background(), CreateOptions{Name: "volume-t", SizeBytes: 1 << 20, ThinPool: "pool", Tags: []string{"blk"}}); err != nil {
-		t.Fatal(err)
+}
+
+func TestDryRunCreatePrintsAndReturnsTheLVAsAsked(t *testing.T) {
+	var out strings.Builder
+	var mu sync.Mutex
+	f := exectest.New(t, "stor1")
+	l := LVM{Run: exec.NewDryRun(f, &out, &mu), VG: "blk"}
+	lv, err := l.Create(context.Background(), CreateOptions{Name: "volume-u", SizeBytes: 1000, Tags: []string{"blk"}})
+	if err != nil || lv.SizeBytes != 1024 || lv.Path() != "/dev/blk/volume-u" {
+		t.Fatalf("lv %+v, err %v", lv, err)
+	}
+	if want := "stor1: lvcreate --yes --name volume-u --size 1024b --wipesignatures y --zero y --addtag blk blk\n"; out.String() != want {
+		t.Errorf("plan %q, want %q", out.String(), want)
+	}
+}
+
+func TestFitsChecksTheGroupOrThePool(t *testing.T) {
+	ctx := context.Background()
+	f := exectest.New(t, "stor1")
+	vgs := []string{"vgs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "vg_name,vg_size,vg_free,lv_count", "blk"}
+	f.Expect(golden(t, "vgs.json"), vgs...)
+	f.Expect(golden(t, "vgs.json"), vgs...)
+	f.Expect(golden(t, "lvs-pool.json"), append(lvsArgs, "blk/pool")...)
+	f.ExpectFail(5, "", `  Failed to find logical volume "blk/nopool"`, append(lvsArgs, "blk/nopool")...)
+	l := LVM{Run: f, VG: "blk"}
+	if err := l.Fits(ctx, 3208642560, ""); err != nil {
+		t.Errorf("exactly the free space: %v", err)
+	}
+	if err := l.Fits(ctx, 3208642561, ""); !errors.Is(err, ErrNoSpace) || !strings.Contains(err.Error(), "3208642560 bytes free") {
+		t.Errorf("one byte too many: %v", err)
+	}
+	if err := l.Fits(ctx, 1<<40, "pool"); err != nil {
+		t.Errorf("thin over-provisioning: %v", err)
+	}
+	if err := l.Fits(ctx, 1, "nopool"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("missing pool: %v", err)
 	}
 }

@@ -76,6 +76,25 @@ func (s *Store) Reserve(ctx context.Context, uuid string, a AttachmentRecord) (V
 
 var errRollback = errors.New("rollback")
 
+// ReservedDevices lists the devices of instance on host that attachments
+// hold, an attach in progress included: its disk is not in the domain yet.
+func (s *Store) ReservedDevices(ctx context.Context, host, instance string) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT device FROM attachments WHERE host = ? AND instance = ? ORDER BY device`, host, instance)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var devs []string
+	for rows.Next() {
+		var d string
+		if err := rows.Scan(&d); err != nil {
+			return nil, err
+		}
+		devs = append(devs, d)
+	}
+	return devs, rows.Err()
+}
+
 // Attachment reads the attachment of a volume, whatever its status.
 func (s *Store) Attachment(ctx context.Context, uuid string) (AttachmentRecord, error) {
 	var a AttachmentRecord

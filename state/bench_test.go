@@ -10,7 +10,7 @@ import (
 
 func BenchmarkListVolumes10k(b *testing.B) {
 	ctx := context.Background()
-	s, err := Open(ctx, filepath.Join(b.TempDir(), "state.db"), false)
+	s, err := Open(ctx, filepath.Join(b.TempDir(), "state.db"), ReadWrite)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -9,17 +9,20 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/blk-project/blk/internal/fault"
+	"github.com/blk-project/blk/internal/retry"
 	sqlite3 "github.com/mattn/go-sqlite3"
 )
 
 var (
-	ErrNotFound = errors.New("not found")
-	ErrConflict = errors.New("conflict")
+	ErrNotFound = fault.ErrNotFound
+	ErrConflict = fault.ErrConflict
 )
 
 // Volume statuses, as in Cinder.
@@ -44,45 +47,99 @@ type Store struct {
 }
 
 // BusyTimeout is how long a writer waits for another before giving up.
-const BusyTimeout = 30 * time.Second
+var BusyTimeout = 30 * time.Second
 
-// Open opens (creating if needed, mode 0600) and migrates the state file.
-// With readOnly, nothing on disk changes: a missing file reads as empty.
-func Open(ctx context.Context, path string, readOnly bool) (*Store, error) {
-	dsn := fmt.Sprintf("file:%s?_busy_timeout=%d&_txlock=immediate&_foreign_keys=1", path, BusyTimeout.Milliseconds())
-	if readOnly {
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			dsn = "file::memory:?_foreign_keys=1"
-		} else {
-			dsn += "&mode=ro"
-		}
-	} else {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+// busyPoll is how long SQLite's own busy handler waits per try. It cannot
+// see ctx, so it waits briefly and tx does the rest of the waiting, where
+// Ctrl-C and --timeout end it at once.
+const busyPoll = 50 * time.Millisecond
+
+// Mode says what Open may do to the file.
+type Mode int
+
+const (
+	// ReadWrite creates the file (0600) and its directory if needed.
+	ReadWrite Mode = iota
+	// ReadOnly changes nothing on disk; a missing file is an ErrNotFound
+	// naming the path, so a mistyped --state is not an empty list.
+	ReadOnly
+	// ReadOnlyOrEmpty changes nothing on disk; a missing file reads as
+	// empty (a dry run on a machine where blk never ran).
+	ReadOnlyOrEmpty
+)
+
+// Open opens and migrates the state file at path, taken literally: no
+// character of it is an SQLite URI parameter. The file holds CHAP secrets,
+// so one that others can read is refused.
+func Open(ctx context.Context, path string, mode Mode) (*Store, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("state %s: %w", path, err)
+	}
+	params := fmt.Sprintf("_busy_timeout=%d&_txlock=immediate&_foreign_keys=1", busyPoll.Milliseconds())
+	memory := false
+	fi, err := os.Stat(abs)
+	switch {
+	case errors.Is(err, os.ErrNotExist) && mode == ReadOnly:
+		return nil, &noStateError{path}
+	case errors.Is(err, os.ErrNotExist) && mode == ReadOnlyOrEmpty:
+		memory = true
+	case err != nil && !errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("state %s: %w", path, err)
+	case err == nil && fi.Mode().Perm()&0o077 != 0:
+		return nil, fmt.Errorf("state %s is open to others (mode %04o) and holds CHAP secrets: make it private with 'chmod 600 %s'",
+			path, fi.Mode().Perm(), shellQuote(abs))
+	}
+	dsn := "file::memory:?_foreign_keys=1"
+	switch {
+	case memory:
+	case mode != ReadWrite:
+		dsn = sqliteURI(abs) + "?" + params + "&mode=ro"
+	default:
+		if err = os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
 			return nil, fmt.Errorf("state %s: %w", path, err)
 		}
-		// SQLite gives the -wal and -shm files the mode of the database,
-		// and CHAP secrets live here: make it 0600 before SQLite does.
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-		if err != nil {
+		// SQLite gives the -wal and -shm files the mode of the database:
+		// make it 0600 before SQLite creates it.
+		var f *os.File
+		if f, err = os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
 			return nil, fmt.Errorf("state %s: %w", path, err)
 		}
 		f.Close()
-		dsn += "&_journal_mode=WAL&_synchronous=NORMAL"
+		dsn = sqliteURI(abs) + "?" + params + "&_journal_mode=WAL&_synchronous=NORMAL"
 	}
 	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("state %s: %w", path, err)
 	}
-	memory := strings.Contains(dsn, ":memory:")
 	if memory {
 		db.SetMaxOpenConns(1) // each in-memory connection is its own database
 	}
 	s := &Store{db: db, path: path, memory: memory}
-	if err := s.migrate(ctx, readOnly); err != nil {
+	if err := s.migrate(ctx, mode != ReadWrite); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("state %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// Missing reports whether the state file does not exist (opened
+// ReadOnlyOrEmpty): what it reads is empty, and a person should hear why.
+func (s *Store) Missing() bool { return s.memory }
+
+// noStateError is a read of a state file that does not exist.
+type noStateError struct{ path string }
+
+func (e *noStateError) Error() string {
+	return fmt.Sprintf("no state file at %s (check --state, BLK_STATE or the config's state: the first volume create makes it)", e.path)
+}
+
+func (e *noStateError) Unwrap() error { return ErrNotFound }
+
+// sqliteURI names an absolute path as an SQLite file: URI, escaping what
+// SQLite would read as a parameter (?), a fragment (#) or an escape (%).
+func sqliteURI(abs string) string {
+	return (&url.URL{Scheme: "file", Path: abs}).String()
 }
 
 func (s *Store) Close() error { return s.db.Close() }
@@ -94,20 +151,45 @@ func (s *Store) Path() string { return s.path }
 // BEGIN, so a busy database waits there (busy timeout) instead of failing
 // later at the first write with "database is locked".
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	deadline := time.Now().Add(BusyTimeout)
-	for {
-		err := s.tryTx(ctx, fn)
-		if !isBusy(err) || time.Now().After(deadline) {
-			return err
-		}
-		// The busy handler covers most waits; WAL recovery by another
-		// process can still answer BUSY at once, so wait and try again.
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
+	// SQLite's own busy handler waits only briefly (it cannot see ctx): the
+	// rest of the wait is here, where Ctrl-C and --timeout end it at once.
+	err := retry.Do(ctx, retry.Policy{Within: BusyTimeout, Delay: 5 * time.Millisecond, Retry: isBusy},
+		func() error { return s.tryTx(ctx, fn) })
+	switch {
+	case !isBusy(err):
+		return err
+	case ctx.Err() != nil:
+		return fmt.Errorf("state %s: waiting for another writer: %w", s.path, ctx.Err())
+	default:
+		return fmt.Errorf("state %s: %w for %s: %s", s.path, err, BusyTimeout, s.writers())
+	}
+}
+
+// writers names the operations the journal shows running, for a lock
+// timeout: one of them most likely holds the lock.
+func (s *Store) writers() string {
+	rows, err := s.db.Query(`SELECT DISTINCT object FROM operations WHERE state = 'running' ORDER BY id DESC LIMIT 3`)
+	if err != nil {
+		return "another process holds the write lock"
+	}
+	var objects []string
+	for rows.Next() {
+		var o string
+		if rows.Scan(&o) == nil {
+			objects = append(objects, o)
 		}
 	}
+	rows.Close()
+	var held []string
+	for _, o := range objects {
+		if h := s.describeHolder(context.Background(), o, true); h != "" {
+			held = append(held, h)
+		}
+	}
+	if len(held) == 0 {
+		return "no blk operation is running: another program (an open sqlite3 shell?) holds the write lock"
+	}
+	return "running now: " + strings.Join(held, "; ")
 }
 
 func (s *Store) tryTx(ctx context.Context, fn func(*sql.Tx) error) error {

@@ -13,7 +13,7 @@ import (
 
 func open(t *testing.T, path string) *Store {
 	t.Helper()
-	s, err := Open(context.Background(), path, false)
+	s, err := Open(context.Background(), path, ReadWrite)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,19 +42,92 @@ func TestOpenMakesPrivateMigratedFile(t *testing.T) {
 	open(t, path)
 }
 
-func TestReadOnlyChangesNothingOnDisk(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "state.db")
-	s, err := Open(context.Background(), path, true)
+// Read-only opens change nothing on disk: a missing file is an error naming
+// it (a mistyped --state is no empty list), or empty for a dry run.
+func TestReadOnlyNeverCreatesTheFile(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "sub")
+	path := filepath.Join(dir, "state.db")
+	_, err := Open(ctx, path, ReadOnly)
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "no state file at "+path) {
+		t.Errorf("read-only open of a missing file: err = %v", err)
+	}
+	s, err := Open(ctx, path, ReadOnlyOrEmpty)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vols, err := s.ListVolumes(context.Background(), VolumeFilter{})
+	vols, err := s.ListVolumes(ctx, VolumeFilter{})
 	s.Close()
 	if err != nil || len(vols) != 0 {
 		t.Fatalf("vols = %v, err = %v", vols, err)
 	}
-	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("read-only open created the file: %v", err)
+	if _, err = os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a read-only open created %s: %v", dir, err)
+	}
+	if _, err = open(t, path).InsertVolume(ctx, &Volume{UUID: "u1", Name: "db1", Backend: "b", SizeBytes: 1, Status: Available}); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := Open(ctx, path, ReadOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if v, err := ro.Volume(ctx, "db1"); err != nil || v.UUID != "u1" {
+		t.Errorf("read-only: %+v, %v", v, err)
+	}
+	if _, err := ro.InsertVolume(ctx, &Volume{UUID: "u2", Name: "db2", Backend: "b", SizeBytes: 1, Status: Available}); err == nil {
+		t.Error("a read-only store wrote")
+	}
+}
+
+// The path is a file name, not an SQLite URI: %, #, ? and spaces are
+// literal, and the file and its WAL are private.
+func TestStatePathIsTakenLiterally(t *testing.T) {
+	ctx := context.Background()
+	for _, name := range []string{"a%41.db", "a#b.db", "a?mode=memory.db", "a b.db", "a?_busy_timeout=0#x%2F.db"} {
+		dir := t.TempDir()
+		path := filepath.Join(dir, name)
+		s := open(t, path)
+		if _, err := s.InsertVolume(ctx, &Volume{UUID: "u1", Name: "db1", Backend: "b", SizeBytes: 1, Status: Available}); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{path, path + "-wal", path + "-shm"} {
+			fi, err := os.Stat(f)
+			if err != nil {
+				t.Errorf("%q: %v", name, err)
+			} else if fi.Mode().Perm() != 0o600 {
+				t.Errorf("%s: mode %v, want 0600", f, fi.Mode().Perm())
+			}
+		}
+		entries, _ := os.ReadDir(dir)
+		if len(entries) != 3 {
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+			t.Errorf("%q made %q, want only it and its -wal and -shm", name, names)
+		}
+		s.Close()
+		ro, err := Open(ctx, path, ReadOnly)
+		if err != nil {
+			t.Fatalf("%q: %v", name, err)
+		}
+		if _, err := ro.Volume(ctx, "db1"); err != nil {
+			t.Errorf("%q read back: %v", name, err)
+		}
+		ro.Close()
+	}
+}
+
+func TestStateFileOthersCanReadIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	open(t, path).Close()
+	os.Chmod(path, 0o644)
+	for _, m := range []Mode{ReadWrite, ReadOnly} {
+		_, err := Open(context.Background(), path, m)
+		if err == nil || !strings.Contains(err.Error(), "chmod 600 "+path) {
+			t.Errorf("mode %d: err = %v, want a refusal saying how to fix it", m, err)
+		}
 	}
 }
 
@@ -62,10 +135,10 @@ func TestNamesAreUniqueAndMovesAreCompareAndSet(t *testing.T) {
 	ctx := context.Background()
 	s := open(t, filepath.Join(t.TempDir(), "state.db"))
 	v := &Volume{UUID: "u1", Name: "db1", Backend: "lvm-1", SizeBytes: 1 << 30, Status: Creating}
-	if err := s.InsertVolume(ctx, v); err != nil {
+	if _, err := s.InsertVolume(ctx, v); err != nil {
 		t.Fatal(err)
 	}
-	err := s.InsertVolume(ctx, &Volume{UUID: "u2", Name: "db1", Backend: "lvm-1", SizeBytes: 1, Status: Creating})
+	_, err := s.InsertVolume(ctx, &Volume{UUID: "u2", Name: "db1", Backend: "lvm-1", SizeBytes: 1, Status: Creating})
 	if !errors.Is(err, ErrConflict) {
 		t.Fatalf("duplicate name: err = %v", err)
 	}
@@ -86,25 +159,6 @@ func TestNamesAreUniqueAndMovesAreCompareAndSet(t *testing.T) {
 	}
 }
 
-func TestConflictNamesTheHolder(t *testing.T) {
-	ctx := context.Background()
-	s := open(t, filepath.Join(t.TempDir(), "state.db"))
-	s.InsertVolume(ctx, &Volume{UUID: "u1", Name: "db1", Backend: "b", SizeBytes: 1, Status: Creating})
-	if _, err := s.BeginOp(ctx, "create", "u1"); err != nil {
-		t.Fatal(err)
-	}
-	err := s.InsertVolume(ctx, &Volume{UUID: "u2", Name: "db1", Backend: "b", SizeBytes: 1, Status: Creating})
-	if err == nil || !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "held by create by "+Owner) {
-		t.Fatalf("err = %v", err)
-	}
-	if s.Stale(ctx, "u1") {
-		t.Error("an operation of this live process is reported stale")
-	}
-	if ownerGone("otherhost:1:1") || ownerGone("garbage") {
-		t.Error("owners on other hosts, or unreadable ones, must never be assumed dead")
-	}
-}
-
 // Many handles (as many processes would) racing on one file: every write
 // lands once, none fails with "database is locked".
 func TestConcurrentWritersOnOneFile(t *testing.T) {
@@ -117,7 +171,7 @@ func TestConcurrentWritersOnOneFile(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s, err := Open(ctx, path, false)
+			s, err := Open(ctx, path, ReadWrite)
 			if err != nil {
 				errs[i] = err
 				return
@@ -125,7 +179,7 @@ func TestConcurrentWritersOnOneFile(t *testing.T) {
 			defer s.Close()
 			for j := 0; j < 20; j++ {
 				v := &Volume{UUID: fmt.Sprintf("u%d-%d", i, j), Name: fmt.Sprintf("v%d-%d", i, j), Backend: "b", SizeBytes: 1, Status: Creating}
-				if err := s.InsertVolume(ctx, v); err != nil {
+				if _, err := s.InsertVolume(ctx, v); err != nil {
 					errs[i] = err
 					return
 				}
@@ -163,7 +217,7 @@ func TestReserveRaceHasOneWinner(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h, err := Open(ctx, path, false)
+			h, err := Open(ctx, path, ReadWrite)
 			if err != nil {
 				errs[i] = err
 				return
@@ -187,5 +241,27 @@ func TestReserveRaceHasOneWinner(t *testing.T) {
 	}
 	if _, err := s.Attachment(ctx, "u1"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A volume named as another's UUID (made before names were checked) never
+// shadows it: the UUID wins.
+func TestUUIDWinsOverAName(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "state.db"))
+	victim := "6f1c2b7e-3d4a-4b5c-8d9e-0a1b2c3d4e5f"
+	for _, v := range []*Volume{
+		{UUID: "11111111-2222-4333-8444-555555555555", Name: victim, Backend: "b", SizeBytes: 1, Status: Available},
+		{UUID: victim, Name: "db1", Backend: "b", SizeBytes: 1, Status: Available},
+	} {
+		if _, err := s.InsertVolume(ctx, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, err := s.Volume(ctx, victim); err != nil || v.Name != "db1" {
+		t.Fatalf("Volume(%s) = %q, %v; want db1", victim, v.Name, err)
+	}
+	if v, err := s.Volume(ctx, "db1"); err != nil || v.UUID != victim {
+		t.Fatalf("by name: %+v, %v", v, err)
 	}
 }

@@ -9,31 +9,32 @@ import (
 	"time"
 )
 
-// Volume is one row of volumes, with what list and show print about it.
+// Volume is one row of volumes, joined with its attachment and snapshot
+// count. What blk prints is volume.Volume, made from it.
 type Volume struct {
-	UUID           string      `json:"uuid" yaml:"uuid"`
-	Name           string      `json:"name" yaml:"name"`
-	Backend        string      `json:"backend" yaml:"backend"`
-	SizeBytes      int64       `json:"size_bytes" yaml:"size_bytes"`
-	Status         string      `json:"status" yaml:"status"`
-	PreviousStatus string      `json:"previous_status" yaml:"previous_status"`
-	Thin           bool        `json:"thin" yaml:"thin"`
-	Source         string      `json:"source" yaml:"source"`
-	Path           string      `json:"path" yaml:"path"`
-	CreatedAt      time.Time   `json:"created_at" yaml:"created_at"`
-	UpdatedAt      time.Time   `json:"updated_at" yaml:"updated_at"`
-	LastError      string      `json:"last_error" yaml:"last_error"`
-	SnapshotCount  int         `json:"snapshot_count" yaml:"snapshot_count"`
-	Attachment     *Attachment `json:"attachment" yaml:"attachment"`
+	UUID           string
+	Name           string
+	Backend        string
+	SizeBytes      int64
+	Status         string
+	PreviousStatus string
+	Thin           bool
+	Source         string
+	Path           string
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+	LastError      string
+	SnapshotCount  int
+	Attachment     *Attachment
 }
 
 // Attachment is where a volume is plugged in.
 type Attachment struct {
-	Instance   string    `json:"instance" yaml:"instance"`
-	Host       string    `json:"host" yaml:"host"`
-	Device     string    `json:"device" yaml:"device"`
-	DevicePath string    `json:"device_path" yaml:"device_path"`
-	AttachedAt time.Time `json:"attached_at" yaml:"attached_at"`
+	Instance   string
+	Host       string
+	Device     string
+	DevicePath string
+	AttachedAt time.Time
 }
 
 // ConflictError says why a volume cannot move, and who holds it.
@@ -50,7 +51,7 @@ func (e *ConflictError) Error() string {
 		msg = fmt.Sprintf("volume %q %s", e.Volume, e.Reason)
 	}
 	if e.Holder != "" {
-		msg += " (held by " + e.Holder + ")"
+		msg += ": held by " + e.Holder
 	}
 	return msg
 }
@@ -84,32 +85,46 @@ func scanVolume(row interface{ Scan(...any) error }) (Volume, error) {
 	return v, nil
 }
 
-// InsertVolume records a new volume. A taken name is a ConflictError.
-func (s *Store) InsertVolume(ctx context.Context, v *Volume) error {
+// InsertVolume records a new volume and journals this process's "create"
+// of it in the same transaction: no other process ever sees the row without
+// its live owner (and takes it for a create that died). The caller ends the
+// returned operation. A taken name is a ConflictError.
+func (s *Store) InsertVolume(ctx context.Context, v *Volume) (*Op, error) {
 	ts := now()
 	v.CreatedAt, v.UpdatedAt = parseTime(ts), parseTime(ts)
+	var op *Op
 	err := s.tx(ctx, func(t *sql.Tx) error {
 		_, err := t.ExecContext(ctx, `INSERT INTO volumes
 			(uuid, name, backend, size_bytes, thin, status, source, path, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			v.UUID, v.Name, v.Backend, v.SizeBytes, v.Thin, v.Status, v.Source, v.Path, ts, ts)
+		if err != nil {
+			return err
+		}
+		op, err = s.beginOp(ctx, t, "create", v.UUID)
 		return err
 	})
 	if isUnique(err) {
 		existing, gerr := s.Volume(ctx, v.Name)
 		if gerr != nil {
-			return &ConflictError{Volume: v.Name, Reason: "already exists"}
+			return nil, &ConflictError{Volume: v.Name, Reason: "already exists"}
 		}
-		return &ConflictError{Volume: v.Name, Status: existing.Status,
+		return nil, &ConflictError{Volume: v.Name, Status: existing.Status,
 			Reason: "already exists (" + existing.Status + ")", Holder: s.holder(ctx, existing.UUID)}
 	}
-	return err
+	if err != nil {
+		return nil, err
+	}
+	return op, nil
 }
 
-// Volume finds a volume by name or UUID.
+// Volume finds a volume by UUID, else by name: a UUID always means the
+// volume it names, even if another volume is named so.
 func (s *Store) Volume(ctx context.Context, ref string) (Volume, error) {
-	v, err := scanVolume(s.db.QueryRowContext(ctx, `SELECT `+volumeColumns+volumeFrom+
-		` WHERE v.name = ? OR v.uuid = ?`, ref, ref))
+	v, err := scanVolume(s.db.QueryRowContext(ctx, `SELECT `+volumeColumns+volumeFrom+` WHERE v.uuid = ?`, ref))
+	if errors.Is(err, sql.ErrNoRows) {
+		v, err = scanVolume(s.db.QueryRowContext(ctx, `SELECT `+volumeColumns+volumeFrom+` WHERE v.name = ?`, ref))
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return v, fmt.Errorf("volume %q: %w", ref, ErrNotFound)
 	}

@@ -58,41 +58,43 @@ var deviceWait = 30 * time.Second
 // the disk into the domain, live and persistent. Every step made is undone
 // in reverse if a later one fails. Attaching a volume already attached to
 // the same instance succeeds with already=true.
-func (s *Service) Attach(ctx context.Context, o AttachOptions) (v Volume, already bool, err error) {
-	if err := o.Validate(); err != nil {
-		return v, false, err
+func (s *Service) Attach(ctx context.Context, o AttachOptions) (_ Volume, already bool, err error) {
+	if err = o.Validate(); err != nil {
+		return Volume{}, false, err
 	}
-	v, err = s.State.Volume(ctx, o.Volume)
+	v, err := s.State.Volume(ctx, o.Volume)
 	if err != nil {
-		return v, false, err
+		return Volume{}, false, err
 	}
 	if v.Status == state.InUse && v.Attachment != nil {
 		if v.Attachment.Instance == o.Instance && (o.Host == "" || o.Host == v.Attachment.Host) {
-			return v, true, nil
+			return volumeOf(v), true, nil
 		}
-		return v, false, conflict("volume %q is attached to %s on %s: detach it first", v.Name, v.Attachment.Instance, v.Attachment.Host)
+		return volumeOf(v), false, conflict("volume %q is attached to %s on %s: detach it first", v.Name, v.Attachment.Instance, v.Attachment.Host)
 	}
 	if v.Status != state.Available {
-		return v, false, &state.ConflictError{Volume: v.Name, Status: v.Status, Holder: s.State.Holder(ctx, v.UUID),
+		return volumeOf(v), false, &state.ConflictError{Volume: v.Name, Status: v.Status, Holder: s.State.Holder(ctx, v.UUID),
 			Reason: "is " + v.Status + ": only an available volume can be attached"}
 	}
-	b, ok := s.Config.Backends[v.Backend]
-	if !ok || b.Type != "lvm" {
-		return v, false, invalid("volume %q: attaching %s volumes is not supported yet", v.Name, b.Type)
+	b, err := s.backendOf(v)
+	if err != nil {
+		return volumeOf(v), false, err
+	}
+	if b.Type != "lvm" {
+		return volumeOf(v), false, invalid("volume %q: attaching %s volumes is not supported yet", v.Name, b.Type)
 	}
 	host, live, persistent, err := s.findDomain(ctx, o.Instance, o.Host)
 	if err != nil {
-		return v, false, err
+		return volumeOf(v), false, err
 	}
-	dev := o.Device
-	if dev == "" {
-		if dev, err = hypervisor.FreeDevice(o.Bus, live, persistent); err != nil {
-			return v, false, err
-		}
-	} else if taken, err := hypervisor.Taken(dev, live, persistent); err != nil {
-		return v, false, err
-	} else if taken {
-		return v, false, conflict("device %s of %s is taken", dev, o.Instance)
+	// An attach in progress holds its device in the state file only.
+	reserved, err := s.State.ReservedDevices(ctx, host, o.Instance)
+	if err != nil {
+		return volumeOf(v), false, err
+	}
+	dev, err := pickDevice(o, reserved, live, persistent)
+	if err != nil {
+		return volumeOf(v), false, err
 	}
 
 	conn := state.ConnectionInfo{DriverVolumeType: "iscsi", TargetPortal: b.Portal, TargetIQN: b.IQNPrefix + ":" + v.UUID,
@@ -101,39 +103,54 @@ func (s *Service) Attach(ctx context.Context, o AttachOptions) (v Volume, alread
 		conn.AuthMethod, conn.AuthUsername, conn.AuthPassword = "CHAP", "blk-"+v.UUID[:8], newSecret()
 	}
 	rec := state.AttachmentRecord{Volume: v.UUID, Instance: o.Instance, Host: host, Device: dev, Status: state.Attaching, Conn: conn}
-	if !s.Hosts.DryRun() {
-		if _, err := s.State.Reserve(ctx, v.UUID, rec); err != nil {
-			return v, false, err
-		}
-		op, err := s.State.BeginOp(ctx, "attach", v.UUID)
-		if err != nil {
-			return v, false, err
-		}
-		defer func() { op.End(ctx, err) }()
+	if _, err = s.State.Reserve(ctx, v.UUID, rec); err != nil {
+		return volumeOf(v), false, err
 	}
-	r := &reverter{}
+	r := newReverter()
+	defer r.fail(ctx, &err)
+	uuid := v.UUID // v is reassigned below, and may come back empty
 	r.add("reservation", func(ctx context.Context) error {
-		if s.Hosts.DryRun() {
-			return nil
+		if left := r.leftovers(); len(left) > 0 {
+			// Released, the volume could be attached elsewhere while this
+			// export still lets the first host in: keep it held instead.
+			rec.Step = "rollback-incomplete"
+			return errors.Join(fmt.Errorf("%s of this attach could not be removed: volume %q stays attaching; "+
+				"'blk volume detach --force %s' removes what is left", strings.Join(left, ", "), v.Name, v.Name),
+				s.State.UpdateAttachment(ctx, rec))
 		}
-		_, err := s.State.Unreserve(ctx, v.UUID)
-		return err
+		_, uerr := s.State.Unreserve(ctx, uuid)
+		return uerr
 	})
-	if err := s.connect(ctx, r, b, v, &rec); err != nil {
-		return v, false, r.fail(ctx, fmt.Errorf("attach volume %q to %q: %w", v.Name, o.Instance, err))
-	}
-	if s.Hosts.DryRun() {
-		return v, false, nil
-	}
-	v, err = s.State.FinishAttach(ctx, v.UUID)
+	op, err := s.State.BeginOp(ctx, "attach", v.UUID)
 	if err != nil {
-		return v, false, r.fail(ctx, err)
+		return volumeOf(v), false, err
 	}
-	return v, false, nil
+	r.journal(op)
+	if err = s.connect(ctx, r, b, v, &rec); err != nil {
+		return volumeOf(v), false, fmt.Errorf("attach volume %q to %q: %w", v.Name, o.Instance, err)
+	}
+	if v, err = s.State.FinishAttach(ctx, v.UUID); err != nil {
+		return volumeOf(v), false, err
+	}
+	r.success()
+	return volumeOf(v), false, nil
+}
+
+// pickDevice is the asked device if no disk of the domain takes it, or else
+// the first free one.
+func pickDevice(o AttachOptions, reserved []string, live, persistent string) (string, error) {
+	if o.Device == "" {
+		return hypervisor.FreeDevice(o.Bus, reserved, live, persistent)
+	}
+	taken, err := hypervisor.Taken(o.Device, live, persistent)
+	if err == nil && taken {
+		err = conflict("device %s of %s is taken", o.Device, o.Instance)
+	}
+	return o.Device, err
 }
 
 // connect does the external steps of an attach, registering each undo.
-func (s *Service) connect(ctx context.Context, r *reverter, b config.Backend, v Volume, rec *state.AttachmentRecord) error {
+func (s *Service) connect(ctx context.Context, r *reverter, b config.Backend, v state.Volume, rec *state.AttachmentRecord) error {
 	storage, err := s.Hosts.Runner(b.Host)
 	if err != nil {
 		return err
@@ -150,36 +167,38 @@ func (s *Service) connect(ctx context.Context, r *reverter, b config.Backend, v 
 	conn := &rec.Conn
 	step := func(name string) error {
 		rec.Step = name
-		if s.Hosts.DryRun() {
-			return nil
-		}
 		return s.State.UpdateAttachment(ctx, *rec)
 	}
 
 	if conn.InitiatorIQN, err = initiator.Name(ctx); err != nil {
 		return fmt.Errorf("read initiator name: %w", err)
 	}
-	tid, _, err := target.Create(ctx, conn.TargetIQN)
+	tid, created, err := target.Create(ctx, conn.TargetIQN)
 	if err != nil {
 		return fmt.Errorf("tgtadm new target: %w", err)
+	}
+	if !created {
+		if tid, err = s.replaceLeftoverTarget(ctx, target, v, conn.TargetIQN); err != nil {
+			return err
+		}
 	}
 	conn.TargetID = tid
 	// Deleting the target (forced) also drops its LUN and bindings.
 	r.add("target", func(ctx context.Context) error { return target.Delete(ctx, tid) })
-	if err := step("target"); err != nil {
+	if err = step("target"); err != nil {
 		return err
 	}
-	if err := target.AddLUN(ctx, tid, lunID, v.Path); err != nil {
+	if err = target.AddLUN(ctx, tid, lunID, v.Path); err != nil {
 		return fmt.Errorf("tgtadm new logicalunit: %w", err)
 	}
-	if err := target.Bind(ctx, tid, conn.InitiatorIQN); err != nil {
+	if err = target.Bind(ctx, tid, conn.InitiatorIQN); err != nil {
 		return fmt.Errorf("tgtadm bind initiator: %w", err)
 	}
 	var chap *iscsi.CHAP
 	if conn.AuthMethod == "CHAP" {
 		chap = &iscsi.CHAP{User: conn.AuthUsername, Password: conn.AuthPassword}
 		r.add("chap account", func(ctx context.Context) error { return target.DeleteAccount(ctx, chap.User) })
-		if err := target.AddAccount(ctx, tid, chap.User, chap.Password); err != nil {
+		if err = target.AddAccount(ctx, tid, chap.User, chap.Password); err != nil {
 			return fmt.Errorf("tgtadm account: %w", err)
 		}
 	}
@@ -187,18 +206,16 @@ func (s *Service) connect(ctx context.Context, r *reverter, b config.Backend, v 
 	r.add("iscsi session", func(ctx context.Context) error {
 		return initiator.Logout(ctx, conn.TargetPortal, conn.TargetIQN)
 	})
-	if err := initiator.Login(ctx, conn.TargetPortal, conn.TargetIQN, chap); err != nil {
+	if err = initiator.Login(ctx, conn.TargetPortal, conn.TargetIQN, chap); err != nil {
 		return err
 	}
 	link := iscsi.ByPath(conn.TargetPortal, conn.TargetIQN, lunID)
 	conn.DevicePath, rec.DevicePath = link, link
-	if !s.Hosts.DryRun() {
-		if _, err := initiator.WaitDevice(ctx, link, deviceWait); err != nil {
-			return err
-		}
+	if _, err = initiator.WaitDevice(ctx, link, deviceWait); err != nil {
+		return err
 	}
 	r.add("scsi device", func(ctx context.Context) error { return initiator.RemoveDevice(ctx, link) })
-	if err := step("logged-in"); err != nil {
+	if err = step("logged-in"); err != nil {
 		return err
 	}
 
@@ -207,18 +224,44 @@ func (s *Service) connect(ctx context.Context, r *reverter, b config.Backend, v 
 	if err != nil {
 		return err
 	}
-	both := hypervisor.Flags{Live: true, Persistent: true}
-	if s.Hosts.DryRun() {
-		s.Hosts.Plan(rec.Host, "libvirt attach-device %s %s %s", rec.Instance, both, oneLineXML(xml))
-		return nil
-	}
-	if err := hv.AttachDevice(ctx, rec.Instance, xml, both); err != nil {
+	if err := hv.AttachDevice(ctx, rec.Instance, xml, hypervisor.Flags{Live: true, Persistent: true}); err != nil {
 		return err
 	}
 	r.add("libvirt disk", func(ctx context.Context) error {
-		return s.unplug(ctx, hv, rec.Host, rec.Instance, disk.Serial)
+		return s.unplug(ctx, hv, rec.Instance, disk.Serial)
 	})
 	return step("libvirt-attached")
+}
+
+// replaceLeftoverTarget deals with a target of this volume that this attach
+// did not make: the volume is reserved by this attach, so it is what a killed
+// or failed attach left. Its ACLs and account may let another host in, so it
+// is never reused: with nobody logged in it is removed and made again; in use,
+// the attach is refused.
+func (s *Service) replaceLeftoverTarget(ctx context.Context, target iscsi.Target, v state.Volume, iqn string) (int, error) {
+	infos, err := target.Show(ctx)
+	if err != nil {
+		return 0, err
+	}
+	old, ok := infos[iqn]
+	if !ok { // gone meanwhile
+		tid, _, cerr := target.Create(ctx, iqn)
+		return tid, cerr
+	}
+	if len(old.Sessions) > 0 {
+		return 0, conflict("volume %q is still exported by a target an earlier attach left (tid %d on %s), and %s is logged in to it: "+
+			"blk will not give a volume to two hosts; log that initiator out, then remove the target "+
+			"(tgtadm --lld iscsi --op delete --mode target --force --tid %d on %s)",
+			v.Name, old.ID, target.Run.Host(), strings.Join(old.Sessions, ", "), old.ID, target.Run.Host())
+	}
+	if err = target.Delete(ctx, old.ID); err != nil {
+		return 0, fmt.Errorf("remove the target an earlier attach left: %w", err)
+	}
+	tid, _, err := target.Create(ctx, iqn)
+	if err != nil {
+		return 0, fmt.Errorf("tgtadm new target: %w", err)
+	}
+	return tid, nil
 }
 
 // findDomain looks for the instance on the compute hosts (or the one named)
@@ -269,5 +312,3 @@ func secret() string {
 	}
 	return string(b)
 }
-
-func oneLineXML(x string) string { return strings.Join(strings.Fields(x), " ") }

@@ -88,6 +88,11 @@ type world struct {
 	failAt   int // fail the n-th mutating command (1-based); 0 never
 	count    int
 	failed   string
+	// failOp fails every tgtadm command of this "--op --mode", e.g.
+	// "delete target".
+	failOp string
+	// exported are initiators logged in to a target, as tgtd sees them.
+	exported map[string]string
 }
 
 func newWorld() *world {
@@ -126,6 +131,9 @@ func (w *world) handle(args []string) (string, string, int, bool) {
 	}
 	tid := 0
 	fmt.Sscan(arg(args, "--tid"), &tid)
+	if args[0] == "tgtadm" && arg(args, "--op")+" "+arg(args, "--mode") == w.failOp {
+		return "", "tgtadm: injected failure", 22, true
+	}
 	switch args[0] {
 	case "cat":
 		return "InitiatorName=iqn.2026-11.org.example:comp1\n", "", 0, true
@@ -143,7 +151,14 @@ func (w *world) handle(args []string) (string, string, int, bool) {
 		case "show target":
 			var b strings.Builder
 			for id, iqn := range w.targets {
-				fmt.Fprintf(&b, "Target %d: %s\n    System information:\n", id, iqn)
+				fmt.Fprintf(&b, "Target %d: %s\n    System information:\n    I_T nexus information:\n", id, iqn)
+				if ini := w.exported[iqn]; ini != "" {
+					fmt.Fprintf(&b, "        I_T nexus: 1\n            Initiator: %s alias: x\n", ini)
+				}
+				fmt.Fprintf(&b, "    ACL information:\n")
+				if acl := w.acls[id]; acl != "" {
+					fmt.Fprintf(&b, "        %s\n", acl)
+				}
 			}
 			return b.String(), "", 0, true
 		case "new target":
@@ -158,6 +173,9 @@ func (w *world) handle(args []string) (string, string, int, bool) {
 		case "unbind target":
 			delete(w.acls, tid)
 		case "new account":
+			if w.accounts[arg(args, "--user")] {
+				return "", "tgtadm: this account already exists", 22, true
+			}
 			w.accounts[arg(args, "--user")] = true
 		case "bind account":
 		case "delete account":
@@ -217,7 +235,7 @@ func attachService(t *testing.T, w *world, hv *fakeHV) (*Service, *exectest.Fake
 		Compute:  []string{"comp1"},
 		Defaults: config.Defaults{Backend: "lvm-1"},
 	}
-	st, err := state.Open(context.Background(), cfg.State, false)
+	st, err := state.Open(context.Background(), cfg.State, state.ReadWrite)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,15 +253,24 @@ func attachService(t *testing.T, w *world, hv *fakeHV) (*Service, *exectest.Fake
 		return comp
 	}
 	hs.NewHypervisor = func(context.Context, string, exec.Runner) (hypervisor.Hypervisor, error) { return hv, nil }
-	s := &Service{Config: cfg, State: st, Hosts: hs}
-	if err := st.InsertVolume(context.Background(), &state.Volume{UUID: volUUID, Name: "db1", Backend: "lvm-1", SizeBytes: 1 << 30,
-		Status: state.Creating, Path: "/dev/blk/volume-" + volUUID}); err != nil {
+	s := NewService(cfg, "test.yaml", st, hs)
+	op, err := st.InsertVolume(context.Background(), &state.Volume{UUID: volUUID, Name: "db1", Backend: "lvm-1", SizeBytes: 1 << 30,
+		Status: state.Creating, Path: "/dev/blk/volume-" + volUUID})
+	if err != nil {
 		t.Fatal(err)
 	}
+	op.End(context.Background(), nil)
 	st.MoveVolume(context.Background(), volUUID, state.Move{From: []string{state.Creating}, To: state.Available})
-	newSecret = func() string { return "s3cretS3cretXyz9" }
-	detachWait = 200 * time.Millisecond
+	setGlobal(t, &newSecret, func() string { return "s3cretS3cretXyz9" })
+	setGlobal(t, &detachWait, 200*time.Millisecond)
 	return s, stor, comp
+}
+
+// setGlobal sets a package variable for one test.
+func setGlobal[T any](t *testing.T, p *T, v T) {
+	old := *p
+	t.Cleanup(func() { *p = old })
+	*p = v
 }
 
 const volUUID = "0a0b0c0d-1111-2222-3333-444455556666"
@@ -259,20 +286,27 @@ func TestAttachRunsTheSeedSequence(t *testing.T) {
 		return append([]string{"iscsiadm", "-m", "node", "-T", iqn, "-p", "192.0.2.10:3260"}, args...)
 	}
 	comp.Expect("InitiatorName="+ini+"\n", "cat", "/etc/iscsi/initiatorname.iscsi")
-	stor.Expect("Target 1: iqn.other:x\n", tgt("--op", "show", "--mode", "target")...)
-	stor.Expect("", tgt("--op", "new", "--mode", "target", "--tid", "2", "--targetname", iqn)...)
-	stor.Expect("", tgt("--op", "new", "--mode", "logicalunit", "--tid", "2", "--lun", "1", "--backing-store", "/dev/blk/volume-"+volUUID)...)
-	stor.Expect("", tgt("--op", "bind", "--mode", "target", "--tid", "2", "--initiator-name", ini)...)
-	stor.Expect("", tgt("--op", "new", "--mode", "account", "--user", "blk-0a0b0c0d", "--password", "s3cretS3cretXyz9")...)
-	stor.Expect("", tgt("--op", "bind", "--mode", "account", "--tid", "2", "--user", "blk-0a0b0c0d")...)
-	comp.Expect("", node("-o", "new")...)
-	comp.Expect("", node("-o", "update", "-n", "node.startup", "-v", "automatic")...)
-	comp.Expect("", node("-o", "update", "-n", "node.session.auth.authmethod", "-v", "CHAP")...)
-	comp.Expect("", node("-o", "update", "-n", "node.session.auth.username", "-v", "blk-0a0b0c0d")...)
-	comp.Expect("", node("-o", "update", "-n", "node.session.auth.password", "-v", "s3cretS3cretXyz9")...)
-	comp.Expect("", node("--login")...)
+	show, newTarget := tgt("--op", "show", "--mode", "target"), tgt("--op", "new", "--mode", "target", "--tid", "2", "--targetname", iqn)
+	addLUN := tgt("--op", "new", "--mode", "logicalunit", "--tid", "2", "--lun", "1", "--backing-store", "/dev/blk/volume-"+volUUID)
+	bind := tgt("--op", "bind", "--mode", "target", "--tid", "2", "--initiator-name", ini)
+	account := tgt("--op", "new", "--mode", "account", "--user", "blk-0a0b0c0d", "--password", "s3cretS3cretXyz9")
+	bindAccount := tgt("--op", "bind", "--mode", "account", "--tid", "2", "--user", "blk-0a0b0c0d")
+	stor.Expect("Target 1: iqn.other:x\n", show...).Expect("", newTarget...).Expect("", addLUN...).Expect("", bind...).
+		Expect("", account...).Expect("", bindAccount...)
+	// The LUN exists before any initiator may log in, and the target
+	// before either; the account exists before it is bound.
+	stor.InOrder(show, newTarget, addLUN, bind).InOrder(account, bindAccount)
+	login := [][]string{node("-o", "new"), node("-o", "update", "-n", "node.startup", "-v", "automatic"),
+		node("-o", "update", "-n", "node.session.auth.authmethod", "-v", "CHAP"),
+		node("-o", "update", "-n", "node.session.auth.username", "-v", "blk-0a0b0c0d"),
+		node("-o", "update", "-n", "node.session.auth.password", "-v", "s3cretS3cretXyz9"), node("--login")}
+	for _, argv := range login {
+		comp.Expect("", argv...)
+	}
 	link := "/dev/disk/by-path/ip-192.0.2.10:3260-iscsi-" + iqn + "-lun-1"
 	comp.Expect("/dev/sdb\n", "readlink", "-e", link)
+	// CHAP is set before the login, and the device looked for after it.
+	comp.InOrder(append(login, []string{"readlink", "-e", link})...)
 
 	v, already, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1"})
 	if err != nil || already {
@@ -321,7 +355,7 @@ func TestAttachFailureAtEveryStepLeavesNothing(t *testing.T) {
 			hv2 := newFakeHV("web1")
 			hv2.failOn = "attach"
 			s2, _, _ := attachService(t, w2, hv2)
-			_, _, err := s2.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1"})
+			_, _, err = s2.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1"})
 			checkRolledBack(t, "libvirt attach", s2, w2, hv2, err)
 			if step < 10 {
 				t.Fatalf("only %d mutating steps: the world is not being exercised", step-1)
@@ -433,5 +467,98 @@ func TestAttachRefusesUnknownInstanceAndTakenDevice(t *testing.T) {
 	v, _ := s.State.Volume(ctx, "db1")
 	if v.Status != state.Available {
 		t.Errorf("refused attach moved the volume to %s", v.Status)
+	}
+}
+
+// A rollback that cannot remove the target must not free the volume: free,
+// it could go to a second host while the first one can still log in.
+func TestFailedRollbackKeepsTheVolumeHeld(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	w.failOp = "delete target"
+	hv := newFakeHV("web1")
+	hv.failOn = "attach"
+	s, _, _ := attachService(t, w, hv)
+	_, _, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1", Bus: "scsi"})
+	if err == nil || !strings.Contains(err.Error(), `volume "db1" stays attaching`) || !strings.Contains(err.Error(), "blk volume detach --force db1") {
+		t.Fatalf("err = %v", err)
+	}
+	v, _ := s.State.Volume(ctx, "db1")
+	rec, rerr := s.State.Attachment(ctx, volUUID)
+	if v.Status != state.Attaching || rerr != nil || rec.Step != "rollback-incomplete" || rec.Conn.TargetID == 0 {
+		t.Fatalf("volume %s, attachment %+v (%v): want attaching with the target recorded", v.Status, rec, rerr)
+	}
+	if len(w.targets) != 1 {
+		t.Fatalf("world: %s", w.empty())
+	}
+	// Once tgtd lets go, detach --force removes what is left.
+	w.failOp, hv.failOn = "", ""
+	res, err := s.Detach(ctx, DetachOptions{Volume: "db1", Force: true})
+	if err != nil || res.Volume.Status != state.Available {
+		t.Fatalf("detach --force: %v (%+v)", err, res)
+	}
+	if left := w.empty(); left != "" {
+		t.Errorf("left behind: %s", left)
+	}
+}
+
+// A target this attach did not make (a killed attach's) is never reused:
+// its ACL and account may let another host in.
+func TestLeftoverTargetIsMadeAgainNotReused(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	iqn := "iqn.2026-11.org.example.blk:" + volUUID
+	w.targets[5], w.luns[5], w.acls[5], w.accounts["blk-0a0b0c0d"] = iqn, true, "iqn.2026-11.org.example:intruder", true
+	s, _, _ := attachService(t, w, newFakeHV("web1"))
+	if _, _, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1", Bus: "scsi"}); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := s.State.Attachment(ctx, volUUID)
+	if _, ok := w.targets[5]; ok || w.targets[rec.Conn.TargetID] != iqn {
+		t.Errorf("targets %v, recorded tid %d: the leftover target was reused", w.targets, rec.Conn.TargetID)
+	}
+	if acl := w.acls[rec.Conn.TargetID]; acl != "iqn.2026-11.org.example:comp1" || len(w.acls) != 1 {
+		t.Errorf("ACLs %v: want only comp1 bound", w.acls)
+	}
+}
+
+func TestLeftoverTargetInUseIsRefused(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	iqn := "iqn.2026-11.org.example.blk:" + volUUID
+	w.targets[5], w.luns[5], w.acls[5] = iqn, true, "iqn.2026-11.org.example:comp9"
+	w.exported = map[string]string{iqn: "iqn.2026-11.org.example:comp9"}
+	s, _, _ := attachService(t, w, newFakeHV("web1"))
+	_, _, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1", Bus: "scsi"})
+	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "comp9 is logged in") {
+		t.Fatalf("err = %v", err)
+	}
+	if v, _ := s.State.Volume(ctx, "db1"); v.Status != state.Available || w.targets[5] != iqn || len(w.sessions) != 0 {
+		t.Errorf("volume %s, targets %v, sessions %v: a refused attach changed something", v.Status, w.targets, w.sessions)
+	}
+}
+
+// A backend that left the configuration stops attach, detach and delete
+// before anything runs: a detach half run against an unknown host would
+// leave the export behind and the volume stuck.
+func TestVolumeOfARemovedBackendIsRefusedUpFront(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	s, _, _ := attachService(t, w, newFakeHV("web1"))
+	if _, _, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1", Bus: "scsi"}); err != nil {
+		t.Fatal(err)
+	}
+	before := w.count
+	delete(s.Config.Backends, "lvm-1")
+	for what, err := range map[string]error{
+		"detach": func() error { _, err := s.Detach(ctx, DetachOptions{Volume: "db1", Force: true}); return err }(),
+		"delete": func() error { _, err := s.Delete(ctx, DeleteOptions{Refs: []string{"db1"}}); return err }(),
+	} {
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `backend "lvm-1"`) || !strings.Contains(err.Error(), "test.yaml") {
+			t.Errorf("%s: err = %v", what, err)
+		}
+	}
+	if v, _ := s.State.Volume(ctx, "db1"); v.Status != state.InUse || w.count != before {
+		t.Errorf("volume %s, %d commands run: a refused command changed something", v.Status, w.count-before)
 	}
 }

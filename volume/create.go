@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
+	"github.com/blk-project/blk/internal/fault"
 	"github.com/blk-project/blk/lvm"
 	"github.com/blk-project/blk/state"
 )
@@ -28,84 +30,98 @@ func (o CreateOptions) Validate() (int64, error) {
 // Create makes a volume: a row in creating, the LV, then available with the
 // size LVM really made. A failure removes both; a create whose process died
 // is finished by running the same command again.
-func (s *Service) Create(ctx context.Context, o CreateOptions) (v Volume, err error) {
+func (s *Service) Create(ctx context.Context, o CreateOptions) (_ Volume, err error) {
 	size, err := o.Validate()
 	if err != nil {
-		return v, err
+		return Volume{}, err
 	}
 	bname, b, err := s.backend(o.Backend)
 	if err != nil {
-		return v, err
+		return Volume{}, err
 	}
 	if b.Type != "lvm" {
-		return v, invalid("backend %q: %s volumes are not supported yet", bname, b.Type)
+		return Volume{}, invalid("backend %q: %s volumes are not supported yet", bname, b.Type)
 	}
 	if o.Thin && b.ThinPool == "" {
-		return v, invalid("backend %q has no thin_pool: --thin needs one", bname)
+		return Volume{}, invalid("backend %q has no thin_pool: --thin needs one", bname)
 	}
 	l, err := s.lvm(ctx, b)
 	if err != nil {
-		return v, err
+		return Volume{}, err
 	}
-	v = Volume{UUID: s.newUUID(), Name: o.Name, Backend: bname, SizeBytes: size, Thin: o.Thin, Status: state.Creating}
-	if s.Hosts.DryRun() {
-		if _, err := s.State.Volume(ctx, o.Name); err == nil {
-			return v, conflict("volume %q already exists", o.Name)
-		}
-		v.Path = "/dev/" + b.VG + "/" + lvName(v.UUID)
-		return v, s.createLV(ctx, l, b.ThinPool, v)
-	}
-	if err := s.State.InsertVolume(ctx, &v); err != nil {
+	v := state.Volume{UUID: s.newUUID(), Name: o.Name, Backend: bname, SizeBytes: size, Thin: o.Thin, Status: state.Creating}
+	op, err := s.State.InsertVolume(ctx, &v)
+	if err != nil {
 		var ce *state.ConflictError
 		if !errors.As(err, &ce) {
-			return v, err
+			return Volume{}, err
 		}
 		// A create that died before finishing left its row in creating:
 		// the same command, run again, finishes it.
 		old, gerr := s.State.Volume(ctx, o.Name)
 		if gerr != nil || old.Status != state.Creating || !s.State.Stale(ctx, old.UUID) ||
 			old.Backend != bname || old.Thin != o.Thin || old.SizeBytes != size {
-			return v, err
+			return Volume{}, err
 		}
 		v = old
+		if op, err = s.State.BeginOp(ctx, "create", v.UUID); err != nil {
+			return volumeOf(v), err
+		}
 	}
-	op, err := s.State.BeginOp(ctx, "create", v.UUID)
-	if err != nil {
-		return v, err
-	}
-	defer func() { op.End(ctx, err) }()
+	// Nothing of this volume may stay if a step fails: no LV, no row.
+	r := newReverter()
+	defer r.fail(ctx, &err)
+	uuid := v.UUID // v is reassigned below, and may come back empty
+	r.add("volume row", func(ctx context.Context) error {
+		if left := r.leftovers(); len(left) > 0 {
+			// Without its row the LV would be nobody's: keep the row, in
+			// error, so delete can remove both.
+			msg := "create failed and its " + strings.Join(left, ", ") + " could not be removed"
+			_, merr := s.State.MoveVolume(ctx, uuid, state.Move{From: []string{state.Creating}, To: state.Error, LastError: &msg})
+			return errors.Join(fmt.Errorf("volume %q is left in error: 'blk volume delete %s' removes it", o.Name, o.Name), merr)
+		}
+		return s.State.DeleteVolume(ctx, uuid, state.Creating)
+	})
+	r.journal(op)
 
-	if err := s.createLV(ctx, l, b.ThinPool, v); err != nil {
-		// Nothing of this volume may stay: no LV, no row in creating.
-		cleanup := context.WithoutCancel(ctx)
-		if _, gerr := l.LV(cleanup, lvName(v.UUID)); gerr == nil {
-			if rerr := l.Remove(cleanup, lvName(v.UUID)); rerr != nil {
-				return v, errors.Join(fmt.Errorf("create volume %q: %w", o.Name, err), fmt.Errorf("remove its half-made LV: %w", rerr))
-			}
-		}
-		if derr := s.State.DeleteVolume(cleanup, v.UUID, state.Creating); derr != nil {
-			return v, errors.Join(fmt.Errorf("create volume %q: %w", o.Name, err), derr)
-		}
-		return v, fmt.Errorf("create volume %q: %w", o.Name, err)
-	}
-	lv, err := l.LV(ctx, lvName(v.UUID))
+	lv, err := s.createLV(ctx, r, l, b.ThinPool, v)
 	if err != nil {
-		return v, fmt.Errorf("create volume %q: read back: %w", o.Name, err)
+		return volumeOf(v), fmt.Errorf("create volume %q: %w", o.Name, err)
 	}
-	return s.State.MoveVolume(ctx, v.UUID, state.Move{From: []string{state.Creating}, To: state.Available,
-		SizeBytes: lv.SizeBytes, Path: lv.Path()})
+	if v, err = s.State.MoveVolume(ctx, v.UUID, state.Move{From: []string{state.Creating}, To: state.Available,
+		SizeBytes: lv.SizeBytes, Path: lv.Path()}); err != nil {
+		return volumeOf(v), err
+	}
+	r.success()
+	return volumeOf(v), nil
 }
 
-// createLV makes the volume's LV unless a previous run already did.
-func (s *Service) createLV(ctx context.Context, l lvm.LVM, pool string, v Volume) error {
-	if _, err := l.LV(ctx, lvName(v.UUID)); err == nil {
-		return nil
+// createLV makes the volume's LV, unless a previous run already did, once
+// the group or thin pool is seen to have room for it.
+func (s *Service) createLV(ctx context.Context, r *reverter, l lvm.LVM, pool string, v state.Volume) (lvm.LV, error) {
+	name := lvName(v.UUID)
+	if lv, err := l.LV(ctx, name); err == nil {
+		r.add("lv", func(ctx context.Context) error { return l.Remove(ctx, name) })
+		return lv, nil
 	} else if !errors.Is(err, lvm.ErrNotFound) {
-		return err
+		return lv, err
 	}
 	if !v.Thin {
 		pool = ""
 	}
-	return l.Create(ctx, lvm.CreateOptions{Name: lvName(v.UUID), SizeBytes: v.SizeBytes, ThinPool: pool,
+	if err := l.Fits(ctx, v.SizeBytes, pool); err != nil {
+		if errors.Is(err, ErrNoSpace) {
+			err = fault.Wrap(ErrConflict, err)
+		}
+		return lvm.LV{}, err
+	}
+	// A failed lvcreate may still have made the LV: remove it if it is there.
+	r.add("lv", func(ctx context.Context) error {
+		if _, err := l.LV(ctx, name); errors.Is(err, lvm.ErrNotFound) {
+			return nil
+		}
+		return l.Remove(ctx, name)
+	})
+	return l.Create(ctx, lvm.CreateOptions{Name: name, SizeBytes: v.SizeBytes, ThinPool: pool,
 		Tags: []string{lvm.Tag, lvm.VolumeTag(v.UUID)}})
 }

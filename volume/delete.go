@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 
 	"github.com/blk-project/blk/internal/exec"
@@ -21,8 +20,12 @@ type DeleteOptions struct {
 type DeleteResult struct {
 	Ref    string `json:"volume" yaml:"volume"`
 	UUID   string `json:"uuid,omitempty" yaml:"uuid,omitempty"`
+	Status string `json:"status" yaml:"status"` // deleted, would delete (dry run), or failed
+	Wiped  bool   `json:"wiped" yaml:"wiped"`
+	Error  string `json:"error,omitempty" yaml:"error,omitempty"`
 	Err    error  `json:"-" yaml:"-"`
-	Status string `json:"status" yaml:"status"` // deleted, or the error
+	// Note tells a person what blk chose (a wipe an earlier delete asked for).
+	Note string `json:"-" yaml:"-"`
 }
 
 // deletable are the statuses delete accepts outright; creating and deleting
@@ -37,16 +40,16 @@ func (s *Service) Delete(ctx context.Context, o DeleteOptions) ([]DeleteResult, 
 			return nil, invalid("empty volume name")
 		}
 	}
+	done := "deleted"
+	if s.Hosts.DryRun() {
+		done = "would delete"
+	}
 	var results []DeleteResult
 	var errs []error
 	for _, ref := range o.Refs {
-		uuid, err := s.deleteOne(ctx, ref, o.Wipe)
-		res := DeleteResult{Ref: ref, UUID: uuid, Err: err, Status: "deleted"}
-		if s.Hosts.DryRun() {
-			res.Status = "would delete"
-		}
-		if err != nil {
-			res.Status = err.Error()
+		res := DeleteResult{Ref: ref, Status: done}
+		if err := s.deleteOne(ctx, ref, o.Wipe, &res); err != nil {
+			res.Status, res.Error, res.Err = "failed", err.Error(), err
 			errs = append(errs, err)
 		}
 		results = append(results, res)
@@ -63,33 +66,28 @@ func (s *Service) Delete(ctx context.Context, o DeleteOptions) ([]DeleteResult, 
 	}
 }
 
-func (s *Service) deleteOne(ctx context.Context, ref string, wipe bool) (string, error) {
+func (s *Service) deleteOne(ctx context.Context, ref string, wipe bool, res *DeleteResult) (err error) {
 	v, err := s.State.Volume(ctx, ref)
 	if err != nil {
-		return "", err
+		return err
 	}
+	res.UUID = v.UUID
 	if v.SnapshotCount > 0 {
-		return v.UUID, conflict("volume %q has %d snapshot(s): delete them first (blk snapshot list %s)", v.Name, v.SnapshotCount, v.Name)
+		return conflict("volume %q has %d snapshot(s) in the state file: delete them first, with the blk version that made them (this one has no snapshot commands)", v.Name, v.SnapshotCount)
 	}
 	from := deletable
 	if (v.Status == state.Creating || v.Status == state.Deleting) && s.State.Stale(ctx, v.UUID) {
 		from = []string{v.Status}
 	}
-	b, ok := s.Config.Backends[v.Backend]
-	if !ok {
-		return v.UUID, fmt.Errorf("volume %q: backend %q is no longer configured", v.Name, v.Backend)
+	b, err := s.backendOf(v)
+	if err != nil {
+		return err
 	}
 	l, err := s.lvm(ctx, b)
 	if err != nil {
-		return v.UUID, err
+		return err
 	}
-	if s.Hosts.DryRun() {
-		if !slices.Contains(from, v.Status) {
-			return v.UUID, &state.ConflictError{Volume: v.Name, Status: v.Status, Reason: "is " + v.Status + ": only an available volume can be deleted"}
-		}
-		return v.UUID, s.removeLV(ctx, l, v, wipe)
-	}
-	if _, err := s.State.MoveVolume(ctx, v.UUID, state.Move{From: from, To: state.Deleting}); err != nil {
+	if _, err = s.State.MoveVolume(ctx, v.UUID, state.Move{From: from, To: state.Deleting}); err != nil {
 		var ce *state.ConflictError
 		if errors.As(err, &ce) && ce.Holder == "" {
 			ce.Reason = "is " + ce.Status + ": only an available volume can be deleted"
@@ -97,27 +95,51 @@ func (s *Service) deleteOne(ctx context.Context, ref string, wipe bool) (string,
 				ce.Reason += " (detach it first)"
 			}
 		}
-		return v.UUID, err
+		return err
+	}
+	// A delete that fails part-way leaves the volume error_deleting, with
+	// the error, for a rerun: the LV may be half gone.
+	r := newReverter()
+	defer r.fail(ctx, &err)
+	r.add("status", func(ctx context.Context) error {
+		msg := err.Error()
+		_, merr := s.State.MoveVolume(ctx, v.UUID, state.Move{From: []string{state.Deleting}, To: state.ErrorDeleting, LastError: &msg})
+		return merr
+	})
+	if !wipe && v.Status != state.Available {
+		// What an interrupted delete --wipe left is wiped too: its data is
+		// what the operator meant to destroy.
+		if wipe, err = s.State.WipeRequested(ctx, v.UUID); err != nil {
+			return err
+		}
+		if wipe {
+			res.Note = fmt.Sprintf("volume %s: wiping it first, as the earlier interrupted delete --wipe asked", v.Name)
+		}
 	}
 	op, err := s.State.BeginOp(ctx, "delete", v.UUID)
 	if err != nil {
-		return v.UUID, err
+		return err
 	}
+	r.journal(op)
+	if wipe {
+		if err = op.Step(ctx, "wipe"); err != nil {
+			return err
+		}
+	}
+	res.Wiped = wipe
 	if err := s.removeLV(ctx, l, v, wipe); err != nil {
-		op.End(ctx, err)
-		msg := err.Error()
-		cleanup := context.WithoutCancel(ctx)
-		_, merr := s.State.MoveVolume(cleanup, v.UUID, state.Move{From: []string{state.Deleting}, To: state.ErrorDeleting, LastError: &msg})
-		return v.UUID, errors.Join(fmt.Errorf("delete volume %q: %w", v.Name, err), merr)
+		return fmt.Errorf("delete volume %q: %w", v.Name, err)
 	}
-	err = s.State.DeleteVolume(ctx, v.UUID, state.Deleting)
-	op.End(ctx, err)
-	return v.UUID, err
+	if err := s.State.DeleteVolume(ctx, v.UUID, state.Deleting); err != nil {
+		return err
+	}
+	r.success()
+	return nil
 }
 
 // removeLV wipes (if asked) and removes the volume's LV; an LV already gone
 // is fine, so a delete that died part-way can be run again.
-func (s *Service) removeLV(ctx context.Context, l lvm.LVM, v Volume, wipe bool) error {
+func (s *Service) removeLV(ctx context.Context, l lvm.LVM, v state.Volume, wipe bool) error {
 	lv, err := l.LV(ctx, lvName(v.UUID))
 	if errors.Is(err, lvm.ErrNotFound) {
 		return nil
@@ -126,7 +148,7 @@ func (s *Service) removeLV(ctx context.Context, l lvm.LVM, v Volume, wipe bool) 
 		return err
 	}
 	if wipe {
-		if err := s.wipe(ctx, l.Run, lv, v.Thin); err != nil {
+		if err := s.wipe(ctx, l.Run, lv, v.Name, v.Thin); err != nil {
 			return fmt.Errorf("wipe: %w", err)
 		}
 	}
@@ -140,12 +162,12 @@ const wipeStep = 256 << 20
 // wipe zeroes a thick LV in steps, reporting progress. A thin LV is
 // discarded instead: its blocks go back to the pool, which zeroes them
 // before reuse, and writing zeros would fill the pool for other volumes.
-func (s *Service) wipe(ctx context.Context, r exec.Runner, lv lvm.LV, thin bool) error {
+func (s *Service) wipe(ctx context.Context, r exec.Runner, lv lvm.LV, name string, thin bool) error {
 	if thin {
 		_, err := run(ctx, r, true, "blkdiscard", lv.Path())
 		return err
 	}
-	p := s.progress("wipe "+lv.Name, lv.SizeBytes)
+	p := s.progress("wipe "+name, lv.SizeBytes)
 	defer p.Done()
 	for off := int64(0); off < lv.SizeBytes; off += wipeStep {
 		n := min(wipeStep, lv.SizeBytes-off)

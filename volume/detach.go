@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/blk-project/blk/hypervisor"
+	"github.com/blk-project/blk/internal/retry"
 	"github.com/blk-project/blk/iscsi"
 	"github.com/blk-project/blk/state"
 )
@@ -39,7 +39,7 @@ func (s *Service) Detach(ctx context.Context, o DetachOptions) (res DetachResult
 	if err != nil {
 		return res, err
 	}
-	res.Volume = v
+	res.Volume = volumeOf(v)
 	rec, err := s.State.Attachment(ctx, v.UUID)
 	if errors.Is(err, state.ErrNotFound) && v.Status == state.Available {
 		return res, nil
@@ -50,20 +50,16 @@ func (s *Service) Detach(ctx context.Context, o DetachOptions) (res DetachResult
 	if o.Instance != "" && rec.Instance != o.Instance {
 		return res, conflict("volume %q is attached to %s, not %s", v.Name, rec.Instance, o.Instance)
 	}
+	if _, err = s.backendOf(v); err != nil {
+		return res, err
+	}
 	from := []string{state.InUse}
 	stale := s.State.Stale(ctx, v.UUID)
 	if stale && (v.Status == state.Detaching || o.Force && v.Status == state.Attaching) {
 		from = []string{v.Status} // continue a detach, or clean up a killed attach
 	}
 	res.WasPresent = true
-	if s.Hosts.DryRun() {
-		if !slices.Contains(from, v.Status) {
-			return res, &state.ConflictError{Volume: v.Name, Status: v.Status, Holder: s.State.Holder(ctx, v.UUID)}
-		}
-		_, err := s.disconnect(ctx, rec, o.Force)
-		return res, err
-	}
-	if _, err := s.State.MoveVolume(ctx, v.UUID, state.Move{From: from, To: state.Detaching}); err != nil {
+	if _, err = s.State.MoveVolume(ctx, v.UUID, state.Move{From: from, To: state.Detaching}); err != nil {
 		var ce *state.ConflictError
 		if errors.As(err, &ce) && ce.Status == state.Attaching && ce.Holder == "" {
 			ce.Reason = "is attaching and its attach is gone: clean up with 'blk volume detach --force " + v.Name + "'"
@@ -79,7 +75,8 @@ func (s *Service) Detach(ctx context.Context, o DetachOptions) (res DetachResult
 	if err != nil {
 		return res, fmt.Errorf("detach volume %q from %q: %w (the volume stays detaching; run detach again to continue, or with --force)", v.Name, rec.Instance, err)
 	}
-	res.Volume, err = s.State.FinishDetach(ctx, v.UUID)
+	v, err = s.State.FinishDetach(ctx, v.UUID)
+	res.Volume = volumeOf(v)
 	return res, err
 }
 
@@ -90,17 +87,17 @@ func (s *Service) disconnect(ctx context.Context, rec state.AttachmentRecord, fo
 	if err != nil {
 		return nil, err
 	}
-	b := s.Config.Backends[v.Backend]
+	b, err := s.backendOf(v)
+	if err != nil {
+		return nil, err
+	}
 	conn := rec.Conn
 	var warnings []string
 	do := func(name string, fn func() error) error {
 		err := fn()
 		if err == nil {
 			rec.Step = name
-			if !s.Hosts.DryRun() {
-				return s.State.UpdateAttachment(ctx, rec)
-			}
-			return nil
+			return s.State.UpdateAttachment(ctx, rec)
 		}
 		if force {
 			warnings = append(warnings, fmt.Sprintf("%s: %v", name, err))
@@ -118,7 +115,7 @@ func (s *Service) disconnect(ctx context.Context, rec state.AttachmentRecord, fo
 			if err != nil {
 				return err
 			}
-			err = s.unplug(ctx, hv, rec.Host, rec.Instance, serial)
+			err = s.unplug(ctx, hv, rec.Instance, serial)
 			if errors.Is(err, hypervisor.ErrNoDomain) {
 				return nil // the domain is gone, and its disk with it
 			}
@@ -155,49 +152,55 @@ func (s *Service) disconnect(ctx context.Context, rec state.AttachmentRecord, fo
 }
 
 // removeTarget removes the ACL, account, LUN and target of a volume; what is
-// already gone is skipped. The target id comes from the state, or from tgtd
-// when a killed attach never recorded it.
+// already gone is skipped. The target id comes from tgtd, as a killed attach
+// may never have recorded it.
 func (s *Service) removeTarget(ctx context.Context, t iscsi.Target, conn state.ConnectionInfo) error {
 	if conn.AuthUsername != "" {
 		if err := t.DeleteAccount(ctx, conn.AuthUsername); err != nil {
 			return err
 		}
 	}
+	ids, err := t.Targets(ctx)
+	if err != nil {
+		return err
+	}
 	// A command of a killed attach may still be landing on tgtd: look again
 	// after removing, and remove again, until the target stays gone.
-	for try := 1; ; try++ {
-		ids, err := t.Targets(ctx)
-		if err != nil {
-			return err
-		}
-		tid, ok := ids[conn.TargetIQN]
-		if !ok {
-			return nil
-		}
-		if try > 5 {
-			return fmt.Errorf("target %s (tid %d) is still there after %d removals", conn.TargetIQN, tid, try-1)
-		}
-		if conn.InitiatorIQN != "" {
-			if err := t.Unbind(ctx, tid, conn.InitiatorIQN); err != nil {
+	removals := 0
+	return retry.Do(ctx, retry.Policy{Attempts: 5, Delay: 200 * time.Millisecond, Retry: func(err error) bool { return errors.Is(err, errTargetBack) }},
+		func() error {
+			tid, ok := ids[conn.TargetIQN]
+			if !ok {
+				return nil
+			}
+			if conn.InitiatorIQN != "" {
+				if err = t.Unbind(ctx, tid, conn.InitiatorIQN); err != nil {
+					return err
+				}
+			}
+			if err = t.DeleteLUN(ctx, tid, lunID); err != nil {
 				return err
 			}
-		}
-		if err := t.DeleteLUN(ctx, tid, lunID); err != nil {
-			return err
-		}
-		if err := t.Delete(ctx, tid); err != nil {
-			return err
-		}
-		if try > 1 {
-			time.Sleep(200 * time.Millisecond)
-		}
-	}
+			if err = t.Delete(ctx, tid); err != nil {
+				return err
+			}
+			removals++
+			if ids, err = t.Recheck(ctx); err != nil {
+				return err
+			}
+			if _, ok := ids[conn.TargetIQN]; ok {
+				return fmt.Errorf("target %s (tid %d) is still there after %d removals: %w", conn.TargetIQN, tid, removals, errTargetBack)
+			}
+			return nil
+		})
 }
+
+var errTargetBack = errors.New("it came back")
 
 // unplug removes the disk with serial from the domain: from the persistent
 // definition, then from the live one, asking again while the guest has not
 // let go. libvirt reporting success is no proof: only the live XML is.
-func (s *Service) unplug(ctx context.Context, hv hypervisor.Hypervisor, host, domain, serial string) error {
+func (s *Service) unplug(ctx context.Context, hv hypervisor.Hypervisor, domain, serial string) error {
 	for _, persistent := range []bool{true, false} {
 		x, err := hv.DomainXML(ctx, domain, persistent)
 		if err != nil {
@@ -216,24 +219,22 @@ func (s *Service) unplug(ctx context.Context, hv hypervisor.Hypervisor, host, do
 				return err
 			}
 			flags := hypervisor.Flags{Persistent: persistent, Live: !persistent}
-			if s.Hosts.DryRun() {
-				s.Hosts.Plan(host, "libvirt detach-device %s %s (serial %s)", domain, flags, serial)
+			if persistent {
+				if err := hv.DetachDevice(ctx, domain, dx, flags); err != nil {
+					return err
+				}
 				continue
 			}
-			for try := 1; ; try++ {
-				// A second request while the guest is still releasing the
-				// disk is refused with "already in the process of unplug".
-				if err := hv.DetachDevice(ctx, domain, dx, flags); err != nil && !(try > 1 && strings.Contains(err.Error(), "in the process of unplug")) {
-					return err
-				}
-				if persistent {
-					break
-				}
-				err := hypervisor.WaitGone(ctx, hv, domain, serial, detachWait)
-				if err == nil || try == 3 {
-					return err
-				}
-			}
+			// The guest may ignore a request: ask again. A request while the
+			// guest is still releasing the disk is refused with "already in
+			// the process of unplug", which is no failure.
+			return retry.Do(ctx, retry.Policy{Attempts: 3, Retry: func(err error) bool { return errors.Is(err, hypervisor.ErrNotReleased) }},
+				func() error {
+					if err := hv.DetachDevice(ctx, domain, dx, flags); err != nil && !strings.Contains(err.Error(), "in the process of unplug") {
+						return err
+					}
+					return hypervisor.WaitGone(ctx, hv, domain, serial, detachWait)
+				})
 		}
 	}
 	return nil

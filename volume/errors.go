@@ -3,35 +3,19 @@
 // undoing what it did when a later step fails.
 package volume
 
-import (
-	"errors"
-	"fmt"
-
-	"github.com/blk-project/blk/state"
-)
+import "github.com/blk-project/blk/internal/fault"
 
 // The kinds of failure a caller maps to exit codes. Errors from external
-// commands are none of these (exit 1).
+// commands are none of these (exit 1), unless a tool's known failure gave
+// them one.
 var (
-	ErrInvalid  = errors.New("invalid input")
-	ErrNotFound = state.ErrNotFound
-	ErrConflict = state.ErrConflict
-	ErrPartial  = errors.New("partly failed")
+	ErrInvalid  = fault.ErrInvalid
+	ErrNotFound = fault.ErrNotFound
+	ErrConflict = fault.ErrConflict
+	ErrPartial  = fault.ErrPartial
+	ErrNoSpace  = fault.ErrNoSpace
 )
 
-func invalid(format string, args ...any) error {
-	return &kindError{kind: ErrInvalid, msg: fmt.Sprintf(format, args...)}
-}
+func invalid(format string, args ...any) error { return fault.New(ErrInvalid, format, args...) }
 
-func conflict(format string, args ...any) error {
-	return &kindError{kind: ErrConflict, msg: fmt.Sprintf(format, args...)}
-}
-
-// kindError is a message of a given kind, without the kind's own text.
-type kindError struct {
-	kind error
-	msg  string
-}
-
-func (e *kindError) Error() string { return e.msg }
-func (e *kindError) Unwrap() error { return e.kind }
+func conflict(format string, args ...any) error { return fault.New(ErrConflict, format, args...) }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"sync"
-	"time"
 
 	"github.com/blk-project/blk/hypervisor"
 	"github.com/blk-project/blk/internal/config"
@@ -16,10 +15,9 @@ import (
 // Hosts hands out one runner per configured host, made on first use, so
 // one invocation opens at most one SSH connection to each host.
 type Hosts struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	dryRun  io.Writer // non-nil: print mutating commands instead of running them
-	timeout time.Duration
+	cfg    *config.Config
+	log    *slog.Logger
+	dryRun io.Writer // non-nil: print mutating commands instead of running them
 
 	mu      sync.Mutex
 	runners map[string]exec.Runner
@@ -90,21 +88,14 @@ func (hs *Hosts) Hypervisor(ctx context.Context, name string) (hypervisor.Hyperv
 	if err != nil {
 		return nil, err
 	}
+	if hs.dryRun != nil {
+		h = hypervisor.NewDryRun(h, name, hs.dryRun, &hs.dryMu)
+	}
 	hs.hvs[name] = h
 	return h, nil
 }
 
-// Plan prints, in a dry run, a step that is not a command (a libvirt call).
-func (hs *Hosts) Plan(host, format string, args ...any) {
-	if hs.dryRun == nil {
-		return
-	}
-	hs.dryMu.Lock()
-	defer hs.dryMu.Unlock()
-	fmt.Fprintf(hs.dryRun, "%s: "+format+"\n", append([]any{host}, args...)...)
-}
-
-// DryRun reports whether mutating commands are skipped.
+// DryRun reports whether changes are printed and skipped.
 func (hs *Hosts) DryRun() bool { return hs.dryRun != nil }
 
 // Close ends every connection.

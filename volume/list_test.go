@@ -23,7 +23,7 @@ func TestListJSONIsTheVolumeContract(t *testing.T) {
 		{UUID: "00000000-0000-0000-0000-00000000000b", Name: "thin.one", Backend: "lvm-1", SizeBytes: 5 << 30, Thin: true, Status: state.Available, Source: "snapshot:x"},
 		{UUID: "00000000-0000-0000-0000-00000000000c", Name: "broken_1", Backend: "lvm-2", SizeBytes: 1 << 20, Status: state.Creating},
 	} {
-		if err := s.State.InsertVolume(ctx, &v); err != nil {
+		if _, err := s.State.InsertVolume(ctx, &v); err != nil {
 			t.Fatal(i, err)
 		}
 	}

@@ -2,8 +2,11 @@ package volume
 
 import (
 	"context"
-	"fmt"
 	"io"
+	"maps"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/blk-project/blk/internal/config"
 	"github.com/blk-project/blk/lvm"
@@ -11,21 +14,82 @@ import (
 	"github.com/google/uuid"
 )
 
-// Volume is what blk reports about a volume.
-type Volume = state.Volume
+// Volume is what blk reports about a volume. Its JSON and YAML field names
+// are a contract with scripts.
+type Volume struct {
+	UUID           string      `json:"uuid" yaml:"uuid"`
+	Name           string      `json:"name" yaml:"name"`
+	Backend        string      `json:"backend" yaml:"backend"`
+	SizeBytes      int64       `json:"size_bytes" yaml:"size_bytes"`
+	Status         string      `json:"status" yaml:"status"`
+	PreviousStatus string      `json:"previous_status" yaml:"previous_status"`
+	Thin           bool        `json:"thin" yaml:"thin"`
+	Source         string      `json:"source" yaml:"source"`
+	Path           string      `json:"path" yaml:"path"`
+	CreatedAt      time.Time   `json:"created_at" yaml:"created_at"`
+	UpdatedAt      time.Time   `json:"updated_at" yaml:"updated_at"`
+	LastError      string      `json:"last_error" yaml:"last_error"`
+	SnapshotCount  int         `json:"snapshot_count" yaml:"snapshot_count"`
+	Attachment     *Attachment `json:"attachment" yaml:"attachment"`
+}
+
+// Attachment is where a volume is plugged in.
+type Attachment struct {
+	Instance   string    `json:"instance" yaml:"instance"`
+	Host       string    `json:"host" yaml:"host"`
+	Device     string    `json:"device" yaml:"device"`
+	DevicePath string    `json:"device_path" yaml:"device_path"`
+	AttachedAt time.Time `json:"attached_at" yaml:"attached_at"`
+}
+
+func volumeOf(v state.Volume) Volume {
+	out := Volume{UUID: v.UUID, Name: v.Name, Backend: v.Backend, SizeBytes: v.SizeBytes, Status: v.Status,
+		PreviousStatus: v.PreviousStatus, Thin: v.Thin, Source: v.Source, Path: v.Path, CreatedAt: v.CreatedAt,
+		UpdatedAt: v.UpdatedAt, LastError: v.LastError, SnapshotCount: v.SnapshotCount}
+	if a := v.Attachment; a != nil {
+		out.Attachment = &Attachment{Instance: a.Instance, Host: a.Host, Device: a.Device, DevicePath: a.DevicePath, AttachedAt: a.AttachedAt}
+	}
+	return out
+}
 
 // Service runs the workflows against one configuration, state file and set
 // of hosts.
 type Service struct {
-	Config *config.Config
-	State  *state.Store
-	Hosts  *Hosts
+	Config     *config.Config
+	ConfigFile string // for messages
+	State      Store
+	Hosts      *Hosts
 	// Progress, when set, is called for long work (wipe) and returns where to
 	// report bytes done; nil means no progress display.
 	Progress func(label string, total int64) Progress
 
 	// testHookUUID, when set, is the UUID the next create uses.
 	testHookUUID string
+}
+
+// NewService runs the workflows on st and hosts. When hosts make a dry run,
+// so does the state: it is read, and changes are checked but not made.
+// NewService builds the workflows; file names the configuration for
+// messages ("built-in default" when there is none).
+func NewService(cfg *config.Config, file string, st *state.Store, hosts *Hosts) *Service {
+	var store Store = stateStore{st}
+	if hosts.DryRun() {
+		store = newDryStore(store)
+	}
+	return &Service{Config: cfg, ConfigFile: file, State: store, Hosts: hosts}
+}
+
+// backendOf is the configured backend of a volume. One that left the
+// configuration is refused before anything runs: half a detach, run against
+// a host that is no longer known, would leave the export and the volume
+// stuck.
+func (s *Service) backendOf(v state.Volume) (config.Backend, error) {
+	b, ok := s.Config.Backends[v.Backend]
+	if !ok {
+		return b, invalid("volume %q is on backend %q, which the configuration (%s) no longer defines: put it back to manage the volume",
+			v.Name, v.Backend, s.ConfigFile)
+	}
+	return b, nil
 }
 
 func (s *Service) newUUID() string {
@@ -67,7 +131,7 @@ func (s *Service) backend(name string) (string, config.Backend, error) {
 	}
 	b, ok := s.Config.Backends[name]
 	if !ok {
-		return "", b, fmt.Errorf("backend %q: %w", name, ErrNotFound)
+		return "", b, invalid("backend %q is not configured (configured: %s)", Truncate(name), strings.Join(slices.Sorted(maps.Keys(s.Config.Backends)), ", "))
 	}
 	return name, b, nil
 }
@@ -86,14 +150,23 @@ func lvName(uuid string) string { return "volume-" + uuid }
 
 // Show finds one volume by name or UUID.
 func (s *Service) Show(ctx context.Context, ref string) (Volume, error) {
-	return s.State.Volume(ctx, ref)
+	v, err := s.State.Volume(ctx, ref)
+	return volumeOf(v), err
 }
 
 // ListOptions filter List.
 type ListOptions = state.VolumeFilter
 
 func (s *Service) List(ctx context.Context, o ListOptions) ([]Volume, error) {
-	return s.State.ListVolumes(ctx, o)
+	rows, err := s.State.ListVolumes(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	vols := make([]Volume, len(rows))
+	for i, v := range rows {
+		vols[i] = volumeOf(v)
+	}
+	return vols, nil
 }
 
 // WriteListJSON streams the volumes o selects to w as the JSON array List

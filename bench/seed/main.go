@@ -16,7 +16,7 @@ func main() {
 	n := flag.Int("n", 10000, "volumes")
 	flag.Parse()
 	ctx := context.Background()
-	st, err := state.Open(ctx, *path, false)
+	st, err := state.Open(ctx, *path, state.ReadWrite)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -24,10 +24,14 @@ func main() {
 	for i := 0; i < *n; i++ {
 		v := &state.Volume{UUID: uuid.NewString(), Name: fmt.Sprintf("bench-%05d", i), Backend: "lvm-1",
 			SizeBytes: 1 << 30, Status: state.Creating, Path: "/dev/blk/volume-x"}
-		if err := st.InsertVolume(ctx, v); err != nil {
+		op, err := st.InsertVolume(ctx, v)
+		if err != nil {
 			log.Fatal(err)
 		}
 		if _, err := st.MoveVolume(ctx, v.UUID, state.Move{From: []string{state.Creating}, To: state.Available}); err != nil {
+			log.Fatal(err)
+		}
+		if err := op.End(ctx, nil); err != nil {
 			log.Fatal(err)
 		}
 	}

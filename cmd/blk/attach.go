@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+
 	"github.com/blk-project/blk/volume"
 	"github.com/spf13/cobra"
 )
@@ -30,17 +32,21 @@ succeeds and says so; to another instance it exits 3.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Volume = args[0]
+			if err := volume.CheckRef(o.Volume); err != nil {
+				return err
+			}
 			if err := o.Validate(); err != nil {
 				return err
 			}
 			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
+				stop := a.spin(fmt.Sprintf("attaching %s to %s", o.Volume, o.Instance))
 				v, already, err := svc.Attach(ctx, o)
+				stop()
 				if err != nil {
 					return err
 				}
 				if a.DryRun {
-					a.note("dry run: nothing was changed")
-					return nil
+					return a.dryRunDone()
 				}
 				if already {
 					a.note("volume %s is already attached to %s", v.Name, o.Instance)
@@ -79,17 +85,21 @@ Detaching a volume that is not attached succeeds and says so.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Volume = args[0]
+			if err := volume.CheckRef(o.Volume); err != nil {
+				return err
+			}
 			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
+				stop := a.spin("detaching " + o.Volume)
 				res, err := svc.Detach(ctx, o)
+				stop()
 				if err != nil {
 					return err
 				}
 				if a.DryRun {
-					a.note("dry run: nothing was changed")
-					return nil
+					return a.dryRunDone()
 				}
 				for _, w := range res.Warnings {
-					a.note("blk: warning: %s", w)
+					a.warn("%s", w)
 				}
 				if !res.WasPresent {
 					a.note("volume %s was not attached", res.Volume.Name)

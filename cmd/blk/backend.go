@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 
+	"github.com/blk-project/blk/state"
 	"github.com/blk-project/blk/volume"
 	"github.com/spf13/cobra"
 )
@@ -22,7 +23,7 @@ there (the sum of its volumes' sizes, from the state file).`,
 		Example: "  blk backend list\n  blk backend list -o wide",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
+			return a.withReader(cmd, state.ReadOnlyOrEmpty, func(ctx context.Context, svc *volume.Service) error {
 				infos, err := svc.Backends(ctx)
 				if infos != nil {
 					if perr := a.print(backendsView(infos)); perr != nil {

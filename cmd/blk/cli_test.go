@@ -57,7 +57,7 @@ func TestBadConfigIsOneLineNamingFileAndKey(t *testing.T) {
 		"backends.lvm-1.host: host \"stor9\" is not defined under hosts": strings.Replace(goodConfig, "host: stor1", "host: stor9", 1),
 		"backends.lvm-1.vg: missing":                                     strings.Replace(goodConfig, "vg: blk, ", "", 1),
 		"backends.lvm-1.portal: \"192.0.2.10\" is not ADDRESS:PORT":      strings.Replace(goodConfig, "192.0.2.10:3260", "192.0.2.10", 1),
-		"has invalid keys: bogus":                                        goodConfig + "bogus: 1\n",
+		`line 8: bogus: unknown key "bogus"`:                             goodConfig + "bogus: 1\n",
 	}
 	for want, body := range cases {
 		dir := writeConfig(t, body)
@@ -177,6 +177,8 @@ func fakeLVM() func(args []string) (string, string, int, bool) {
 		case "lvremove":
 			delete(lvs, last)
 			return "", "", 0, true
+		case "vgs":
+			return `{"report":[{"vg":[{"vg_name":"` + last + `","vg_size":"8589934592","vg_free":"8589934592","lv_count":"0"}]}]}`, "", 0, true
 		}
 		return "", "", 0, false
 	}

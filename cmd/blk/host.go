@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 
+	"github.com/blk-project/blk/state"
 	"github.com/blk-project/blk/volume"
 	"github.com/spf13/cobra"
 )
@@ -19,21 +20,28 @@ func newHostCmd(a *App) *cobra.Command {
 		Args:    cobra.NoArgs,
 		Example: "  blk host list -o json",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, err := a.service(a.context(cmd))
+			cfg, err := a.loadConfig()
 			if err != nil {
 				return err
 			}
-			return a.print(hostsView(svc.HostList(), false))
+			return a.print(hostsView((&volume.Service{Config: cfg}).HostList(), false))
 		},
 	}, &cobra.Command{
 		Use:   "check [HOST...]",
-		Short: "Reach hosts (locally or over SSH) and report which storage tools they have",
-		Long: `Reach each configured host (or the ones named) and report which of lvm2,
-tgtadm, iscsiadm, virsh, the libvirt socket and the NFS tools are present,
-with versions. An unreachable host makes the command exit 1 with the reason.`,
+		Short: "Check that each host has what its roles need",
+		Long: `Reach each configured host (or the ones named), locally or over SSH, and
+check what its roles need. A backend's host (storage role): lvm2, the volume
+group and its free space, the thin pool and its use, the device-mapper
+targets (thin-pool, snapshot), and tgtd running. A compute host: iscsiadm,
+iscsid running (or socket-activated), a valid initiator name in
+/etc/iscsi/initiatorname.iscsi, and the libvirt socket answering. NFS
+backends add exportfs (storage) and mount.nfs (compute).
+
+Each failed check says what to install, start or create, and the command
+exits 1; an unreachable host too. Nothing is changed on any host.`,
 		Example: "  blk host check\n  blk host check stor1 -o json",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
+			return a.withReader(cmd, state.ReadOnlyOrEmpty, func(ctx context.Context, svc *volume.Service) error {
 				reports, err := svc.CheckHosts(ctx, args)
 				if reports != nil {
 					if perr := a.print(hostsView(reports, true)); perr != nil {
@@ -49,6 +57,9 @@ with versions. An unreachable host makes the command exit 1 with the reason.`,
 
 func hostsView(reports []volume.HostReport, checked bool) view {
 	v := view{obj: reports}
+	for _, r := range reports {
+		v.names = append(v.names, r.Host)
+	}
 	if !checked {
 		v.header = []string{"HOST", "ADDRESS", "ROLES"}
 		for _, r := range reports {
@@ -56,21 +67,36 @@ func hostsView(reports []volume.HostReport, checked bool) view {
 		}
 		return v
 	}
-	v.header = []string{"HOST", "TOOL", "PRESENT", "VERSION"}
-	v.wideHeader = []string{"HOST", "ADDRESS", "TOOL", "PRESENT", "VERSION", "DETAIL"}
+	// -q: the hosts that need something.
+	v.names = nil
+	v.header = []string{"HOST", "CHECK", "STATUS", "DETAIL"}
+	v.wideHeader = []string{"HOST", "ADDRESS", "ROLE", "CHECK", "STATUS", "DETAIL", "FIX"}
 	for _, r := range reports {
 		if !r.Reachable {
-			v.rows = append(v.rows, []string{r.Host, "-", "unreachable", r.Error})
-			v.wideRows = append(v.wideRows, []string{r.Host, r.Address, "-", "unreachable", "", r.Error})
+			v.rows = append(v.rows, []string{r.Host, "reachable", "FAIL", r.Error})
+			v.wideRows = append(v.wideRows, []string{r.Host, r.Address, "-", "reachable", "FAIL", r.Error, "-"})
+			v.names = append(v.names, r.Host)
 			continue
 		}
-		for _, t := range r.Tools {
-			present, ver := "yes", t.Version
-			if !t.Present {
-				present, ver = "no", t.Detail
+		if len(r.Checks) == 0 {
+			v.rows = append(v.rows, []string{r.Host, "reachable", "ok", "no role: not a backend's host nor a compute host"})
+			v.wideRows = append(v.wideRows, []string{r.Host, r.Address, "-", "reachable", "ok", "no role", "-"})
+		}
+		failed := false
+		for _, c := range r.Checks {
+			status, detail, fix := "ok", c.Detail, c.Fix
+			if !c.OK {
+				status, failed = "FAIL", true
+				detail = strings.TrimPrefix(c.Detail+": "+c.Fix, ": ")
 			}
-			v.rows = append(v.rows, []string{r.Host, t.Tool, present, ver})
-			v.wideRows = append(v.wideRows, []string{r.Host, r.Address, t.Tool, present, t.Version, t.Detail})
+			if fix == "" {
+				fix = "-"
+			}
+			v.rows = append(v.rows, []string{r.Host, c.Check, status, detail})
+			v.wideRows = append(v.wideRows, []string{r.Host, r.Address, c.Role, c.Check, status, c.Detail, fix})
+		}
+		if failed {
+			v.names = append(v.names, r.Host)
 		}
 	}
 	return v

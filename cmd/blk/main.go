@@ -25,20 +25,38 @@ const (
 	ExitInterrupted = 130
 )
 
-const exitStatus = `
-EXIT STATUS
-  0    success
-  1    an external step failed (the error names host, command and stderr)
-  2    bad usage or input; nothing was changed
-  3    conflict: the volume's state does not allow it, or another operation holds it
-  4    not found
-  5    partial: a multi-volume command where some succeeded
-  130  interrupted`
+var exitCodes = []struct {
+	code    int
+	meaning string
+}{
+	{ExitOK, "success"},
+	{ExitFailure, "an external step failed (the error names host, command and stderr), or --timeout ran out"},
+	{ExitUsage, "bad usage or input; nothing was changed"},
+	{ExitConflict, "conflict: the volume's state does not allow it, or another operation holds it"},
+	{ExitNotFound, "not found"},
+	{ExitPartial, "partial: a multi-volume command where some succeeded"},
+	{ExitInterrupted, "interrupted (Ctrl-C, SIGTERM)"},
+}
 
-// usageError marks errors of flags and arguments, which print usage hints.
-type usageError struct{ error }
+// exitStatus ends every command's help.
+var exitStatus = func() string {
+	s := "\nEXIT STATUS\n"
+	for _, e := range exitCodes {
+		s += fmt.Sprintf("  %-4d %s\n", e.code, e.meaning)
+	}
+	return strings.TrimSuffix(s, "\n")
+}()
 
-func (e usageError) Unwrap() error { return e.error }
+// usageError marks errors of commands, flags and arguments: exit 2, and a
+// hint to the command's help.
+type usageError struct {
+	path  string // the command's full path, "blk volume create"
+	usage string // for wrong arguments, the command's use line
+	err   error
+}
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
 
 // Main runs blk with os.Args and returns the exit code.
 func Main() int {
@@ -53,36 +71,56 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 func run(ctx context.Context, app *App, args []string) int {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	stdin, stdout, stderr := app.In, app.Out, app.Err
+	if app.tty == nil {
+		app.tty = &ttys{in: isTerminal(app.In), out: isTerminal(app.Out), err: isTerminal(app.Err)}
+	}
+	app.stderr = &statusWriter{w: app.Err, tty: app.tty.err}
 	root := newRootCmd(app)
 	root.SetArgs(args)
-	root.SetIn(stdin)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root.SetIn(app.In)
+	root.SetOut(app.Out)
+	root.SetErr(app.Err)
 	err := root.ExecuteContext(ctx)
 	app.close()
 	if err == nil {
 		return ExitOK
 	}
 	code := exitCode(err)
-	if ctx.Err() != nil && !errors.Is(err, volume.ErrInvalid) {
+	msg := oneLine(err)
+	switch {
+	case ctx.Err() != nil && !errors.Is(err, volume.ErrInvalid):
 		code = ExitInterrupted
+		msg = plain(msg, context.Canceled, "interrupted")
+	case app.timedOut():
+		code = ExitFailure
+		msg = plain(msg, context.DeadlineExceeded, fmt.Sprintf("timed out after %s (--timeout)", app.Timeout))
 	}
-	fmt.Fprintf(stderr, "blk: error: %s\n", oneLine(err))
+	app.stderr.clear()
+	fmt.Fprintf(app.Err, "blk: error: %s\n", msg)
 	if h := hint(err, code); h != "" {
-		fmt.Fprintf(stderr, "blk: hint: %s\n", h)
+		fmt.Fprintf(app.Err, "blk: hint: %s\n", h)
 	}
 	return code
 }
 
+// plain replaces the context package's words for why work stopped
+// ("context canceled") with the operator's; an error that does not say it
+// (a tool killed by the cancel) gets it in front.
+func plain(msg string, cause error, say string) string {
+	if strings.Contains(msg, cause.Error()) {
+		return strings.ReplaceAll(msg, cause.Error(), say)
+	}
+	return say + ": " + msg
+}
+
 func exitCode(err error) int {
-	var ue usageError
+	var ue *usageError
 	switch {
 	case errors.As(err, &ue), errors.Is(err, volume.ErrInvalid):
 		return ExitUsage
 	case errors.Is(err, volume.ErrPartial):
 		return ExitPartial
-	case errors.Is(err, volume.ErrConflict):
+	case errors.Is(err, volume.ErrConflict), errors.Is(err, volume.ErrNoSpace):
 		return ExitConflict
 	case errors.Is(err, volume.ErrNotFound):
 		return ExitNotFound
@@ -92,31 +130,15 @@ func exitCode(err error) int {
 }
 
 func hint(err error, code int) string {
-	var ue usageError
+	var ue *usageError
 	switch {
+	case errors.As(err, &ue) && ue.usage != "":
+		return "usage: " + ue.usage + "; see '" + ue.path + " --help'"
 	case errors.As(err, &ue):
-		return "see 'blk " + ue.cmd() + " --help'"
-	case code == ExitConflict && strings.Contains(err.Error(), "held by"):
-		return "another blk is working on it; wait, or if that process is gone, rerun the command or 'blk reconcile'"
+		return "see '" + ue.path + " --help'"
 	}
 	return ""
 }
-
-func (e usageError) cmd() string {
-	var c *cmdUsageError
-	if errors.As(e.error, &c) {
-		return c.path
-	}
-	return ""
-}
-
-type cmdUsageError struct {
-	path string
-	err  error
-}
-
-func (e *cmdUsageError) Error() string { return e.err.Error() }
-func (e *cmdUsageError) Unwrap() error { return e.err }
 
 // oneLine keeps an error to one line for the terminal; joined errors are
 // separated by "; ".
@@ -125,5 +147,5 @@ func oneLine(err error) string {
 }
 
 func flagError(cmd *cobra.Command, err error) error {
-	return usageError{&cmdUsageError{path: strings.TrimPrefix(cmd.CommandPath(), "blk "), err: err}}
+	return &usageError{path: cmd.CommandPath(), err: err}
 }

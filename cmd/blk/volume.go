@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/blk-project/blk/state"
 	"github.com/blk-project/blk/volume"
 	"github.com/spf13/cobra"
 )
@@ -53,8 +54,7 @@ If a create is killed part-way, running the same command again finishes it.`,
 					return err
 				}
 				if a.DryRun {
-					a.note("dry run: nothing was changed")
-					return nil
+					return a.dryRunDone()
 				}
 				return a.print(volumeView(v))
 			})
@@ -77,7 +77,12 @@ func newVolumeListCmd(a *App) *cobra.Command {
   blk volume list -o wide`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
+			// A fresh machine lists no volumes, as scripts expect; a person
+			// still hears that no state file is there (a mistyped --state).
+			return a.withReader(cmd, state.ReadOnlyOrEmpty, func(ctx context.Context, svc *volume.Service) error {
+				if svc.State.Missing() {
+					a.warn("no state file at %s yet (check --state, BLK_STATE or the config's state:): no volumes", svc.State.Path())
+				}
 				if a.Output == "json" {
 					return a.printJSONStream(func(w io.Writer) error { return svc.WriteListJSON(ctx, o, w) })
 				}
@@ -102,7 +107,10 @@ func newVolumeShowCmd(a *App) *cobra.Command {
 		Example: "  blk volume show db1\n  blk volume show db1 -o json",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
+			if err := volume.CheckRef(args[0]); err != nil {
+				return err
+			}
+			return a.withReader(cmd, state.ReadOnly, func(ctx context.Context, svc *volume.Service) error {
 				v, err := svc.Show(ctx, args[0])
 				if err != nil {
 					return err
@@ -116,8 +124,9 @@ func newVolumeShowCmd(a *App) *cobra.Command {
 func newVolumeDeleteCmd(a *App) *cobra.Command {
 	var o volume.DeleteOptions
 	return withFlags(&cobra.Command{
-		Use:   "delete NAME|UUID... [--wipe] [--yes]",
-		Short: "Delete volumes and their LVs",
+		Use:     "delete NAME|UUID... [--wipe] [--yes]",
+		Aliases: []string{"rm", "remove"},
+		Short:   "Delete volumes and their LVs",
 		Long: `Delete volumes: remove each LV and its row. A volume must be available (not
 attached, not in the middle of another operation) and have no snapshots.
 With --wipe the LV is zeroed first (thin volumes are discarded back to their
@@ -131,6 +140,11 @@ With several volumes, each is tried; if some fail the exit code is 5.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Refs = args
+			for _, r := range args {
+				if err := volume.CheckRef(r); err != nil {
+					return err
+				}
+			}
 			what := "volume " + args[0]
 			if len(args) > 1 {
 				what = "volumes " + strings.Join(args, ", ")
@@ -138,19 +152,30 @@ With several volumes, each is tried; if some fail the exit code is 5.`,
 			if o.Wipe {
 				what += " (wiping its data)"
 			}
-			if err := a.confirm("Delete " + what + "?"); err != nil {
+			if err := a.confirm(a.context(cmd), "delete", "Delete "+what+"?"); err != nil {
 				return err
 			}
 			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
 				results, err := svc.Delete(ctx, o)
+				for _, r := range results {
+					if r.Note != "" {
+						a.note("blk: note: %s", r.Note)
+					}
+				}
 				if a.DryRun && err == nil {
-					a.note("dry run: nothing was changed")
-					return nil
+					return a.dryRunDone()
 				}
 				if len(results) > 1 || err == nil {
 					v := view{obj: results, header: []string{"VOLUME", "RESULT"}}
 					for _, r := range results {
-						v.rows = append(v.rows, []string{r.Ref, r.Status})
+						result := r.Status
+						if r.Error != "" {
+							result += ": " + r.Error
+						}
+						v.rows = append(v.rows, []string{r.Ref, result})
+						if r.Err == nil {
+							v.names = append(v.names, r.Ref)
+						}
 					}
 					if perr := a.print(v); perr != nil {
 						return perr
@@ -188,6 +213,7 @@ func volumesView(vols []volume.Volume) view {
 	for _, vol := range vols {
 		r, w := volumeRow(vol)
 		v.rows, v.wideRows = append(v.rows, r), append(v.wideRows, w)
+		v.names = append(v.names, vol.Name)
 	}
 	return v
 }
@@ -195,7 +221,7 @@ func volumesView(vols []volume.Volume) view {
 // volumeView shows one volume as a list of fields, the way people read one
 // object.
 func volumeView(vol volume.Volume) view {
-	v := view{obj: vol, header: []string{"FIELD", "VALUE"}}
+	v := view{obj: vol, header: []string{"FIELD", "VALUE"}, names: []string{vol.Name}, object: true}
 	_, wide := volumeRow(vol)
 	for i, h := range volumeWideHeader {
 		v.rows = append(v.rows, []string{strings.ToLower(h), wide[i]})

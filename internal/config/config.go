@@ -13,53 +13,63 @@ import (
 )
 
 type Config struct {
-	State       string                `mapstructure:"state"`
-	Hosts       map[string]Host       `mapstructure:"hosts"`
-	Backends    map[string]Backend    `mapstructure:"backends"`
-	Compute     []string              `mapstructure:"compute"`
-	BackupRepos map[string]BackupRepo `mapstructure:"backup_repos"`
-	Defaults    Defaults              `mapstructure:"defaults"`
+	State       string                `yaml:"state"`
+	Hosts       map[string]Host       `yaml:"hosts"`
+	Backends    map[string]Backend    `yaml:"backends"`
+	Compute     []string              `yaml:"compute"`
+	BackupRepos map[string]BackupRepo `yaml:"backup_repos"`
+	Defaults    Defaults              `yaml:"defaults"`
+
+	// lines are where Parse found each key, for errors naming the line.
+	lines map[string]int
 }
 
 type Host struct {
-	Local      bool   `mapstructure:"local"`
-	Address    string `mapstructure:"address"`
-	User       string `mapstructure:"user"`
-	Port       int    `mapstructure:"port"`
-	Identity   string `mapstructure:"identity"`
-	KnownHosts string `mapstructure:"known_hosts"`
+	Local      bool   `yaml:"local"`
+	Address    string `yaml:"address"`
+	User       string `yaml:"user"`
+	Port       int    `yaml:"port"`
+	Identity   string `yaml:"identity"`
+	KnownHosts string `yaml:"known_hosts"`
 }
 
 type Backend struct {
-	Type         string `mapstructure:"type"`
-	Host         string `mapstructure:"host"`
-	VG           string `mapstructure:"vg"`
-	ThinPool     string `mapstructure:"thin_pool"`
-	Portal       string `mapstructure:"portal"`
-	IQNPrefix    string `mapstructure:"iqn_prefix"`
-	CHAP         bool   `mapstructure:"chap"`
-	Export       string `mapstructure:"export"`
-	Path         string `mapstructure:"path"`
-	MountOptions string `mapstructure:"mount_options"`
+	Type         string `yaml:"type"`
+	Host         string `yaml:"host"`
+	VG           string `yaml:"vg"`
+	ThinPool     string `yaml:"thin_pool"`
+	Portal       string `yaml:"portal"`
+	IQNPrefix    string `yaml:"iqn_prefix"`
+	CHAP         bool   `yaml:"chap"`
+	Export       string `yaml:"export"`
+	Path         string `yaml:"path"`
+	MountOptions string `yaml:"mount_options"`
 }
 
 type BackupRepo struct {
-	Host string `mapstructure:"host"`
-	Path string `mapstructure:"path"`
+	Host string `yaml:"host"`
+	Path string `yaml:"path"`
 }
 
 type Defaults struct {
-	Backend    string `mapstructure:"backend"`
-	BackupRepo string `mapstructure:"backup_repo"`
+	Backend    string `yaml:"backend"`
+	BackupRepo string `yaml:"backup_repo"`
 }
 
 // Error is one problem in one key of one file.
 type Error struct {
-	File, Key, Problem string
+	File    string
+	Line    int // 0 when unknown (the built-in default, an environment variable)
+	Key     string
+	Problem string
 }
 
 func (e *Error) Error() string {
-	return fmt.Sprintf("config %s: %s: %s", e.File, e.Key, e.Problem)
+	where := e.File
+	if e.Line > 0 {
+		where = fmt.Sprintf("%s line %d", e.File, e.Line)
+	}
+	return fmt.Sprintf("config %s: %s: %s", where, e.Key, e.Problem)
 }
 
 // Default is what blk uses with no configuration file: this machine, with
@@ -77,15 +87,75 @@ func Default() *Config {
 
 var (
 	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
-	// LVM's own rule for VG and LV names.
-	lvmNameRE = regexp.MustCompile(`^[a-zA-Z0-9+_.][a-zA-Z0-9+_.-]*$`)
-	iqnRE     = regexp.MustCompile(`^iqn\.\d{4}-\d{2}\.[a-z0-9.-]+(:[^\s]*)?$`)
+	// LVM's own rule for VG and LV names: see lvm(8), VALID NAMES.
+	lvmNameRE = regexp.MustCompile(`^[a-zA-Z0-9+_.][a-zA-Z0-9+_.-]{0,126}$`)
+	// RFC 3720 3.2.6.3.1: iqn.YYYY-MM.reversed.domain[:anything].
+	iqnRE      = regexp.MustCompile(`^iqn\.[0-9]{4}-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[a-z0-9.:_-]*)?$`)
+	dnsLabelRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 )
+
+// maxIQN is RFC 3720's limit; a target's IQN is the prefix, ":" and a
+// 36-byte volume UUID.
+const maxIQN = 223
+
+// CheckIQN checks an initiator or target name.
+func CheckIQN(iqn string) error {
+	if len(iqn) > maxIQN {
+		return fmt.Errorf("%q is %d bytes: an IQN is at most %d", truncate(iqn, 40), len(iqn), maxIQN)
+	}
+	if !iqnRE.MatchString(iqn) {
+		return fmt.Errorf("%q is not an IQN (iqn.YYYY-MM.reversed.domain[:name], month 01-12, lower case)", truncate(iqn, 80))
+	}
+	return nil
+}
+
+// checkLVMName refuses what LVM itself would refuse as a VG or LV name, and
+// names that would make blk write outside /dev/VG ("..").
+func checkLVMName(what, s string) error {
+	switch {
+	case s == "." || s == "..":
+		return fmt.Errorf("%q is not a valid %s name", s, what)
+	case strings.HasPrefix(s, "-"):
+		return fmt.Errorf("%q: an LVM name cannot start with '-'", truncate(s, 40))
+	case !lvmNameRE.MatchString(s):
+		return fmt.Errorf("%q is not a valid %s name (1-127 of a-z A-Z 0-9 + _ . -)", truncate(s, 40), what)
+	}
+	if what == "LV" {
+		for _, r := range []string{"snapshot", "pvmove"} {
+			if strings.HasPrefix(s, r) {
+				return fmt.Errorf("%q: LVM reserves LV names starting with %q", s, r)
+			}
+		}
+		for _, r := range []string{"_cdata", "_cmeta", "_corig", "_mlog", "_mimage", "_pmspare", "_rimage", "_rmeta", "_tdata", "_tmeta", "_vorigin", "_vdata"} {
+			if strings.Contains(s, r) {
+				return fmt.Errorf("%q: LVM reserves LV names containing %q", s, r)
+			}
+		}
+	}
+	return nil
+}
+
+// checkHostName accepts an IP address or a DNS name: what goes to a dialer
+// or into iscsiadm's portal, never a shell word.
+func checkHostName(h string) error {
+	if net.ParseIP(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")) != nil {
+		return nil
+	}
+	if len(h) > 253 {
+		return fmt.Errorf("%q is not an IP address or DNS name", truncate(h, 40))
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(h, "."), ".") {
+		if !dnsLabelRE.MatchString(l) {
+			return fmt.Errorf("%q is not an IP address or DNS name", truncate(h, 40))
+		}
+	}
+	return nil
+}
 
 // Validate checks c and returns the first problem, in a stable order.
 func (c *Config) Validate(file string) error {
 	bad := func(key, format string, args ...any) error {
-		return &Error{File: file, Key: key, Problem: fmt.Sprintf(format, args...)}
+		return &Error{File: file, Line: c.lineOf(key), Key: key, Problem: fmt.Sprintf(format, args...)}
 	}
 	if c.State == "" {
 		return bad("state", "must name the state file")
@@ -96,14 +166,26 @@ func (c *Config) Validate(file string) error {
 	for _, name := range sortedKeys(c.Hosts) {
 		h := c.Hosts[name]
 		key := "hosts." + name
-		if !nameRE.MatchString(name) {
-			return bad(key, "host name must match %s", nameRE)
+		if err := checkName("host", name); err != nil {
+			return bad(key, "%v", err)
 		}
 		if h.Local && h.Address != "" {
 			return bad(key, "a local host takes no address")
 		}
 		if !h.Local && h.Address == "" {
 			return bad(key+".address", "missing (or set local: true)")
+		}
+		if !h.Local {
+			addr := h.Address
+			if hp, port, err := net.SplitHostPort(addr); err == nil {
+				if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+					return bad(key+".address", "%q has no valid port", addr)
+				}
+				addr = hp
+			}
+			if err := checkHostName(addr); err != nil {
+				return bad(key+".address", "%v", err)
+			}
 		}
 		if h.Port < 0 || h.Port > 65535 {
 			return bad(key+".port", "%d is not a TCP port", h.Port)
@@ -112,12 +194,15 @@ func (c *Config) Validate(file string) error {
 	for _, name := range sortedKeys(c.Backends) {
 		b := c.Backends[name]
 		key := "backends." + name
-		if !nameRE.MatchString(name) {
-			return bad(key, "backend name must match %s", nameRE)
+		if err := checkName("backend", name); err != nil {
+			return bad(key, "%v", err)
 		}
 		if _, ok := c.Hosts[b.Host]; !ok {
 			if b.Host == "" {
 				return bad(key+".host", "missing")
+			}
+			if _, ok := c.Hosts[strings.ToLower(b.Host)]; ok {
+				return bad(key+".host", "host names are lower case: write %q", strings.ToLower(b.Host))
 			}
 			return bad(key+".host", "host %q is not defined under hosts", b.Host)
 		}
@@ -126,11 +211,13 @@ func (c *Config) Validate(file string) error {
 			if b.VG == "" {
 				return bad(key+".vg", "missing: name the volume group")
 			}
-			if !lvmNameRE.MatchString(b.VG) {
-				return bad(key+".vg", "%q is not a valid volume group name", b.VG)
+			if err := checkLVMName("volume group", b.VG); err != nil {
+				return bad(key+".vg", "%v", err)
 			}
-			if b.ThinPool != "" && !lvmNameRE.MatchString(b.ThinPool) {
-				return bad(key+".thin_pool", "%q is not a valid LV name", b.ThinPool)
+			if b.ThinPool != "" {
+				if err := checkLVMName("LV", b.ThinPool); err != nil {
+					return bad(key+".thin_pool", "%v", err)
+				}
 			}
 			if err := checkPortal(b.Portal); err != nil {
 				return bad(key+".portal", "%v", err)
@@ -138,8 +225,11 @@ func (c *Config) Validate(file string) error {
 			if b.IQNPrefix == "" {
 				return bad(key+".iqn_prefix", "missing (e.g. iqn.2026-11.org.example.blk)")
 			}
-			if !iqnRE.MatchString(b.IQNPrefix) {
-				return bad(key+".iqn_prefix", "%q is not an IQN (iqn.YYYY-MM.reversed.domain)", b.IQNPrefix)
+			if err := CheckIQN(b.IQNPrefix); err != nil {
+				return bad(key+".iqn_prefix", "%v", err)
+			}
+			if n := len(b.IQNPrefix) + 1 + 36; n > maxIQN {
+				return bad(key+".iqn_prefix", "too long: with \":<volume uuid>\" a target's IQN would be %d bytes, over the %d RFC 3720 allows", n, maxIQN)
 			}
 		case "nfs":
 			if _, p, ok := strings.Cut(b.Export, ":"); !ok || !strings.HasPrefix(p, "/") {
@@ -156,6 +246,9 @@ func (c *Config) Validate(file string) error {
 	}
 	for i, h := range c.Compute {
 		if _, ok := c.Hosts[h]; !ok {
+			if _, ok := c.Hosts[strings.ToLower(h)]; ok {
+				return bad(fmt.Sprintf("compute[%d]", i), "host names are lower case: write %q", strings.ToLower(h))
+			}
 			return bad(fmt.Sprintf("compute[%d]", i), "host %q is not defined under hosts", h)
 		}
 	}
@@ -187,12 +280,40 @@ func checkPortal(p string) error {
 	}
 	host, port, err := net.SplitHostPort(p)
 	if err != nil || host == "" {
-		return fmt.Errorf("%q is not ADDRESS:PORT", p)
+		return fmt.Errorf("%q is not ADDRESS:PORT", truncate(p, 60))
 	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return fmt.Errorf("%q has no valid port", p)
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
+		return fmt.Errorf("%q has no valid port", truncate(p, 60))
+	}
+	if err := checkHostName(host); err != nil {
+		return fmt.Errorf("%q: %w", truncate(p, 60), err)
 	}
 	return nil
+}
+
+func checkName(kind, name string) error {
+	if nameRE.MatchString(name) {
+		return nil
+	}
+	if l := strings.ToLower(name); l != name && nameRE.MatchString(l) {
+		return fmt.Errorf("%s names are lower case: write %q here and wherever it is named", kind, l)
+	}
+	return fmt.Errorf("%s name %q: use 1-63 of a-z 0-9 . _ -, starting with a letter or digit", kind, truncate(name, 64))
+}
+
+// lineOf finds the line of key, or of its nearest parent that was written.
+func (c *Config) lineOf(key string) int {
+	for key != "" {
+		if n := c.lines[key]; n > 0 {
+			return n
+		}
+		i := strings.LastIndexAny(key, ".[")
+		if i < 0 {
+			break
+		}
+		key = key[:i]
+	}
+	return 0
 }
 
 func sortedKeys[V any](m map[string]V) []string {

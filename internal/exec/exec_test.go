@@ -253,14 +253,19 @@ func TestDryRunSkipsOnlyMutations(t *testing.T) {
 		t.Fatalf("read: %q %v", res.Stdout, err)
 	}
 	marker := filepath.Join(t.TempDir(), "made")
-	if _, err := d.Run(context.Background(), Cmd{Args: []string{"touch", marker}, Mutates: true}); err != nil {
+	if _, err = d.Run(context.Background(), Cmd{Args: []string{"touch", marker}, Mutates: true}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(marker); err == nil {
+	if _, err = os.Stat(marker); err == nil {
 		t.Fatal("dry run ran a mutating command")
 	}
 	if got := out.String(); got != "stor1: touch "+marker+"\n" {
 		t.Errorf("plan = %q", got)
+	}
+	// A read of what the skipped command would have made sees nothing.
+	res, err = d.Run(context.Background(), Cmd{Args: []string{"echo", "observed"}, Observes: true})
+	if err != nil || len(res.Stdout) != 0 || strings.Count(out.String(), "\n") != 1 {
+		t.Errorf("observing read: %q %v, plan %q", res.Stdout, err, out.String())
 	}
 }
 

@@ -21,6 +21,10 @@ type Cmd struct {
 	Stdin io.Reader
 	// Mutates marks commands that change something; DryRun skips them.
 	Mutates bool
+	// Observes marks a read of what earlier commands of the same workflow
+	// changed (a device link after a login). DryRun changed nothing, so it
+	// answers such a read with empty output instead of running it.
+	Observes bool
 	// Secrets are masked wherever the command is shown: logs, errors, dry-run.
 	Secrets []string
 }

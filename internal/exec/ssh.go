@@ -118,12 +118,12 @@ func (s *SSH) dial(ctx context.Context) (*ssh.Client, error) {
 		return nil, fmt.Errorf("known_hosts: %w", err)
 	}
 	hostKeyCallback := func(host string, remote net.Addr, key ssh.PublicKey) error {
-		err := check(host, remote, key)
+		kerr := check(host, remote, key)
 		var keyErr *knownhosts.KeyError
-		if errors.As(err, &keyErr) {
+		if errors.As(kerr, &keyErr) {
 			return &HostKeyError{Addr: host, KnownHosts: khPath, Changed: len(keyErr.Want) > 0}
 		}
-		return err
+		return kerr
 	}
 	auth, err := s.authMethods()
 	if err != nil {
@@ -217,7 +217,7 @@ func (s *SSH) Run(ctx context.Context, cmd Cmd) (Result, error) {
 	// The remote side has only a shell: quote every word so each argument
 	// arrives literal, whatever it holds.
 	line := strings.Join(Env, " ") + " " + Quote(cmd.Args)
-	if err := sess.Start(line); err != nil {
+	if err = sess.Start(line); err != nil {
 		return fail(err)
 	}
 	done := make(chan error, 1)

@@ -29,7 +29,8 @@ func (l Logged) Run(ctx context.Context, cmd Cmd) (Result, error) {
 }
 
 // DryRun passes reads through and prints, instead of running, every
-// command that would change something.
+// command that would change something. A read of such a change (Observes)
+// is skipped and answered with empty output.
 type DryRun struct {
 	Runner
 	Out io.Writer
@@ -41,6 +42,9 @@ func NewDryRun(r Runner, out io.Writer, mu *sync.Mutex) DryRun {
 }
 
 func (d DryRun) Run(ctx context.Context, cmd Cmd) (Result, error) {
+	if cmd.Observes {
+		return Result{}, nil
+	}
 	if !cmd.Mutates {
 		return d.Runner.Run(ctx, cmd)
 	}

@@ -143,24 +143,25 @@ func lvOf(t *testing.T, uuid string) (lv, bool) {
 type hostReport struct {
 	Host      string `json:"host"`
 	Reachable bool   `json:"reachable"`
-	Tools     []struct {
-		Tool    string `json:"tool"`
-		Present bool   `json:"present"`
-		Version string `json:"version"`
-	} `json:"tools"`
+	Checks    []struct {
+		Check  string `json:"check"`
+		OK     bool   `json:"ok"`
+		Detail string `json:"detail"`
+		Fix    string `json:"fix"`
+	} `json:"checks"`
 }
 
-func TestHostCheckFindsEveryTool(t *testing.T) {
+func TestHostCheckFindsWhatEachRoleNeeds(t *testing.T) {
 	reports := decode[[]hostReport](t, ok(t, "host", "check", "-o", "json"))
-	if len(reports) != 1 || !reports[0].Reachable {
+	if len(reports) != 1 || !reports[0].Reachable || len(reports[0].Checks) < 8 {
 		t.Fatalf("reports = %+v", reports)
 	}
-	for _, tool := range reports[0].Tools {
-		if !tool.Present {
-			t.Errorf("%s missing in the lab", tool.Tool)
+	for _, c := range reports[0].Checks {
+		if !c.OK {
+			t.Errorf("%s failed in the lab: %s (%s)", c.Check, c.Detail, c.Fix)
 		}
-		if tool.Tool == "lvm2" && !strings.HasPrefix(tool.Version, "2.") {
-			t.Errorf("lvm2 version %q", tool.Version)
+		if c.Check == "lvm2" && !strings.HasPrefix(c.Detail, "2.") {
+			t.Errorf("lvm2 version %q", c.Detail)
 		}
 	}
 }
@@ -281,8 +282,8 @@ func TestDryRunChangesNothing(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.out, "lab: lvcreate --yes --name volume-") || !strings.Contains(r.out, " blk\n") {
 		t.Fatalf("dry run: %d %q %q", r.code, r.out, r.errOut)
 	}
-	if r := blk(t, "volume", "show", name); r.code != 4 {
-		t.Errorf("dry run left a row: exit %d", r.code)
+	if show := blk(t, "volume", "show", name); show.code != 4 {
+		t.Errorf("dry run left a row: exit %d", show.code)
 	}
 	planned := strings.Fields(r.out[strings.Index(r.out, "--name ")+len("--name "):])[0]
 	if out := sh(t, "lvs", "--noheadings", "-o", "lv_name", "blk"); strings.Contains(out, planned) {

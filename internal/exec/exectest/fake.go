@@ -1,6 +1,7 @@
 // Package exectest is a scripted Runner for unit tests: each expected
 // command is listed with its exact argv and what it answers. A command
 // nobody expected fails the test, and so does an expectation never used.
+// Where order matters, InOrder says so.
 package exectest
 
 import (
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,14 +23,18 @@ type call struct {
 	stderr   string
 	exitCode int
 	used     bool
+	ranAt    int // 1-based position among the commands run
 }
 
-// Fake is a Runner that answers from a script, in order.
+// Fake is a Runner that answers from a script. Expectations match by argv,
+// in any order, unless InOrder ties some together.
 type Fake struct {
-	t     testing.TB
-	host  string
-	mu    sync.Mutex
-	calls []*call
+	t      testing.TB
+	host   string
+	mu     sync.Mutex
+	calls  []*call
+	ran    int
+	orders [][][]string
 	// Stdins records what each command was fed, by argv.
 	Stdins  map[string]string
 	handler func(args []string) (stdout, stderr string, code int, ok bool)
@@ -55,8 +61,42 @@ func New(t testing.TB, host string) *Fake {
 				t.Errorf("%s: expected command never ran: %s", host, exec.Quote(c.args))
 			}
 		}
+		for _, order := range f.orders {
+			f.checkOrder(order)
+		}
 	})
 	return f
+}
+
+// InOrder requires that the commands with these argvs ran, each first
+// time in this order (AddLUN before Bind: an initiator must never be let
+// in to a target with no LUN). They still need their own Expect, or a
+// Handle that answers them.
+func (f *Fake) InOrder(argvs ...[]string) *Fake {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.orders = append(f.orders, argvs)
+	return f
+}
+
+func (f *Fake) checkOrder(order [][]string) {
+	last := 0
+	for _, argv := range order {
+		at := 0
+		for _, c := range f.calls {
+			if c.used && slices.Equal(c.args, argv) && (at == 0 || c.ranAt < at) {
+				at = c.ranAt
+			}
+		}
+		switch {
+		case at == 0:
+			f.t.Errorf("%s: command never ran: %s", f.host, exec.Quote(argv))
+		case at < last:
+			f.t.Errorf("%s: ran out of order, too early: %s", f.host, exec.Quote(argv))
+		default:
+			last = at
+		}
+	}
 }
 
 // Expect adds a command that succeeds printing stdout.
@@ -87,12 +127,14 @@ func (f *Fake) Run(ctx context.Context, cmd exec.Cmd) (exec.Result, error) {
 		if c.used || strings.Join(c.args, "\x00") != want {
 			continue
 		}
-		c.used = true
+		f.ran++
+		c.used, c.ranAt = true, f.ran
 		return f.answer(c, cmd)
 	}
 	if f.handler != nil {
 		if stdout, stderr, code, ok := f.handler(cmd.Args); ok {
-			c := &call{args: cmd.Args, stdout: stdout, stderr: stderr, exitCode: code, used: true}
+			f.ran++
+			c := &call{args: cmd.Args, stdout: stdout, stderr: stderr, exitCode: code, used: true, ranAt: f.ran}
 			f.calls = append(f.calls, c)
 			return f.answer(c, cmd)
 		}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/blk-project/blk/state"
+	"github.com/blk-project/blk/volume"
+	"github.com/spf13/cobra"
+)
+
+// completeTimeout bounds what completion asks of the hosts: a shell waiting
+// on Tab must not hang on an unreachable compute host.
+var completeTimeout = 2 * time.Second
+
+type completer func(toComplete string) []string
+
+// registerCompletions gives commands and flags their live values. Completion
+// only reads: it never creates the state file or changes anything.
+func registerCompletions(a *App, root *cobra.Command) {
+	fixed := func(vals ...string) completer { return func(string) []string { return vals } }
+	flag := func(path, name string, c completer) {
+		cmd, _, err := root.Find(strings.Fields(path))
+		if err != nil || cmd.Flags().Lookup(name) == nil && cmd.PersistentFlags().Lookup(name) == nil {
+			panic("completion for unknown flag " + path + " --" + name)
+		}
+		_ = cmd.RegisterFlagCompletionFunc(name, complete(c, true))
+	}
+	args := func(path string, c completer, many bool) {
+		cmd, _, err := root.Find(strings.Fields(path))
+		if err != nil || cmd == root {
+			panic("completion for unknown command " + path)
+		}
+		cmd.ValidArgsFunction = complete(c, many)
+	}
+
+	flag("", "output", fixed(outputs...))
+	_ = root.RegisterFlagCompletionFunc("config", yamlFiles)
+	args("volume show", a.volumeNames, false)
+	args("volume delete", a.volumeNames, true)
+	args("volume attach", a.volumeNames, false)
+	args("volume detach", a.volumeNames, false)
+	args("host check", a.hostNames, true)
+	flag("volume create", "backend", a.backendNames)
+	flag("volume list", "backend", a.backendNames)
+	flag("volume list", "status", fixed(state.Creating, state.Available, state.Attaching, state.InUse,
+		state.Detaching, state.Deleting, state.Extending, state.Error, state.ErrorDeleting))
+	flag("volume list", "instance", a.instances)
+	flag("volume attach", "instance", a.instances)
+	flag("volume detach", "instance", a.instances)
+	flag("volume attach", "host", a.computeHosts)
+	flag("volume attach", "bus", fixed("virtio", "scsi"))
+}
+
+// complete offers c's values that start with what was typed; many says
+// whether values already on the line may be offered again (flags) or not
+// (positional volume names), and whether more than one is taken.
+func complete(c completer, many bool) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+		if !many && len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var out []string
+		for _, v := range c(toComplete) {
+			if strings.HasPrefix(v, toComplete) && !slices.Contains(args, v) {
+				out = append(out, v)
+			}
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
+func yamlFiles(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return []string{"yaml", "yml"}, cobra.ShellCompDirectiveFilterFileExt
+}
+
+// volumeNames reads the state file, if there is one, read-only.
+func (a *App) volumeNames(string) []string {
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return nil
+	}
+	if _, serr := os.Stat(cfg.State); serr != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), completeTimeout)
+	defer cancel()
+	st, err := state.OpenSnapshot(ctx, cfg.State)
+	if err != nil {
+		return nil
+	}
+	defer st.Close()
+	vols, err := st.ListVolumes(ctx, state.VolumeFilter{})
+	if err != nil {
+		return nil
+	}
+	names := make([]string, len(vols))
+	for i, v := range vols {
+		names[i] = v.Name
+	}
+	return names
+}
+
+func (a *App) hostNames(string) []string {
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(cfg.Hosts))
+}
+
+func (a *App) computeHosts(string) []string {
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return nil
+	}
+	return cfg.Compute
+}
+
+func (a *App) backendNames(string) []string {
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(cfg.Backends))
+}
+
+// instances asks the compute hosts' libvirt, bounded by completeTimeout.
+func (a *App) instances(string) []string {
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return nil
+	}
+	hosts := volume.NewHosts(cfg, nil, nil)
+	if a.hostsHook != nil {
+		a.hostsHook(hosts)
+	}
+	defer hosts.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), completeTimeout)
+	defer cancel()
+	return hosts.Instances(ctx)
+}

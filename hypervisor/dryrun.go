@@ -1,0 +1,81 @@
+package hypervisor
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+
+	"libvirt.org/go/libvirtxml"
+)
+
+// DryRun passes reads through and prints, instead of making, every device
+// change, one line per call. Reads of a domain then leave out the disks it
+// "detached", so a workflow that waits for a disk to go sees it gone.
+type DryRun struct {
+	Hypervisor
+	host string
+	out  io.Writer
+	mu   *sync.Mutex
+	gone map[string][]string // "domain live|persistent" -> disk serials
+}
+
+func NewDryRun(h Hypervisor, host string, out io.Writer, mu *sync.Mutex) *DryRun {
+	return &DryRun{Hypervisor: h, host: host, out: out, mu: mu, gone: map[string][]string{}}
+}
+
+func (d *DryRun) print(op, domain, xml string, f Flags) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fmt.Fprintf(d.out, "%s: libvirt %s %s %s %s\n", d.host, op, domain, f, strings.Join(strings.Fields(xml), " "))
+}
+
+func (d *DryRun) AttachDevice(_ context.Context, domain, xml string, f Flags) error {
+	d.print("attach-device", domain, xml, f)
+	return nil
+}
+
+func (d *DryRun) DetachDevice(_ context.Context, domain, xml string, f Flags) error {
+	d.print("detach-device", domain, xml, f)
+	var disk libvirtxml.DomainDisk
+	if err := disk.Unmarshal(xml); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, persistent := range []bool{false, true} {
+		if persistent && f.Persistent || !persistent && f.Live {
+			k := key(domain, persistent)
+			d.gone[k] = append(d.gone[k], disk.Serial)
+		}
+	}
+	return nil
+}
+
+func (d *DryRun) DomainXML(ctx context.Context, domain string, persistent bool) (string, error) {
+	x, err := d.Hypervisor.DomainXML(ctx, domain, persistent)
+	d.mu.Lock()
+	gone := d.gone[key(domain, persistent)]
+	d.mu.Unlock()
+	if err != nil || len(gone) == 0 {
+		return x, err
+	}
+	var dom libvirtxml.Domain
+	if err := dom.Unmarshal(x); err != nil {
+		return "", fmt.Errorf("parse domain xml: %w", err)
+	}
+	if dom.Devices != nil {
+		var kept []libvirtxml.DomainDisk
+		for _, disk := range dom.Devices.Disks {
+			if !slices.Contains(gone, disk.Serial) {
+				kept = append(kept, disk)
+			}
+		}
+		dom.Devices.Disks = kept
+	}
+	return dom.Marshal()
+}
+
+func key(domain string, persistent bool) string { return fmt.Sprint(domain, " ", persistent) }

@@ -1,0 +1,228 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// deadPID returns the pid of a process that has exited and been reaped.
+func deadPID(t *testing.T) int {
+	t.Helper()
+	c := osexec.Command("true")
+	if err := c.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return c.Process.Pid
+}
+
+func TestOwnerLivenessComesFromTheKernel(t *testing.T) {
+	self, ok := parseOwner(Owner)
+	if !ok || self.ticks == 0 || self.boot == "" {
+		t.Fatalf("Owner %q lacks the kernel's start time or boot id", Owner)
+	}
+	h, boot, ns := hostname(), bootID(), pidNS()
+	own := func(host, boot string, pid int, ticks uint64) string {
+		return fmt.Sprintf("%s:%s:%s:%d:%d", host, boot, ns, pid, ticks)
+	}
+	dead := deadPID(t)
+	for _, c := range []struct {
+		name, owner string
+		gone        bool
+	}{
+		{"this live process", Owner, false},
+		{"a dead pid", own(h, boot, dead, self.ticks), true},
+		{"a pid reused by a later process", own(h, boot, os.Getpid(), self.ticks+1), true},
+		{"an owner from before a reboot", own(h, "0b0e1d1d-0000-4000-8000-000000000000", os.Getpid(), self.ticks), true},
+		{"an owner on another host, even with a dead pid", own("otherhost", boot, dead, 1), false},
+		{"an old-format owner whose pid is dead", fmt.Sprintf("%s:%d:1", h, dead), true},
+		{"an old-format owner whose pid is taken", fmt.Sprintf("%s:%d:1", h, os.Getpid()), false},
+		{"an old-format owner on another host", "otherhost:1:1", false},
+		{"garbage", "garbage", false},
+	} {
+		if got := ownerGone(c.owner); got != c.gone {
+			t.Errorf("%s (%s): gone = %v, want %v", c.name, c.owner, got, c.gone)
+		}
+	}
+}
+
+// The command name may hold spaces and parentheses; only the last ')' ends it.
+func TestParseStatAfterTheLastParen(t *testing.T) {
+	stat := "4242 (a) (b c) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100"
+	st, got, err := parseStat(stat)
+	if err != nil || got != 987654 || st != "S" {
+		t.Fatalf("got %s %d, %v; want S 987654", st, got, err)
+	}
+	if _, _, err := parseStat("4242 (x S 1"); err == nil {
+		t.Error("a truncated stat line parsed")
+	}
+}
+
+// A killed blk whose parent has not reaped it yet is gone too.
+func TestZombieOwnerIsGone(t *testing.T) {
+	c := osexec.Command("true")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Wait()
+	var ticks uint64
+	for i := 0; i < 200; i++ {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, tk, _ := parseStat(string(b))
+		if st == "Z" {
+			ticks = tk
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if ticks == 0 {
+		t.Skip("the child never became a zombie")
+	}
+	own := fmt.Sprintf("%s:%s:%s:%d:%d", hostname(), bootID(), pidNS(), c.Process.Pid, ticks)
+	if !ownerGone(own) {
+		t.Errorf("a zombie owner %s is taken for alive", own)
+	}
+}
+
+// A new row and its create operation are one transaction: another process
+// never sees a creating row without a live owner.
+func TestInsertedVolumeIsNeverStale(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, other := open(t, path), open(t, path)
+	op, err := s.InsertVolume(ctx, &Volume{UUID: "u1", Name: "db1", Backend: "b", SizeBytes: 1, Status: Creating})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other.Stale(ctx, "u1") {
+		t.Fatal("a creating row of a live process is stale to another handle")
+	}
+	if err := op.End(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// End records the outcome even after Ctrl-C or --timeout.
+func TestEndRecordsWithACancelledContext(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "state.db"))
+	op, err := s.BeginOp(context.Background(), "attach", "u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := op.End(ctx, context.Canceled); err != nil {
+		t.Fatal(err)
+	}
+	var st string
+	s.db.QueryRow(`SELECT state FROM operations WHERE id = ?`, op.id).Scan(&st)
+	if st != "failed" {
+		t.Fatalf("operation is %q after End with a cancelled context, want failed", st)
+	}
+}
+
+func TestConflictSaysWhoHoldsItAndWhatToDo(t *testing.T) {
+	ctx := context.Background()
+	h := hostname()
+	for _, c := range []struct {
+		op, owner string
+		want      []string
+	}{
+		{"create", Owner, []string{`already exists (creating): held by "create" (pid ` + fmt.Sprint(os.Getpid()) + " on " + h + " since ", "still running: wait"}},
+		{"attach", fmt.Sprintf("%s:%s:%s:%d:1", h, bootID(), pidNS(), deadPID(t)),
+			[]string{`held by "attach"`, "that process is gone", "'blk volume detach --force db1'"}},
+		{"delete", fmt.Sprintf("%s:%s:%s:%d:1", h, bootID(), pidNS(), deadPID(t)),
+			[]string{"rerun 'blk volume delete db1' to finish it"}},
+		{"create", fmt.Sprintf("stor9:%s:%s:77:1", bootID(), pidNS()),
+			[]string{`(pid 77 on stor9 since `, "cannot tell from here", "on stor9 rerun the same 'blk volume create db1 ...'"}},
+		{"detach", fmt.Sprintf("%s:%d:1", h, os.Getpid()),
+			[]string{"cannot prove it gone", "sqlite3 ", "UPDATE operations SET state='failed' WHERE id=", "rerun 'blk volume detach db1'"}},
+	} {
+		s := open(t, filepath.Join(t.TempDir(), "state.db"))
+		if _, err := s.InsertVolume(ctx, &Volume{UUID: "u1", Name: "db1", Backend: "b", SizeBytes: 1, Status: Creating}); err != nil {
+			t.Fatal(err)
+		}
+		s.db.Exec(`UPDATE operations SET op = ?, owner = ?`, c.op, c.owner)
+		_, err := s.InsertVolume(ctx, &Volume{UUID: "u2", Name: "db1", Backend: "b", SizeBytes: 1, Status: Creating})
+		if !errors.Is(err, ErrConflict) {
+			t.Fatalf("err = %v, want a conflict", err)
+		}
+		msg := err.Error()
+		for _, w := range c.want {
+			if !strings.Contains(msg, w) {
+				t.Errorf("%s by %s:\n%s\nlacks %q", c.op, c.owner, msg, w)
+			}
+		}
+		if !regexp.MustCompile(`since \d\d:\d\d:\d\d UTC`).MatchString(msg) {
+			t.Errorf("%s: no start time in %q", c.op, msg)
+		}
+		for _, nowhere := range []string{"reconcile", "reset-state"} {
+			if strings.Contains(msg, nowhere) {
+				t.Errorf("%q points to %s, which does not exist", msg, nowhere)
+			}
+		}
+	}
+}
+
+// holdWriteLock takes the state file's write lock from another handle, as a
+// second blk in the middle of a transaction would, until the test ends.
+func holdWriteLock(t *testing.T, path string) {
+	t.Helper()
+	h := open(t, path)
+	c, err := h.db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ExecContext(context.Background(), `BEGIN IMMEDIATE`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.ExecContext(context.Background(), `ROLLBACK`); c.Close() })
+}
+
+// Ctrl-C ends a wait for another writer at once, not after BusyTimeout.
+func TestWaitForTheWriteLockStopsOnCancel(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s := open(t, path)
+	holdWriteLock(t, path)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := s.BeginOp(ctx, "delete", "u1")
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("cancel took effect after %v", took)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), path) {
+		t.Errorf("err = %v, want the deadline and the state file", err)
+	}
+}
+
+// A writer that gives up says which file, and who the journal says runs.
+func TestLockTimeoutNamesTheFileAndTheHolder(t *testing.T) {
+	defer func(d time.Duration) { BusyTimeout = d }(BusyTimeout)
+	BusyTimeout = 200 * time.Millisecond
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	s := open(t, path)
+	op, err := s.InsertVolume(ctx, &Volume{UUID: "u1", Name: "db1", Backend: "b", SizeBytes: 1, Status: Creating})
+	if err != nil {
+		t.Fatal(err)
+	}
+	holdWriteLock(t, path)
+	err = op.Step(ctx, "lvcreate")
+	want := []string{path, "database is locked", `"create" of "db1" (pid ` + fmt.Sprint(os.Getpid())}
+	for _, w := range want {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("err = %v, lacks %q", err, w)
+		}
+	}
+}

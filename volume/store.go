@@ -1,0 +1,178 @@
+package volume
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+
+	"github.com/blk-project/blk/state"
+)
+
+// Store is what the workflows need of the state file.
+type Store interface {
+	Volume(ctx context.Context, ref string) (state.Volume, error)
+	ListVolumes(ctx context.Context, f state.VolumeFilter) ([]state.Volume, error)
+	WriteVolumesJSON(ctx context.Context, f state.VolumeFilter, w io.Writer) error
+	Path() string
+	Missing() bool // no state file: reads are empty
+	BackendUsage(ctx context.Context) (map[string]state.BackendUsage, error)
+	Attachment(ctx context.Context, uuid string) (state.AttachmentRecord, error)
+	Holder(ctx context.Context, object string) string
+	Stale(ctx context.Context, object string) bool
+	ReservedDevices(ctx context.Context, host, instance string) ([]string, error)
+	WipeRequested(ctx context.Context, object string) (bool, error)
+
+	// InsertVolume records a new volume and its create operation at once.
+	InsertVolume(ctx context.Context, v *state.Volume) (Op, error)
+	MoveVolume(ctx context.Context, uuid string, m state.Move) (state.Volume, error)
+	DeleteVolume(ctx context.Context, uuid, from string) error
+	Reserve(ctx context.Context, uuid string, a state.AttachmentRecord) (state.Volume, error)
+	UpdateAttachment(ctx context.Context, a state.AttachmentRecord) error
+	FinishAttach(ctx context.Context, uuid string) (state.Volume, error)
+	Unreserve(ctx context.Context, uuid string) (state.Volume, error)
+	FinishDetach(ctx context.Context, uuid string) (state.Volume, error)
+	BeginOp(ctx context.Context, op, object string) (Op, error)
+	Close() error
+}
+
+// Op is a journaled operation, ended with the workflow's outcome.
+type Op interface {
+	// Step records how far it got, for a rerun to read.
+	Step(ctx context.Context, step string) error
+	End(ctx context.Context, err error) error
+}
+
+// stateStore is the state file itself.
+type stateStore struct{ *state.Store }
+
+func (s stateStore) InsertVolume(ctx context.Context, v *state.Volume) (Op, error) {
+	o, err := s.Store.InsertVolume(ctx, v)
+	if err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+func (s stateStore) BeginOp(ctx context.Context, op, object string) (Op, error) {
+	o, err := s.Store.BeginOp(ctx, op, object)
+	if err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// dryStore is the state file in a dry run: reads pass through, and each
+// change is checked as the real one would be (a compare-and-set on the
+// status) and then kept in memory only, so the later steps of the same
+// workflow see it and the file never does.
+type dryStore struct {
+	Store
+	mu   sync.Mutex
+	rows map[string]dryRow // by UUID
+}
+
+type dryRow struct {
+	v    state.Volume
+	gone bool
+}
+
+func newDryStore(s Store) *dryStore { return &dryStore{Store: s, rows: map[string]dryRow{}} }
+
+func (d *dryStore) Volume(ctx context.Context, ref string) (state.Volume, error) {
+	d.mu.Lock()
+	for uuid, r := range d.rows {
+		if uuid == ref || r.v.Name == ref {
+			d.mu.Unlock()
+			if r.gone {
+				return state.Volume{}, fmt.Errorf("volume %q: %w", ref, ErrNotFound)
+			}
+			return r.v, nil
+		}
+	}
+	d.mu.Unlock()
+	return d.Store.Volume(ctx, ref)
+}
+
+func (d *dryStore) set(v state.Volume, gone bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.rows[v.UUID] = dryRow{v, gone}
+}
+
+// move is the compare-and-set of every status change.
+func (d *dryStore) move(ctx context.Context, uuid string, from []string, to string) (state.Volume, error) {
+	v, err := d.Volume(ctx, uuid)
+	if err != nil {
+		return v, err
+	}
+	if !slices.Contains(from, v.Status) {
+		return v, &state.ConflictError{Volume: v.Name, Status: v.Status, Holder: d.Holder(ctx, uuid)}
+	}
+	v.PreviousStatus, v.Status = v.Status, to
+	d.set(v, false)
+	return v, nil
+}
+
+func (d *dryStore) InsertVolume(ctx context.Context, v *state.Volume) (Op, error) {
+	if old, err := d.Volume(ctx, v.Name); err == nil {
+		return nil, &state.ConflictError{Volume: v.Name, Status: old.Status, Reason: "already exists (" + old.Status + ")",
+			Holder: d.Holder(ctx, old.UUID)}
+	}
+	d.set(*v, false)
+	return dryOp{}, nil
+}
+
+func (d *dryStore) MoveVolume(ctx context.Context, uuid string, m state.Move) (state.Volume, error) {
+	v, err := d.move(ctx, uuid, m.From, m.To)
+	if err != nil {
+		return v, err
+	}
+	if m.SizeBytes != 0 {
+		v.SizeBytes = m.SizeBytes
+	}
+	if m.Path != "" {
+		v.Path = m.Path
+	}
+	if m.LastError != nil {
+		v.LastError = *m.LastError
+	}
+	d.set(v, false)
+	return v, nil
+}
+
+func (d *dryStore) DeleteVolume(ctx context.Context, uuid, from string) error {
+	v, err := d.move(ctx, uuid, []string{from}, "")
+	if err == nil {
+		d.set(v, true)
+	}
+	return err
+}
+
+func (d *dryStore) Reserve(ctx context.Context, uuid string, a state.AttachmentRecord) (state.Volume, error) {
+	return d.move(ctx, uuid, []string{state.Available}, state.Attaching)
+}
+
+func (d *dryStore) UpdateAttachment(context.Context, state.AttachmentRecord) error { return nil }
+
+func (d *dryStore) FinishAttach(ctx context.Context, uuid string) (state.Volume, error) {
+	return d.move(ctx, uuid, []string{state.Attaching}, state.InUse)
+}
+
+func (d *dryStore) Unreserve(ctx context.Context, uuid string) (state.Volume, error) {
+	return d.move(ctx, uuid, []string{state.Attaching}, state.Available)
+}
+
+func (d *dryStore) FinishDetach(ctx context.Context, uuid string) (state.Volume, error) {
+	v, err := d.move(ctx, uuid, []string{state.Detaching}, state.Available)
+	v.Attachment = nil
+	return v, err
+}
+
+func (d *dryStore) BeginOp(context.Context, string, string) (Op, error) { return dryOp{}, nil }
+
+type dryOp struct{}
+
+func (dryOp) Step(context.Context, string) error { return nil }
+func (dryOp) End(context.Context, error) error   { return nil }
