@@ -8,9 +8,11 @@ import (
 	"strings"
 
 	"github.com/blk-project/blk/internal/exec"
+	"github.com/blk-project/blk/internal/fault"
 )
 
-// ErrNotBlockDevice means a path given as a device is not one.
+// ErrNotBlockDevice means a path given as a device is not one; such errors
+// are of kind fault.ErrInvalid too.
 var ErrNotBlockDevice = errors.New("not a block device")
 
 // Device is what a block device holds, as lsblk and wipefs see it.
@@ -48,7 +50,7 @@ func ProbeDevice(ctx context.Context, r exec.Runner, dev string) (Device, error)
 		var e *exec.Error
 		if errors.As(err, &e) && (strings.Contains(e.Stderr, "not a block device") ||
 			strings.Contains(e.Stderr, "No such file or directory")) {
-			return Device{}, &Error{Kind: ErrNotBlockDevice, Err: e}
+			return Device{}, fault.Wrap(fault.ErrInvalid, fmt.Errorf("%w: %w", ErrNotBlockDevice, err))
 		}
 		return Device{}, err
 	}
@@ -59,7 +61,7 @@ func ProbeDevice(ctx context.Context, r exec.Runner, dev string) (Device, error)
 		return Device{}, fmt.Errorf("parse lsblk %s: %w", dev, err)
 	}
 	if len(l.Devices) != 1 {
-		return Device{}, fmt.Errorf("lsblk %s: %w", dev, ErrNotBlockDevice)
+		return Device{}, fault.New(fault.ErrInvalid, "lsblk %s: %w", dev, ErrNotBlockDevice)
 	}
 	b := l.Devices[0]
 	d := Device{Name: b.Name, Type: b.Type, SizeBytes: b.Size}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/blk-project/blk/internal/exec"
+	"github.com/blk-project/blk/internal/fault"
 )
 
 // PV is one physical volume on the host; VG is empty for a PV in no group.
@@ -37,21 +38,30 @@ type ThinPool struct {
 // already some group's PV; run has classified the rest.
 func pvClassify(err error) error {
 	var e *exec.Error
-	if errors.As(err, new(*Error)) || !errors.As(err, &e) {
+	if errors.As(err, new(*fault.Error)) || !errors.As(err, &e) {
 		return err
 	}
 	if strings.Contains(e.Stderr, "without -ff") || strings.Contains(e.Stderr, "is already in volume group") {
-		return &Error{Kind: ErrInUse, Err: e}
+		return fault.Wrap(ErrInUse, err)
 	}
 	return err
 }
 
 // PVs lists every PV the host sees, in any group or none.
-func (l LVM) PVs(ctx context.Context) ([]PV, error) {
-	out, err := l.run(ctx, false, "pvs", "--reportformat", "json", "--units", "b", "--nosuffix",
-		"-o", "pv_name,vg_name,pv_size,pv_free")
+func (l LVM) PVs(ctx context.Context) ([]PV, error) { return l.pvs(ctx, false) }
+
+// RecheckPVs lists the PVs again after this workflow changed them: a dry
+// run, which changed nothing, sees none.
+func (l LVM) RecheckPVs(ctx context.Context) ([]PV, error) { return l.pvs(ctx, true) }
+
+func (l LVM) pvs(ctx context.Context, observes bool) ([]PV, error) {
+	out, err := l.run(ctx, exec.Cmd{Args: []string{"pvs", "--reportformat", "json", "--units", "b", "--nosuffix",
+		"-o", "pv_name,vg_name,pv_size,pv_free"}, Observes: observes})
 	if err != nil {
 		return nil, err
+	}
+	if len(out) == 0 {
+		return []PV{}, nil
 	}
 	var r struct {
 		Report []struct {
@@ -77,11 +87,16 @@ func (l LVM) PVs(ctx context.Context) ([]PV, error) {
 
 // Detail reads the group with its extent size and tags; ErrNotFound if
 // there is none.
-func (l LVM) Detail(ctx context.Context) (GroupDetail, error) {
-	out, err := l.run(ctx, false, "vgs", "--reportformat", "json", "--units", "b", "--nosuffix",
-		"-o", "vg_name,vg_size,vg_free,lv_count,vg_extent_size,vg_tags", l.VG)
+func (l LVM) Detail(ctx context.Context) (GroupDetail, error) { return l.detail(ctx, false) }
+
+func (l LVM) detail(ctx context.Context, observes bool) (GroupDetail, error) {
+	out, err := l.run(ctx, exec.Cmd{Args: []string{"vgs", "--reportformat", "json", "--units", "b", "--nosuffix",
+		"-o", "vg_name,vg_size,vg_free,lv_count,vg_extent_size,vg_tags", l.VG}, Observes: observes})
 	if err != nil {
 		return GroupDetail{}, err
+	}
+	if len(out) == 0 {
+		return GroupDetail{}, errEmptyReport
 	}
 	vg, err := parseVG(out)
 	if err != nil {
@@ -104,38 +119,86 @@ func (l LVM) Detail(ctx context.Context) (GroupDetail, error) {
 // signature?" prompt: the caller has already refused devices holding
 // anything unless the operator forced it.
 func (l LVM) CreatePV(ctx context.Context, dev string) error {
-	_, err := l.runPV(ctx, true, "pvcreate", "--yes", dev)
-	return err
+	return l.changePV(ctx, "pvcreate", "--yes", dev)
 }
 
 // RemovePV wipes the PV label off dev.
 func (l LVM) RemovePV(ctx context.Context, dev string) error {
-	_, err := l.runPV(ctx, true, "pvremove", "--yes", dev)
-	return err
+	return l.changePV(ctx, "pvremove", "--yes", dev)
 }
 
-// CreateGroup makes the group on devs, tagged blk so it is known as blk's.
-func (l LVM) CreateGroup(ctx context.Context, devs []string) error {
-	_, err := l.runPV(ctx, true, append([]string{"vgcreate", "--addtag", Tag, l.VG}, devs...)...)
-	return err
+// Sizes LVM uses unless told otherwise, to size a group a dry run did not
+// make: the data of a PV starts 1MiB in, in extents of 4MiB.
+const (
+	defaultPEStart = 1 << 20
+	defaultExtent  = 4 << 20
+)
+
+// CreateGroup makes the group on the PVs devs (by name; their sizes only
+// count in a dry run), tagged blk so it is known as blk's, and returns it
+// as LVM made it. In a dry run, which made nothing to read back, it is the
+// group the devices would make.
+func (l LVM) CreateGroup(ctx context.Context, devs []PV) (GroupDetail, error) {
+	if err := l.changePV(ctx, append([]string{"vgcreate", "--addtag", Tag, l.VG}, names(devs)...)...); err != nil {
+		return GroupDetail{}, err
+	}
+	d, err := l.detail(ctx, true)
+	if errors.Is(err, errEmptyReport) {
+		d = GroupDetail{VG: VG{Name: l.VG}, ExtentBytes: defaultExtent, Tags: []string{Tag}}
+		d.SizeBytes = usable(devs, d.ExtentBytes)
+		d.FreeBytes = d.SizeBytes
+		return d, nil
+	}
+	if err != nil {
+		return GroupDetail{}, fmt.Errorf("read back: %w", err)
+	}
+	return d, nil
 }
 
 // RemoveGroup removes the group and every LV in it.
 func (l LVM) RemoveGroup(ctx context.Context) error {
-	_, err := l.runPV(ctx, true, "vgremove", "--yes", l.VG)
-	return err
+	return l.changePV(ctx, "vgremove", "--yes", l.VG)
 }
 
-// ExtendGroup adds PVs to the group.
-func (l LVM) ExtendGroup(ctx context.Context, devs []string) error {
-	_, err := l.runPV(ctx, true, append([]string{"vgextend", l.VG}, devs...)...)
-	return err
+// ExtendGroup adds the PVs devs to the group g and returns the group as it
+// is after; in a dry run, g with the space the devices would add.
+func (l LVM) ExtendGroup(ctx context.Context, g GroupDetail, devs []PV) (GroupDetail, error) {
+	if err := l.changePV(ctx, append([]string{"vgextend", l.VG}, names(devs)...)...); err != nil {
+		return GroupDetail{}, err
+	}
+	d, err := l.detail(ctx, true)
+	if errors.Is(err, errEmptyReport) {
+		add := usable(devs, g.ExtentBytes)
+		g.SizeBytes += add
+		g.FreeBytes += add
+		return g, nil
+	}
+	if err != nil {
+		return GroupDetail{}, fmt.Errorf("read back: %w", err)
+	}
+	return d, nil
 }
 
 // ReduceGroup takes unused PVs out of the group.
 func (l LVM) ReduceGroup(ctx context.Context, devs []string) error {
-	_, err := l.runPV(ctx, true, append([]string{"vgreduce", l.VG}, devs...)...)
-	return err
+	return l.changePV(ctx, append([]string{"vgreduce", l.VG}, devs...)...)
+}
+
+func names(pvs []PV) []string {
+	out := make([]string, len(pvs))
+	for i, pv := range pvs {
+		out[i] = pv.Name
+	}
+	return out
+}
+
+// usable is the space PVs of these sizes give a group, in whole extents.
+func usable(pvs []PV, extent int64) int64 {
+	var n int64
+	for _, pv := range pvs {
+		n += max(0, pv.SizeBytes-defaultPEStart) / extent * extent
+	}
+	return n
 }
 
 // PlanThinPool sizes a thin pool to fit budget bytes of the group, counting
@@ -166,17 +229,17 @@ func PoolMetadataFor(data, chunk, extent int64) int64 {
 // CreateThinPool makes the pool as planned, with a metadata spare so a
 // damaged pool can be repaired.
 func (l LVM) CreateThinPool(ctx context.Context, name string, p ThinPool) error {
-	_, err := l.run(ctx, true, "lvcreate", "--yes", "--type", "thin-pool", "--name", name,
-		"--size", bytesArg(p.DataBytes), "--chunksize", strconv.FormatInt(p.ChunkBytes>>10, 10)+"k",
+	_, err := l.run(ctx, exec.Cmd{Args: []string{"lvcreate", "--yes", "--type", "thin-pool", "--name", name,
+		"--size", bytesArg(p.DataBytes), "--chunksize", strconv.FormatInt(p.ChunkBytes>>10, 10) + "k",
 		"--poolmetadatasize", bytesArg(p.MetadataBytes), "--poolmetadataspare", "y",
-		"--addtag", Tag, l.VG)
+		"--addtag", Tag, l.VG}, Mutates: true})
 	return err
 }
 
 // Pool reads a thin pool's sizes; ErrNotFound if there is none.
 func (l LVM) Pool(ctx context.Context, name string) (ThinPool, error) {
-	out, err := l.run(ctx, false, "lvs", "--reportformat", "json", "--units", "b", "--nosuffix",
-		"-o", "lv_size,lv_metadata_size,chunk_size", l.VG+"/"+name)
+	out, err := l.run(ctx, exec.Cmd{Args: []string{"lvs", "--reportformat", "json", "--units", "b", "--nosuffix",
+		"-o", "lv_size,lv_metadata_size,chunk_size", l.VG + "/" + name}})
 	if err != nil {
 		return ThinPool{}, err
 	}
@@ -204,22 +267,20 @@ func (l LVM) Pool(ctx context.Context, name string) (ThinPool, error) {
 // GrowPoolMetadata adds bytes to a thin pool's metadata (LVM grows the
 // spare with it).
 func (l LVM) GrowPoolMetadata(ctx context.Context, name string, bytes int64) error {
-	_, err := l.run(ctx, true, "lvextend", "--yes", "--poolmetadatasize", "+"+bytesArg(bytes), l.VG+"/"+name)
+	_, err := l.run(ctx, exec.Cmd{Args: []string{"lvextend", "--yes", "--poolmetadatasize", "+" + bytesArg(bytes), l.VG + "/" + name}, Mutates: true})
 	return err
 }
 
 // GrowPool adds bytes to a thin pool's data.
 func (l LVM) GrowPool(ctx context.Context, name string, bytes int64) error {
-	_, err := l.run(ctx, true, "lvextend", "--yes", "--size", "+"+bytesArg(bytes), l.VG+"/"+name)
+	_, err := l.run(ctx, exec.Cmd{Args: []string{"lvextend", "--yes", "--size", "+" + bytesArg(bytes), l.VG + "/" + name}, Mutates: true})
 	return err
 }
 
-func (l LVM) runPV(ctx context.Context, mutates bool, args ...string) ([]byte, error) {
-	out, err := l.run(ctx, mutates, args...)
-	if err != nil {
-		return nil, pvClassify(err)
-	}
-	return out, nil
+// changePV runs a command that changes PVs or groups.
+func (l LVM) changePV(ctx context.Context, args ...string) error {
+	_, err := l.run(ctx, exec.Cmd{Args: args, Mutates: true})
+	return pvClassify(err)
 }
 
 // bytesArg is a size LVM takes exactly: whole sectors, in bytes.

@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 
+	"github.com/blk-project/blk/internal/exec"
 	"github.com/blk-project/blk/internal/exec/exectest"
+	"github.com/blk-project/blk/internal/fault"
 )
 
 var ctx = context.Background()
@@ -72,7 +76,7 @@ func TestPVOfAnotherGroupIsInUse(t *testing.T) {
 		"vgextend", "other", "/dev/loop0")
 	f.ExpectFail(5, "", "  Can't initialize physical volume \"/dev/loop0\" of volume group \"bitest\" without -ff\n", "pvcreate", "--yes", "/dev/loop0")
 	l := LVM{Run: f, VG: "other"}
-	if err := l.ExtendGroup(ctx, []string{"/dev/loop0"}); !errors.Is(err, ErrInUse) {
+	if _, err := l.ExtendGroup(ctx, GroupDetail{}, []PV{{Name: "/dev/loop0"}}); !errors.Is(err, ErrInUse) {
 		t.Errorf("vgextend: %v", err)
 	}
 	if err := l.CreatePV(ctx, "/dev/loop0"); !errors.Is(err, ErrInUse) {
@@ -102,7 +106,7 @@ func TestProbeDeviceNamesWhatItHolds(t *testing.T) {
 	}
 
 	f.ExpectFail(32, "", "lsblk: /tmp/x.img: not a block device\n", append(lsblk, "/tmp/x.img")...)
-	if _, err := ProbeDevice(ctx, f, "/tmp/x.img"); !errors.Is(err, ErrNotBlockDevice) {
+	if _, err := ProbeDevice(ctx, f, "/tmp/x.img"); !errors.Is(err, ErrNotBlockDevice) || !errors.Is(err, fault.ErrInvalid) {
 		t.Errorf("regular file: %v", err)
 	}
 }
@@ -117,5 +121,39 @@ func TestLoopOf(t *testing.T) {
 	}
 	if dev, err := LoopOf(ctx, f, "/var/lib/blk/b.img"); dev != "" || err != nil {
 		t.Errorf("not attached: %q %v", dev, err)
+	}
+}
+
+func TestCreateGroupReadsBackWhatLVMMade(t *testing.T) {
+	f := exectest.New(t, "stor1")
+	f.Expect("", "vgcreate", "--addtag", "blk", "bitest", "/dev/vdb", "/dev/vdc")
+	f.Expect(`{"report":[{"vg":[{"vg_name":"bitest","vg_size":"17171480576","vg_free":"17171480576","lv_count":"0","vg_extent_size":"4194304","vg_tags":"blk"}]}]}`,
+		"vgs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "vg_name,vg_size,vg_free,lv_count,vg_extent_size,vg_tags", "bitest")
+	d, err := LVM{Run: f, VG: "bitest"}.CreateGroup(ctx, []PV{{Name: "/dev/vdb", SizeBytes: 8 << 30}, {Name: "/dev/vdc", SizeBytes: 8 << 30}})
+	if err != nil || d.SizeBytes != 17171480576 || d.ExtentBytes != 4<<20 {
+		t.Fatalf("group %+v, %v", d, err)
+	}
+}
+
+func TestDryRunCreateGroupSizesTheGroupFromItsDevices(t *testing.T) {
+	var out strings.Builder
+	var mu sync.Mutex
+	f := exectest.New(t, "stor1") // expects nothing: the read-back is skipped too
+	l := LVM{Run: exec.NewDryRun(f, &out, &mu), VG: "bitest"}
+	d, err := l.CreateGroup(ctx, []PV{{Name: "/dev/vdb", SizeBytes: 8 << 30}, {Name: "/dev/loop0", SizeBytes: 1 << 30}})
+	// Each device loses its first MiB, then rounds down to 4MiB extents.
+	if want := int64(8<<30 - 4<<20 + 1<<30 - 4<<20); err != nil || d.SizeBytes != want || d.FreeBytes != want || d.ExtentBytes != 4<<20 {
+		t.Fatalf("group %+v, %v; want %d bytes", d, err, want)
+	}
+	if want := "stor1: vgcreate --addtag blk bitest /dev/vdb /dev/loop0\n"; out.String() != want {
+		t.Errorf("plan %q, want %q", out.String(), want)
+	}
+	out.Reset()
+	d, err = l.ExtendGroup(ctx, d, []PV{{Name: "/dev/vdc", SizeBytes: 2 << 30}})
+	if want := int64(8<<30 - 4<<20 + 1<<30 - 4<<20 + 2<<30 - 4<<20); err != nil || d.FreeBytes != want {
+		t.Fatalf("extended group %+v, %v; want %d free", d, err, want)
+	}
+	if want := "stor1: vgextend bitest /dev/vdc\n"; out.String() != want {
+		t.Errorf("plan %q, want %q", out.String(), want)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/blk-project/blk/internal/config"
 	"github.com/blk-project/blk/internal/exec"
+	"github.com/blk-project/blk/internal/fault"
 	"github.com/blk-project/blk/lvm"
 )
 
@@ -147,7 +148,7 @@ func (s *Service) lvmBackend(name string) (string, config.Backend, exec.Runner, 
 // blank devices or a loop file. It refuses a device holding anything unless
 // forced; run again on a finished backend it changes nothing and says so; a
 // failure part-way removes what this run made.
-func (s *Service) BackendInit(ctx context.Context, o BackendInitOptions) (BackendSetup, error) {
+func (s *Service) BackendInit(ctx context.Context, o BackendInitOptions) (res BackendSetup, err error) {
 	if err := o.Validate(); err != nil {
 		return BackendSetup{}, err
 	}
@@ -156,17 +157,21 @@ func (s *Service) BackendInit(ctx context.Context, o BackendInitOptions) (Backen
 		return BackendSetup{}, err
 	}
 	l := lvm.LVM{Run: r, VG: b.VG}
-	res := BackendSetup{Backend: name, Host: b.Host, VG: b.VG, ThinPool: b.ThinPool, Devices: []string{}, Made: []string{}, LoopFile: o.LoopFile}
-	var rev reverter
-	fail := func(err error) (BackendSetup, error) {
-		return res, rev.fail(ctx, fmt.Errorf("init backend %q on %s: %w", name, b.Host, err))
-	}
+	res = BackendSetup{Backend: name, Host: b.Host, VG: b.VG, ThinPool: b.ThinPool, Devices: []string{}, Made: []string{}, LoopFile: o.LoopFile}
+	rev := newReverter()
+	defer rev.fail(ctx, &err)
+	// Runs before the undo, so its errors follow the cause.
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("init backend %q on %s: %w", name, b.Host, err)
+		}
+	}()
 
 	var plans []devPlan
 	if o.LoopFile != "" {
-		p, err := s.loopDevice(ctx, r, o, &rev, &res)
+		p, err := s.loopDevice(ctx, r, o, rev, &res)
 		if err != nil {
-			return fail(err)
+			return res, err
 		}
 		if p.name != "" {
 			plans = append(plans, p)
@@ -174,12 +179,12 @@ func (s *Service) BackendInit(ctx context.Context, o BackendInitOptions) (Backen
 	}
 	pvs, err := l.PVs(ctx)
 	if err != nil {
-		return fail(err)
+		return res, err
 	}
 	for _, d := range o.Devices {
 		p, err := planDevice(ctx, r, d, b.VG, pvs, o.Force)
 		if err != nil {
-			return fail(err)
+			return res, err
 		}
 		plans = append(plans, p)
 	}
@@ -190,7 +195,7 @@ func (s *Service) BackendInit(ctx context.Context, o BackendInitOptions) (Backen
 	detail, err := l.Detail(ctx)
 	exists := err == nil
 	if err != nil && !errors.Is(err, lvm.ErrNotFound) {
-		return fail(err)
+		return res, err
 	}
 	if exists {
 		var others []string
@@ -200,43 +205,33 @@ func (s *Service) BackendInit(ctx context.Context, o BackendInitOptions) (Backen
 			}
 		}
 		if len(others) > 0 {
-			return fail(conflict("volume group %q already exists on %s: to add %s run 'blk backend extend %s --device ...'",
-				b.VG, strings.Join(pvNames(pvs, b.VG), ", "), strings.Join(others, ", "), name))
+			return res, conflict("volume group %q already exists on %s: to add %s run 'blk backend extend %s --device ...'",
+				b.VG, strings.Join(pvNames(pvs, b.VG), ", "), strings.Join(others, ", "), name)
 		}
 		if len(plans) == 1 && plans[0].reattached {
 			if _, err := run(ctx, r, true, "vgchange", "--activate", "ay", b.VG); err != nil {
-				return fail(err)
+				return res, err
 			}
 			res.Made = append(res.Made, "activated volume group "+b.VG)
 		}
 	} else {
-		var devs []string
+		var devs []lvm.PV
 		for _, p := range plans {
-			devs = append(devs, p.name)
+			devs = append(devs, lvm.PV{Name: p.name, SizeBytes: p.size})
 			if p.pv {
 				continue
 			}
 			if err := l.CreatePV(ctx, p.name); err != nil {
-				return fail(err)
+				return res, err
 			}
 			rev.add("pvremove "+p.name, func(ctx context.Context) error { return l.RemovePV(ctx, p.name) })
 			res.Made = append(res.Made, "created physical volume "+p.name)
 		}
-		if err := l.CreateGroup(ctx, devs); err != nil {
-			return fail(err)
+		if detail, err = l.CreateGroup(ctx, devs); err != nil {
+			return res, err
 		}
 		rev.add("vgremove "+b.VG, l.RemoveGroup)
 		res.Made = append(res.Made, "created volume group "+b.VG+" (tagged "+lvm.Tag+")")
-		if s.Hosts.DryRun() {
-			// The group was not made: size the pool from the devices.
-			detail = lvm.GroupDetail{ExtentBytes: 4 << 20}
-			for _, p := range plans {
-				detail.SizeBytes += (p.size - 1<<20) / detail.ExtentBytes * detail.ExtentBytes
-			}
-			detail.FreeBytes = detail.SizeBytes
-		} else if detail, err = l.Detail(ctx); err != nil {
-			return fail(err)
-		}
 	}
 
 	if b.ThinPool != "" {
@@ -245,17 +240,18 @@ func (s *Service) BackendInit(ctx context.Context, o BackendInitOptions) (Backen
 			if _, err := l.Pool(ctx, b.ThinPool); errors.Is(err, lvm.ErrNotFound) {
 				need = true
 			} else if err != nil {
-				return fail(err)
+				return res, err
 			}
 		}
 		if need {
 			made, err := createPool(ctx, l, b.ThinPool, o.ThinPoolSize, detail)
 			if err != nil {
-				return fail(err)
+				return res, err
 			}
 			res.Made = append(res.Made, made)
 		}
 	}
+	rev.success()
 	res.Changed = len(res.Made) > 0
 
 	if o.LoopFile != "" {
@@ -388,6 +384,11 @@ func (s *Service) loopDevice(ctx context.Context, r exec.Runner, o BackendInitOp
 				return p, err
 			}
 			rev.add("rm "+o.LoopFile, func(ctx context.Context) error {
+				// A group or loop device left on the file still holds data
+				// in it: keep the file for the operator to look at.
+				if left := rev.leftovers(); len(left) > 0 {
+					return fmt.Errorf("kept %s: %s could not be undone", o.LoopFile, strings.Join(left, ", "))
+				}
 				_, err := run(ctx, r, true, "rm", "-f", o.LoopFile)
 				return err
 			})
@@ -414,7 +415,8 @@ func (s *Service) loopDevice(ctx context.Context, r exec.Runner, o BackendInitOp
 		rev.add("losetup --detach "+dev, func(ctx context.Context) error { return lvm.DetachLoop(ctx, r, dev) })
 		res.Made = append(res.Made, "attached loop device "+dev+" to "+o.LoopFile)
 	}
-	pvs, err := lvm.LVM{Run: r}.PVs(ctx)
+	// The PV on a re-attached file shows only now.
+	pvs, err := lvm.LVM{Run: r}.RecheckPVs(ctx)
 	if err != nil {
 		return p, err
 	}
@@ -480,7 +482,7 @@ func (s *Service) installLoopUnit(ctx context.Context, r exec.Runner, backend, f
 
 // BackendExtend adds devices to a backend's volume group and, with
 // GrowPool, grows its thin pool by the space they add.
-func (s *Service) BackendExtend(ctx context.Context, o BackendExtendOptions) (BackendSetup, error) {
+func (s *Service) BackendExtend(ctx context.Context, o BackendExtendOptions) (res BackendSetup, err error) {
 	if err := o.Validate(); err != nil {
 		return BackendSetup{}, err
 	}
@@ -492,27 +494,31 @@ func (s *Service) BackendExtend(ctx context.Context, o BackendExtendOptions) (Ba
 		return BackendSetup{}, invalid("backend %q has no thin_pool: --grow-pool needs one", name)
 	}
 	l := lvm.LVM{Run: r, VG: b.VG}
-	res := BackendSetup{Backend: name, Host: b.Host, VG: b.VG, ThinPool: b.ThinPool, Devices: []string{}, Made: []string{}}
-	var rev reverter
-	fail := func(err error) (BackendSetup, error) {
-		return res, rev.fail(ctx, fmt.Errorf("extend backend %q on %s: %w", name, b.Host, err))
-	}
+	res = BackendSetup{Backend: name, Host: b.Host, VG: b.VG, ThinPool: b.ThinPool, Devices: []string{}, Made: []string{}}
 	detail, err := l.Detail(ctx)
 	if errors.Is(err, lvm.ErrNotFound) {
-		return res, fmt.Errorf("backend %q: volume group %s does not exist on %s: run 'blk backend init %s' first: %w",
-			name, b.VG, b.Host, name, ErrNotFound)
-	} else if err != nil {
-		return fail(err)
+		return res, fault.New(ErrNotFound, "backend %q: volume group %s does not exist on %s: run 'blk backend init %s' first",
+			name, b.VG, b.Host, name)
+	}
+	rev := newReverter()
+	defer rev.fail(ctx, &err)
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("extend backend %q on %s: %w", name, b.Host, err)
+		}
+	}()
+	if err != nil {
+		return res, err
 	}
 	pvs, err := l.PVs(ctx)
 	if err != nil {
-		return fail(err)
+		return res, err
 	}
 	var add []devPlan
 	for _, d := range o.Devices {
 		p, err := planDevice(ctx, r, d, b.VG, pvs, o.Force)
 		if err != nil {
-			return fail(err)
+			return res, err
 		}
 		res.Devices = append(res.Devices, p.name)
 		if !p.mine {
@@ -520,65 +526,60 @@ func (s *Service) BackendExtend(ctx context.Context, o BackendExtendOptions) (Ba
 		}
 	}
 	if len(add) == 0 {
+		rev.success()
 		res.Notes = append(res.Notes, fmt.Sprintf("%s already in volume group %s; nothing changed", strings.Join(res.Devices, ", "), b.VG))
 		return res, nil
 	}
-	var devs []string
+	var devs []lvm.PV
+	var added []string
 	for _, p := range add {
-		devs = append(devs, p.name)
+		devs = append(devs, lvm.PV{Name: p.name, SizeBytes: p.size})
+		added = append(added, p.name)
 		if p.pv {
 			continue
 		}
 		if err := l.CreatePV(ctx, p.name); err != nil {
-			return fail(err)
+			return res, err
 		}
 		rev.add("pvremove "+p.name, func(ctx context.Context) error { return l.RemovePV(ctx, p.name) })
 		res.Made = append(res.Made, "created physical volume "+p.name)
 	}
-	if err := l.ExtendGroup(ctx, devs); err != nil {
-		return fail(err)
-	}
-	rev.add("vgreduce "+b.VG, func(ctx context.Context) error { return l.ReduceGroup(ctx, devs) })
-	res.Made = append(res.Made, "extended volume group "+b.VG+" by "+strings.Join(devs, ", "))
-	res.Changed = true
-	if !o.GrowPool {
-		return res, nil
-	}
-
-	var added int64
-	if s.Hosts.DryRun() {
-		for _, p := range add {
-			added += (p.size - 1<<20) / detail.ExtentBytes * detail.ExtentBytes
-		}
-	} else {
-		after, err := l.PVs(ctx)
-		if err != nil {
-			return fail(err)
-		}
-		for _, pv := range after {
-			if slices.Contains(devs, pv.Name) {
-				added += pv.FreeBytes
-			}
-		}
-	}
-	pool, err := l.Pool(ctx, b.ThinPool)
+	after, err := l.ExtendGroup(ctx, detail, devs)
 	if err != nil {
-		return fail(err)
+		return res, err
 	}
-	// More data needs more metadata, and the spare grows with it.
-	metaGrow := max(0, lvm.PoolMetadataFor(pool.DataBytes+added, pool.ChunkBytes, detail.ExtentBytes)-pool.MetadataBytes)
-	grow := (added - 2*metaGrow) / detail.ExtentBytes * detail.ExtentBytes
-	if metaGrow > 0 {
-		if err := l.GrowPoolMetadata(ctx, b.ThinPool, metaGrow); err != nil {
-			return fail(err)
+	rev.add("vgreduce "+b.VG, func(ctx context.Context) error { return l.ReduceGroup(ctx, added) })
+	res.Made = append(res.Made, "extended volume group "+b.VG+" by "+strings.Join(added, ", "))
+	res.Changed = true
+	if o.GrowPool {
+		if err := growPool(ctx, l, b.ThinPool, after.FreeBytes-detail.FreeBytes, detail.ExtentBytes, &res); err != nil {
+			return res, err
 		}
-		res.Made = append(res.Made, "grew the metadata of thin pool "+b.VG+"/"+b.ThinPool+" by "+FormatSize(metaGrow))
+	}
+	rev.success()
+	return res, nil
+}
+
+// growPool grows a thin pool by the bytes a group gained, metadata first:
+// more data needs more metadata, and the spare grows with it.
+func growPool(ctx context.Context, l lvm.LVM, name string, added, extent int64, res *BackendSetup) error {
+	pool, err := l.Pool(ctx, name)
+	if err != nil {
+		return err
+	}
+	metaGrow := max(0, lvm.PoolMetadataFor(pool.DataBytes+added, pool.ChunkBytes, extent)-pool.MetadataBytes)
+	grow := (added - 2*metaGrow) / extent * extent
+	if metaGrow > 0 {
+		if err := l.GrowPoolMetadata(ctx, name, metaGrow); err != nil {
+			return err
+		}
+		res.Made = append(res.Made, "grew the metadata of thin pool "+l.VG+"/"+name+" by "+FormatSize(metaGrow))
 	}
 	if grow > 0 {
-		if err := l.GrowPool(ctx, b.ThinPool, grow); err != nil {
-			return fail(err)
+		if err := l.GrowPool(ctx, name, grow); err != nil {
+			return err
 		}
-		res.Made = append(res.Made, "grew thin pool "+b.VG+"/"+b.ThinPool+" by "+FormatSize(grow))
+		res.Made = append(res.Made, "grew thin pool "+l.VG+"/"+name+" by "+FormatSize(grow))
 	}
-	return res, nil
+	return nil
 }

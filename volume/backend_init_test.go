@@ -11,10 +11,10 @@ import (
 )
 
 var (
-	pvsArgs   = []string{"pvs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "pv_name,vg_name,pv_size,pv_free"}
-	vgsDetail = []string{"vgs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "vg_name,vg_size,vg_free,lv_count,vg_extent_size,vg_tags", "blk"}
-	poolArgs  = []string{"lvs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "lv_size,lv_metadata_size,chunk_size", "blk/pool"}
-	lsblkArgs = []string{"lsblk", "--json", "--bytes", "--paths", "--output", "NAME,TYPE,SIZE,MOUNTPOINT"}
+	pvsArgs      = []string{"pvs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "pv_name,vg_name,pv_size,pv_free"}
+	vgsDetail    = []string{"vgs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "vg_name,vg_size,vg_free,lv_count,vg_extent_size,vg_tags", "blk"}
+	poolSizeArgs = []string{"lvs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "lv_size,lv_metadata_size,chunk_size", "blk/pool"}
+	lsblkArgs    = []string{"lsblk", "--json", "--bytes", "--paths", "--output", "NAME,TYPE,SIZE,MOUNTPOINT"}
 	// The thin pool a fresh 2GiB group gets at 95%: LVM's own sizing.
 	poolCreate = []string{"lvcreate", "--yes", "--type", "thin-pool", "--name", "pool", "--size", "2025848832b", "--chunksize", "64k",
 		"--poolmetadatasize", "4194304b", "--poolmetadataspare", "y", "--addtag", "blk", "blk"}
@@ -123,7 +123,7 @@ func TestBackendInitRerunChangesNothing(t *testing.T) {
 	f.Expect(pvsReport([2]string{"/dev/vdb", "blk"}), pvsArgs...)
 	lvmMember(f, "/dev/vdb", "disk")
 	f.Expect(vgsDetailReport("1069547520", "0"), vgsDetail...)
-	f.Expect(`{"report":[{"lv":[{"lv_size":"1061158912","lv_metadata_size":"4194304","chunk_size":"65536"}]}]}`, poolArgs...)
+	f.Expect(`{"report":[{"lv":[{"lv_size":"1061158912","lv_metadata_size":"4194304","chunk_size":"65536"}]}]}`, poolSizeArgs...)
 	res, err := s.BackendInit(context.Background(), BackendInitOptions{Backend: "lvm-1", Devices: []string{"/dev/vdb"}})
 	if err != nil {
 		t.Fatal(err)
@@ -247,6 +247,54 @@ func TestBackendInitLoopFileRollsBackEverything(t *testing.T) {
 	}
 }
 
+// A group that could not be removed still holds data in the file: the
+// undo keeps the file rather than delete it under the group.
+func TestBackendInitRollbackKeepsALoopFileItCouldNotEmpty(t *testing.T) {
+	f := exectest.New(t, "stor1")
+	s := newService(t, f, nil)
+	f.Expect(`{"loopdevices":[]}`, loopList...)
+	f.ExpectFail(1, "", "", "test", "-e", "/var/lib/blk/lvm-1.img")
+	f.Expect("", "truncate", "--size", "2147483648", "/var/lib/blk/lvm-1.img")
+	f.Expect("/dev/loop3\n", "losetup", "--find", "--show", "/var/lib/blk/lvm-1.img")
+	f.Expect(pvsReport(), pvsArgs...)
+	blank(f, "/dev/loop3", "/dev/loop3", "2147483648")
+	f.Expect(pvsReport(), pvsArgs...)
+	f.ExpectFail(5, "", vgNotFound, vgsDetail...)
+	f.Expect("", "pvcreate", "--yes", "/dev/loop3")
+	f.Expect("", "vgcreate", "--addtag", "blk", "blk", "/dev/loop3")
+	f.Expect(vgsDetailReport("2143289344", "2143289344"), vgsDetail...)
+	f.ExpectFail(5, "", "  Insufficient free space", poolCreate...)
+	f.ExpectFail(5, "", "  Logical volume blk/x in use.", "vgremove", "--yes", "blk")
+	f.ExpectFail(5, "", "  PV /dev/loop3 is used by VG blk", "pvremove", "--yes", "/dev/loop3")
+	f.Expect("", "losetup", "--detach", "/dev/loop3")
+	_, err := s.BackendInit(context.Background(), BackendInitOptions{Backend: "lvm-1", LoopFile: "/var/lib/blk/lvm-1.img", LoopSize: "2GiB"})
+	if err == nil || !strings.Contains(err.Error(), "kept /var/lib/blk/lvm-1.img: vgremove blk, pvremove /dev/loop3 could not be undone") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestBackendExtendDryRunGrowsThePoolByWhatTheDevicesWouldAdd(t *testing.T) {
+	f := exectest.New(t, "stor1")
+	var out strings.Builder
+	s := newService(t, f, &out)
+	f.Expect(vgsDetailReport("1069547520", "0"), vgsDetail...)
+	f.Expect(pvsReport([2]string{"/dev/vdb", "blk"}), pvsArgs...)
+	blank(f, "/dev/vdc", "/dev/vdc", "1073741824")
+	f.Expect(`{"report":[{"lv":[{"lv_size":"1061158912","lv_metadata_size":"4194304","chunk_size":"65536"}]}]}`, poolSizeArgs...)
+	res, err := s.BackendExtend(context.Background(), BackendExtendOptions{Backend: "lvm-1", Devices: []string{"/dev/vdc"}, GrowPool: true})
+	if err != nil || len(res.Made) != 3 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	// As the real run above: 1GiB less its first MiB, in whole extents.
+	want := `stor1: pvcreate --yes /dev/vdc
+stor1: vgextend blk /dev/vdc
+stor1: lvextend --yes --size +1069547520b blk/pool
+`
+	if out.String() != want {
+		t.Errorf("dry run printed:\n%s\nwant:\n%s", out.String(), want)
+	}
+}
+
 func TestBackendInitLoopFileRerun(t *testing.T) {
 	f := exectest.New(t, "stor1")
 	s := newService(t, f, nil)
@@ -255,7 +303,7 @@ func TestBackendInitLoopFileRerun(t *testing.T) {
 	lvmMember(f, "/dev/loop3", "loop")
 	f.Expect(pvsReport([2]string{"/dev/loop3", "blk"}), pvsArgs...)
 	f.Expect(vgsDetailReport("2143289344", "0"), vgsDetail...)
-	f.Expect(`{"report":[{"lv":[{"lv_size":"2029010944","lv_metadata_size":"4194304","chunk_size":"65536"}]}]}`, poolArgs...)
+	f.Expect(`{"report":[{"lv":[{"lv_size":"2029010944","lv_metadata_size":"4194304","chunk_size":"65536"}]}]}`, poolSizeArgs...)
 	f.ExpectFail(1, "", "", "test", "-d", "/run/systemd/system")
 	res, err := s.BackendInit(context.Background(), BackendInitOptions{Backend: "lvm-1", LoopFile: "/var/lib/blk/lvm-1.img", LoopSize: "2GiB"})
 	if err != nil || res.Changed || !strings.Contains(res.Notes[0], "already set up") {
@@ -277,7 +325,7 @@ func TestBackendInitLoopFileReattachesAfterReboot(t *testing.T) {
 	f.Expect(pvsReport([2]string{"/dev/loop5", "blk"}), pvsArgs...)
 	f.Expect(vgsDetailReport("2143289344", "0"), vgsDetail...)
 	f.Expect("", "vgchange", "--activate", "ay", "blk")
-	f.Expect(`{"report":[{"lv":[{"lv_size":"2025848832","lv_metadata_size":"4194304","chunk_size":"65536"}]}]}`, poolArgs...)
+	f.Expect(`{"report":[{"lv":[{"lv_size":"2025848832","lv_metadata_size":"4194304","chunk_size":"65536"}]}]}`, poolSizeArgs...)
 	f.ExpectFail(1, "", "", "test", "-d", "/run/systemd/system")
 	res, err := s.BackendInit(context.Background(), BackendInitOptions{Backend: "lvm-1", LoopFile: "/var/lib/blk/lvm-1.img"})
 	if err != nil {
@@ -323,8 +371,8 @@ func TestBackendExtendGrowsThePool(t *testing.T) {
 	blank(f, "/dev/vdc", "/dev/vdc", "1073741824")
 	f.Expect("", "pvcreate", "--yes", "/dev/vdc")
 	f.Expect("", "vgextend", "blk", "/dev/vdc")
-	f.Expect(pvsReport([2]string{"/dev/vdb", "blk"}, [2]string{"/dev/vdc", "blk"}), pvsArgs...)
-	f.Expect(`{"report":[{"lv":[{"lv_size":"1061158912","lv_metadata_size":"4194304","chunk_size":"65536"}]}]}`, poolArgs...)
+	f.Expect(vgsDetailReport("2139095040", "1069547520"), vgsDetail...) // read back: the space vdc added
+	f.Expect(`{"report":[{"lv":[{"lv_size":"1061158912","lv_metadata_size":"4194304","chunk_size":"65536"}]}]}`, poolSizeArgs...)
 	// 2GiB of data still needs only the smallest metadata: data grows by all it added.
 	f.Expect("", "lvextend", "--yes", "--size", "+1069547520b", "blk/pool")
 	res, err := s.BackendExtend(context.Background(), BackendExtendOptions{Backend: "lvm-1", Devices: []string{"/dev/vdc"}, GrowPool: true})
@@ -341,8 +389,8 @@ func TestBackendExtendRollsBackWhenThePoolCannotGrow(t *testing.T) {
 	blank(f, "/dev/vdc", "/dev/vdc", "1073741824")
 	f.Expect("", "pvcreate", "--yes", "/dev/vdc")
 	f.Expect("", "vgextend", "blk", "/dev/vdc")
-	f.Expect(pvsReport([2]string{"/dev/vdb", "blk"}, [2]string{"/dev/vdc", "blk"}), pvsArgs...)
-	f.ExpectFail(5, "", "  Failed to find logical volume \"blk/pool\"", poolArgs...)
+	f.Expect(vgsDetailReport("2139095040", "1069547520"), vgsDetail...) // read back: the space vdc added
+	f.ExpectFail(5, "", "  Failed to find logical volume \"blk/pool\"", poolSizeArgs...)
 	f.Expect("", "vgreduce", "blk", "/dev/vdc")
 	f.Expect("", "pvremove", "--yes", "/dev/vdc")
 	_, err := s.BackendExtend(context.Background(), BackendExtendOptions{Backend: "lvm-1", Devices: []string{"/dev/vdc"}, GrowPool: true})

@@ -52,7 +52,7 @@ edit lvm.conf itself.
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Backend = args[0]
 			if err := o.Validate(); err != nil {
-				return flagError(cmd, err)
+				return err
 			}
 			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
 				res, err := svc.BackendInit(ctx, o)
@@ -95,7 +95,7 @@ fails, the devices are taken out of the group again.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Backend = args[0]
 			if err := o.Validate(); err != nil {
-				return flagError(cmd, err)
+				return err
 			}
 			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
 				res, err := svc.BackendExtend(ctx, o)
@@ -114,13 +114,17 @@ fails, the devices are taken out of the group again.`,
 }
 
 // printSetup prints what init or extend made; notes go to stderr for
-// people, the filter line to stdout, where a script can take it.
+// people, the filter line to stdout, where a script can take it. A dry
+// run's stdout is its plan alone.
 func (a *App) printSetup(res volume.BackendSetup) error {
-	if a.DryRun {
-		a.note("dry run: nothing was changed")
-	}
 	for _, n := range res.Notes {
 		a.note("blk: note: %s", n)
+	}
+	if a.DryRun {
+		if res.LVMFilter != "" {
+			a.note("blk: note: the lvm.conf line to add: %s", res.LVMFilter)
+		}
+		return a.dryRunDone()
 	}
 	switch a.Output {
 	case "json", "yaml":
@@ -132,7 +136,7 @@ func (a *App) printSetup(res volume.BackendSetup) error {
 	if res.LVMFilter != "" {
 		fmt.Fprintf(a.Out, "%s\n", res.LVMFilter)
 	}
-	if !a.DryRun && res.Changed {
+	if res.Changed {
 		fmt.Fprintf(a.Out, "backend %s ready: volume group %s on %s\n", res.Backend, res.VG, res.Host)
 	}
 	return nil

@@ -77,3 +77,25 @@ func TestBackendInitRerunSaysSoInJSON(t *testing.T) {
 		t.Errorf("stderr %q", r.errOut)
 	}
 }
+
+func TestBackendInitDryRunAsJSONIsThePlan(t *testing.T) {
+	dir := writeConfig(t, goodConfig)
+	f := exectest.New(t, "stor1")
+	f.Expect(`{"report":[{"pv":[]}]}`, "pvs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "pv_name,vg_name,pv_size,pv_free")
+	f.Expect(`{"blockdevices":[{"name":"/dev/vdb","type":"disk","size":1073741824,"mountpoint":null}]}`,
+		"lsblk", "--json", "--bytes", "--paths", "--output", "NAME,TYPE,SIZE,MOUNTPOINT", "/dev/vdb")
+	f.Expect(`{"signatures":[]}`, "wipefs", "--no-act", "--json", "/dev/vdb")
+	f.ExpectFail(5, "", "  Volume group \"blk\" not found\n", "vgs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "vg_name,vg_size,vg_free,lv_count,vg_extent_size,vg_tags", "blk")
+	r := blk(t, dir, f, "--dry-run", "-o", "json", "backend", "init", "lvm-1", "--device", "/dev/vdb")
+	var plan []planStep
+	if err := json.Unmarshal([]byte(r.out), &plan); err != nil || r.code != 0 {
+		t.Fatalf("%d %q %q: %v", r.code, r.out, r.errOut, err)
+	}
+	var cmds []string
+	for _, s := range plan {
+		cmds = append(cmds, strings.Fields(s.Command)[0])
+	}
+	if strings.Join(cmds, " ") != "pvcreate vgcreate lvcreate" {
+		t.Errorf("plan = %+v", plan)
+	}
+}
