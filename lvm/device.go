@@ -57,7 +57,7 @@ func ProbeDevice(ctx context.Context, r exec.Runner, dev string) (Device, error)
 	var l struct {
 		Devices []lsblkDev `json:"blockdevices"`
 	}
-	if err := json.Unmarshal(res.Stdout, &l); err != nil {
+	if err = json.Unmarshal(res.Stdout, &l); err != nil {
 		return Device{}, fmt.Errorf("parse lsblk %s: %w", dev, err)
 	}
 	if len(l.Devices) != 1 {

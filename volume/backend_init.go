@@ -104,7 +104,7 @@ func checkDevices(devs []string) error {
 }
 
 // parsePoolSize reads "95%" (of the group) or a size; "" is 95%.
-func parsePoolSize(s string) (pct int64, bytes int64, err error) {
+func parsePoolSize(s string) (pct int64, bytes int64, _ error) {
 	if s == "" {
 		return 95, 0, nil
 	}
@@ -149,7 +149,7 @@ func (s *Service) lvmBackend(name string) (string, config.Backend, exec.Runner, 
 // forced; run again on a finished backend it changes nothing and says so; a
 // failure part-way removes what this run made.
 func (s *Service) BackendInit(ctx context.Context, o BackendInitOptions) (res BackendSetup, err error) {
-	if err := o.Validate(); err != nil {
+	if err = o.Validate(); err != nil {
 		return BackendSetup{}, err
 	}
 	name, b, r, err := s.lvmBackend(o.Backend)
@@ -169,8 +169,8 @@ func (s *Service) BackendInit(ctx context.Context, o BackendInitOptions) (res Ba
 
 	var plans []devPlan
 	if o.LoopFile != "" {
-		p, err := s.loopDevice(ctx, r, o, rev, &res)
-		if err != nil {
+		var p devPlan
+		if p, err = s.loopDevice(ctx, r, o, rev, &res); err != nil {
 			return res, err
 		}
 		if p.name != "" {
@@ -182,8 +182,8 @@ func (s *Service) BackendInit(ctx context.Context, o BackendInitOptions) (res Ba
 		return res, err
 	}
 	for _, d := range o.Devices {
-		p, err := planDevice(ctx, r, d, b.VG, pvs, o.Force)
-		if err != nil {
+		var p devPlan
+		if p, err = planDevice(ctx, r, d, b.VG, pvs, o.Force); err != nil {
 			return res, err
 		}
 		plans = append(plans, p)
@@ -209,7 +209,7 @@ func (s *Service) BackendInit(ctx context.Context, o BackendInitOptions) (res Ba
 				b.VG, strings.Join(pvNames(pvs, b.VG), ", "), strings.Join(others, ", "), name)
 		}
 		if len(plans) == 1 && plans[0].reattached {
-			if _, err := run(ctx, r, true, "vgchange", "--activate", "ay", b.VG); err != nil {
+			if _, err = run(ctx, r, true, "vgchange", "--activate", "ay", b.VG); err != nil {
 				return res, err
 			}
 			res.Made = append(res.Made, "activated volume group "+b.VG)
@@ -221,7 +221,7 @@ func (s *Service) BackendInit(ctx context.Context, o BackendInitOptions) (res Ba
 			if p.pv {
 				continue
 			}
-			if err := l.CreatePV(ctx, p.name); err != nil {
+			if err = l.CreatePV(ctx, p.name); err != nil {
 				return res, err
 			}
 			rev.add("pvremove "+p.name, func(ctx context.Context) error { return l.RemovePV(ctx, p.name) })
@@ -362,15 +362,15 @@ func (s *Service) loopDevice(ctx context.Context, r exec.Runner, o BackendInitOp
 	}
 	p := devPlan{path: o.LoopFile}
 	if dev == "" {
-		_, err := run(ctx, r, false, "test", "-e", o.LoopFile)
+		_, err = run(ctx, r, false, "test", "-e", o.LoopFile)
 		switch code := exec.ExitCode(err); {
 		case err == nil:
 			p.reattached = true
 			if o.LoopSize != "" {
 				res.Notes = append(res.Notes, o.LoopFile+" exists: --size ignored")
 			}
-			out, err := run(ctx, r, false, "stat", "--format=%s", o.LoopFile)
-			if err != nil {
+			var out exec.Result
+			if out, err = run(ctx, r, false, "stat", "--format=%s", o.LoopFile); err != nil {
 				return p, err
 			}
 			p.size, _ = strconv.ParseInt(strings.TrimSpace(string(out.Stdout)), 10, 64)
@@ -380,7 +380,7 @@ func (s *Service) loopDevice(ctx context.Context, r exec.Runner, o BackendInitOp
 			}
 			size, _ := ParseSize(o.LoopSize)
 			// Sparse: it takes space only as volumes are written.
-			if _, err := run(ctx, r, true, "truncate", "--size", strconv.FormatInt(size, 10), o.LoopFile); err != nil {
+			if _, err = run(ctx, r, true, "truncate", "--size", strconv.FormatInt(size, 10), o.LoopFile); err != nil {
 				return p, err
 			}
 			rev.add("rm "+o.LoopFile, func(ctx context.Context) error {
@@ -389,8 +389,8 @@ func (s *Service) loopDevice(ctx context.Context, r exec.Runner, o BackendInitOp
 				if left := rev.leftovers(); len(left) > 0 {
 					return fmt.Errorf("kept %s: %s could not be undone", o.LoopFile, strings.Join(left, ", "))
 				}
-				_, err := run(ctx, r, true, "rm", "-f", o.LoopFile)
-				return err
+				_, rerr := run(ctx, r, true, "rm", "-f", o.LoopFile)
+				return rerr
 			})
 			res.Made = append(res.Made, "created sparse file "+o.LoopFile+" ("+FormatSize(size)+")")
 			p.size = size
@@ -483,7 +483,7 @@ func (s *Service) installLoopUnit(ctx context.Context, r exec.Runner, backend, f
 // BackendExtend adds devices to a backend's volume group and, with
 // GrowPool, grows its thin pool by the space they add.
 func (s *Service) BackendExtend(ctx context.Context, o BackendExtendOptions) (res BackendSetup, err error) {
-	if err := o.Validate(); err != nil {
+	if err = o.Validate(); err != nil {
 		return BackendSetup{}, err
 	}
 	name, b, r, err := s.lvmBackend(o.Backend)
@@ -516,8 +516,8 @@ func (s *Service) BackendExtend(ctx context.Context, o BackendExtendOptions) (re
 	}
 	var add []devPlan
 	for _, d := range o.Devices {
-		p, err := planDevice(ctx, r, d, b.VG, pvs, o.Force)
-		if err != nil {
+		var p devPlan
+		if p, err = planDevice(ctx, r, d, b.VG, pvs, o.Force); err != nil {
 			return res, err
 		}
 		res.Devices = append(res.Devices, p.name)
@@ -538,7 +538,7 @@ func (s *Service) BackendExtend(ctx context.Context, o BackendExtendOptions) (re
 		if p.pv {
 			continue
 		}
-		if err := l.CreatePV(ctx, p.name); err != nil {
+		if err = l.CreatePV(ctx, p.name); err != nil {
 			return res, err
 		}
 		rev.add("pvremove "+p.name, func(ctx context.Context) error { return l.RemovePV(ctx, p.name) })
