@@ -1,47 +1,37 @@
 package volume
 
 import (
-	"context"
 	"fmt"
-	"slices"
 	"strings"
 )
 
-// LVMScanWarnings says when a host's LVM would scan blk's volumes and could
+// lvmScan warns when the host's LVM would scan blk's volumes and could
 // activate the volume groups guests make inside them (two hosts activating
 // one group corrupts it). On a storage host that is scan_lvs = 1: LVM then
 // reads every LV, blk's volumes included, as a possible PV. On a compute
 // host it is a filter that rejects nothing: the iSCSI disks of attached
 // volumes are scanned like local disks. A filter that rejects something is
 // taken as the operator's answer; blk cannot tell a good one from a bad
-// one. Host check is meant to print these; 'backend init --lvm-filter'
-// prints a filter to use.
-func (s *Service) LVMScanWarnings(ctx context.Context, host string) ([]string, error) {
-	if _, ok := s.Config.Hosts[host]; !ok {
-		return nil, fmt.Errorf("host %q: %w", host, ErrNotFound)
-	}
-	storage := false
-	for _, b := range s.Config.Backends {
-		storage = storage || (b.Type == "lvm" && b.Host == host)
-	}
-	compute := slices.Contains(s.Config.Compute, host)
+// one. These are warnings, not failed checks: Debian's defaults would fail
+// every compute host, and blk works without the filter.
+func (c *checker) lvmScan(storage, compute bool) []string {
 	if !storage && !compute {
-		return nil, nil
+		return nil
 	}
-	r, err := s.Hosts.Runner(host)
-	if err != nil {
-		return nil, err
+	res, err := run(c.ctx, c.r, false, "lvmconfig", "--typeconfig", "full", "devices/global_filter", "devices/filter", "devices/scan_lvs")
+	if missing(err) {
+		return nil // no LVM on the host: nothing scans
 	}
-	res, err := run(ctx, r, false, "lvmconfig", "--typeconfig", "full", "devices/global_filter", "devices/filter", "devices/scan_lvs")
 	if err != nil {
-		return nil, fmt.Errorf("read lvm.conf on %s: %w", host, err)
+		return []string{"could not read lvm.conf to check what LVM scans: " + firstLine(errText(err, string(res.Stderr)))}
 	}
 	conf := map[string]string{}
-	for _, line := range strings.Split(string(res.Stdout), "\n") {
+	for line := range strings.Lines(string(res.Stdout)) {
 		if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok {
 			conf[k] = v
 		}
 	}
+	host := c.r.Host()
 	var warn []string
 	if storage && conf["scan_lvs"] == "1" {
 		warn = append(warn, fmt.Sprintf("%s: lvm.conf sets scan_lvs = 1: LVM reads blk's volumes as PVs and may activate guests' volume groups; set scan_lvs = 0", host))
@@ -50,7 +40,7 @@ func (s *Service) LVMScanWarnings(ctx context.Context, host string) ([]string, e
 		warn = append(warn, fmt.Sprintf("%s: lvm.conf has no filter that rejects devices: LVM scans the iSCSI disks of attached volumes and may activate guests' volume groups; "+
 			"accept only the host's own PVs (see 'blk backend init --lvm-filter')", host))
 	}
-	return warn, nil
+	return warn
 }
 
 // rejects reports whether an lvm.conf filter list (["a|...|", "r|...|"])

@@ -8,32 +8,40 @@ import (
 	"github.com/blk-project/blk/internal/exec/exectest"
 )
 
-func TestLVMScanWarnings(t *testing.T) {
-	args := []string{"lvmconfig", "--typeconfig", "full", "devices/global_filter", "devices/filter", "devices/scan_lvs"}
+func TestHostCheckWarnsWhenLVMWouldScanBlksVolumes(t *testing.T) {
 	for _, c := range []struct {
 		name, conf string
 		compute    bool
 		want       []string
 	}{
-		{"storage, Debian's defaults", "global_filter=[\"a|.*|\"]\nfilter=[\"a|.*|\"]\nscan_lvs=0\n", false, nil},
-		{"storage scanning LVs", "global_filter=[\"a|.*|\"]\nfilter=[\"a|.*|\"]\nscan_lvs=1\n", false, []string{"scan_lvs = 1"}},
-		{"compute, Debian's defaults", "global_filter=[\"a|.*|\"]\nfilter=[\"a|.*|\"]\nscan_lvs=0\n", true, []string{"no filter that rejects"}},
-		{"compute with blk's filter", "global_filter=[\"a|^/dev/disk/by-id/virtio-root$|\",\"r|.*|\"]\nfilter=[\"a|.*|\"]\nscan_lvs=0\n", true, nil},
+		{"storage, Debian's defaults", lvmDefaults, false, nil},
+		{"storage scanning LVs", strings.Replace(lvmDefaults, "scan_lvs=0", "scan_lvs=1", 1), false, []string{"stor1: lvm.conf sets scan_lvs = 1"}},
+		{"compute, Debian's defaults", lvmDefaults, true, []string{"stor1: lvm.conf has no filter that rejects devices"}},
+		{"compute with blk's filter", lvmFiltered, true, nil},
+		{"compute without LVM", "", true, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := exectest.New(t, "stor1")
-			s := newService(t, f, nil)
+			s := checkService(t, f, true)
+			healthyStorage(f)
 			if c.compute {
-				s.Config.Compute = []string{"stor1"}
+				healthyCompute(f)
+			} else {
+				s.Config.Compute = nil
 			}
-			f.Expect(c.conf, args...)
-			warn, err := s.LVMScanWarnings(context.Background(), "stor1")
-			if err != nil || len(warn) != len(c.want) {
-				t.Fatalf("warnings %q, %v; want %q", warn, err, c.want)
+			if c.conf == "" {
+				f.ExpectFail(127, "", "", lvmconf...)
+			} else {
+				f.Expect(c.conf, lvmconf...)
+			}
+			reps, err := s.CheckHosts(context.Background(), nil)
+			// A warning fails no check.
+			if err != nil || len(reps[0].Warnings) != len(c.want) {
+				t.Fatalf("warnings %q, %v; want %q", reps[0].Warnings, err, c.want)
 			}
 			for i, w := range c.want {
-				if !strings.Contains(warn[i], w) {
-					t.Errorf("warning %q lacks %q", warn[i], w)
+				if !strings.HasPrefix(reps[0].Warnings[i], w) {
+					t.Errorf("warning %q lacks %q", reps[0].Warnings[i], w)
 				}
 			}
 		})

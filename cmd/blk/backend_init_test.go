@@ -99,3 +99,29 @@ func TestBackendInitDryRunAsJSONIsThePlan(t *testing.T) {
 		t.Errorf("plan = %+v", plan)
 	}
 }
+
+// A host whose LVM would scan blk's volumes passes host check with a
+// warning on stderr, -q or not.
+func TestHostCheckWarnsOfLVMScanningVolumes(t *testing.T) {
+	dir := writeConfig(t, strings.Replace(goodConfig, "thin_pool: pool, ", "", 1))
+	f := exectest.New(t, "stor1")
+	f.Handle(func(args []string) (string, string, int, bool) {
+		switch args[0] {
+		case "true", "tgtadm":
+			return "", "", 0, true
+		case "lvm":
+			return "  LVM version:     2.03.16(2) (2022-05-18)\n", "", 0, true
+		case "vgs":
+			return `{"report":[{"vg":[{"vg_name":"blk","vg_size":"8589934592","vg_free":"8589934592","lv_count":"0"}]}]}`, "", 0, true
+		case "dmsetup":
+			return "snapshot         v1.16.0\n", "", 0, true
+		case "lvmconfig":
+			return "global_filter=[\"a|.*|\"]\nfilter=[\"a|.*|\"]\nscan_lvs=1\n", "", 0, true
+		}
+		return "", "", 0, false
+	})
+	r := blk(t, dir, f, "-q", "host", "check")
+	if r.code != 0 || !strings.Contains(r.errOut, "blk: warning: stor1: lvm.conf sets scan_lvs = 1") {
+		t.Errorf("exit %d, stderr %q", r.code, r.errOut)
+	}
+}
