@@ -13,9 +13,10 @@ blk() { printf '\n\033[1m$ blk %s\033[0m\n' "$*"; bin/blk "$@"; }
 name=demo-$(date +%H%M%S)
 backing=/var/tmp/blk-lvm-init.img
 
-blk host check
 blk --dry-run backend init lvm-init --loop-file $backing --size 2GiB
 blk backend init lvm-init --loop-file $backing --size 2GiB --lvm-filter
+# After init: before it, host check fails on lvm-init's missing group.
+blk host check
 blk backend list
 blk volume create "$name" --size 512MiB
 blk volume create "$name-thin" --size 20GiB --thin

@@ -220,3 +220,18 @@ func TestBackendInitRefusesAFilesystem(t *testing.T) {
 		t.Error("a refused init made the group")
 	}
 }
+
+// The lab guest keeps Debian's lvm.conf, which filters nothing, and is a
+// compute host: host check passes it and warns that LVM would scan the
+// iSCSI disks of attached volumes.
+func TestHostCheckWarnsThatLVMScansAttachedVolumes(t *testing.T) {
+	r := blk(t, "host", "check", "-o", "json")
+	reports := decode[[]struct {
+		Warnings []string `json:"warnings"`
+	}](t, r.out)
+	if r.code != 0 || len(reports) != 1 || len(reports[0].Warnings) == 0 ||
+		!strings.Contains(reports[0].Warnings[0], "lvm.conf has no filter that rejects devices") ||
+		!strings.Contains(r.errOut, "blk: warning: lab: lvm.conf has no filter") {
+		t.Errorf("exit %d, reports %+v, stderr %q", r.code, reports, r.errOut)
+	}
+}
