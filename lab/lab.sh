@@ -115,6 +115,12 @@ write_configs() {
   mkdir -p "$LAB/state"
   config "$LAB/state/ssh.db" "address: 127.0.0.1, port: $PORT, user: root, identity: $SSHDIR/id_ed25519, known_hosts: $SSHDIR/known_hosts" > "$LAB/blk-ssh.yaml"
   config /var/lib/blk/state.db "local: true" > "$LAB/blk-local.yaml"
+  # make demo's: blk builds this backend's group itself (blk backend init on
+  # a loop file in the guest). Not in the two above: until it is made, its
+  # missing group would fail 'blk backend list' in the lab tests.
+  config "$LAB/state/demo.db" "address: 127.0.0.1, port: $PORT, user: root, identity: $SSHDIR/id_ed25519, known_hosts: $SSHDIR/known_hosts" \
+    "$(printf '  lvm-init:\n    type: lvm\n    host: lab\n    vg: blkinit\n    thin_pool: pool\n    portal: 127.0.0.1:3260\n    iqn_prefix: iqn.2026-11.org.example.blk')" \
+    lvm-init > "$LAB/blk-demo.yaml"
 }
 
 config() {
@@ -123,7 +129,8 @@ config() {
 state: $1
 hosts:
   lab: {$2}
-backends:
+backends:${3:+
+$3}
   lvm-1:
     type: lvm
     host: lab
@@ -139,7 +146,7 @@ backends:
     path: /srv/blk
     mount_options: vers=4.2
 compute: [lab]
-defaults: {backend: lvm-1}
+defaults: {backend: ${4:-lvm-1}}
 YAML
 }
 

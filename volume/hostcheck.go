@@ -33,6 +33,8 @@ type HostReport struct {
 	Reachable bool     `json:"reachable" yaml:"reachable"`
 	Error     string   `json:"error,omitempty" yaml:"error,omitempty"`
 	Checks    []Check  `json:"checks" yaml:"checks"`
+	// Warnings are risks that fail no check (what LVM scans).
+	Warnings []string `json:"warnings,omitempty" yaml:"warnings,omitempty"`
 }
 
 // HostList reports the configured hosts and what each is used for, without
@@ -107,6 +109,7 @@ func (s *Service) checkHost(ctx context.Context, rep *HostReport) error {
 	}
 	rep.Reachable = true
 	c := checker{ctx: ctx, r: r}
+	storage := false
 	for _, name := range slices.Sorted(maps.Keys(s.Config.Backends)) {
 		b := s.Config.Backends[name]
 		if b.Host != rep.Host {
@@ -115,15 +118,18 @@ func (s *Service) checkHost(ctx context.Context, rep *HostReport) error {
 		c.role = "storage:" + name
 		switch b.Type {
 		case "lvm":
-			c.lvmStorage(b)
+			c.lvmStorage(name, b)
+			storage = true
 		case "nfs":
 			c.tool("exportfs", "install nfs-kernel-server", nil, "/usr/sbin/exportfs", "-s")
 		}
 	}
-	if slices.Contains(s.Config.Compute, rep.Host) {
+	compute := slices.Contains(s.Config.Compute, rep.Host)
+	if compute {
 		c.role = "compute"
 		c.compute(slices.ContainsFunc(slices.Collect(maps.Values(s.Config.Backends)), func(b config.Backend) bool { return b.Type == "nfs" }))
 	}
+	rep.Warnings = c.lvmScan(storage, compute)
 	rep.Checks = c.checks
 	if rep.Checks == nil {
 		rep.Checks = []Check{}
@@ -204,7 +210,7 @@ func errText(err error, out string) string {
 // by the check: a full pool stops every thin volume's writes.
 const poolFull = 95
 
-func (c *checker) lvmStorage(b config.Backend) {
+func (c *checker) lvmStorage(backend string, b config.Backend) {
 	if !c.tool("lvm2", "install lvm2", regexp.MustCompile(`LVM version:\s*(\S+)`), "lvm", "version") {
 		return
 	}
@@ -212,7 +218,7 @@ func (c *checker) lvmStorage(b config.Backend) {
 	vg, err := l.Group(c.ctx)
 	switch {
 	case errors.Is(err, lvm.ErrNotFound):
-		c.add("volume group "+b.VG, false, "not found", fmt.Sprintf("create it: vgcreate %s DEVICE...", b.VG))
+		c.add("volume group "+b.VG, false, "not found", fmt.Sprintf("create it: blk backend init %s --device DEVICE...", backend))
 	case err != nil:
 		c.add("volume group "+b.VG, false, firstLine(err.Error()), "see vgs "+b.VG)
 	default:

@@ -31,11 +31,15 @@ func (w withSocket) DialUnix(ctx context.Context, path string) (net.Conn, error)
 var (
 	poolArgs = append(append([]string{}, lvsArgs...), "blk/pool")
 	tgtShow  = []string{"tgtadm", "--lld", "iscsi", "--op", "show", "--mode", "system"}
+	lvmconf  = []string{"lvmconfig", "--typeconfig", "full", "devices/global_filter", "devices/filter", "devices/scan_lvs"}
 )
 
 const (
-	vgsJSON  = `{"report":[{"vg":[{"vg_name":"blk","vg_size":"8585740288","vg_free":"3208642560","lv_count":"3"}]}]}`
-	poolJSON = `{"report":[{"lv":[{"lv_name":"pool","vg_name":"blk","lv_size":"4294967296","lv_tags":"","pool_lv":"","lv_attr":"twi-aotz--","data_percent":"12.50"}]}]}`
+	// lvmconfig on Debian 12 as installed: accepts every device.
+	lvmDefaults = "global_filter=[\"a|.*|\"]\nfilter=[\"a|.*|\"]\nscan_lvs=0\n"
+	lvmFiltered = "global_filter=[\"a|^/dev/vda2$|\",\"r|.*|\"]\nfilter=[\"a|.*|\"]\nscan_lvs=0\n"
+	vgsJSON     = `{"report":[{"vg":[{"vg_name":"blk","vg_size":"8585740288","vg_free":"3208642560","lv_count":"3"}]}]}`
+	poolJSON    = `{"report":[{"lv":[{"lv_name":"pool","vg_name":"blk","lv_size":"4294967296","lv_tags":"","pool_lv":"","lv_attr":"twi-aotz--","data_percent":"12.50"}]}]}`
 )
 
 // checkService has one host, stor1, that is both lvm-1's host and a
@@ -66,9 +70,13 @@ func TestHostCheckPassesAHealthyHost(t *testing.T) {
 	f := exectest.New(t, "stor1")
 	healthyStorage(f)
 	healthyCompute(f)
+	f.Expect(lvmFiltered, lvmconf...)
 	reps, err := checkService(t, f, true).CheckHosts(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(reps[0].Warnings) != 0 {
+		t.Errorf("warnings %q", reps[0].Warnings)
 	}
 	var got []string
 	for _, c := range reps[0].Checks {
@@ -98,13 +106,14 @@ func TestHostCheckNamesWhatToCreateInstallOrStart(t *testing.T) {
 	f.ExpectFail(1, "", "", "pidof", "iscsid")
 	f.ExpectFail(3, "", "", "systemctl", "is-active", "--quiet", "iscsid.socket")
 	f.ExpectFail(1, "", "cat: /etc/iscsi/initiatorname.iscsi: No such file or directory", "cat", "/etc/iscsi/initiatorname.iscsi")
+	f.Expect(lvmFiltered, lvmconf...)
 	reps, err := checkService(t, f, false).CheckHosts(context.Background(), nil)
 	if err == nil || !strings.Contains(err.Error(), `host "stor1": 6 checks failed (volume group blk, dm target thin-pool, tgtd, iscsid, initiator name, libvirt)`) {
 		t.Errorf("error: %v", err)
 	}
 	err = failures(reps)
 	for _, want := range []string{
-		"volume group blk: not found (create it: vgcreate blk DEVICE...)",
+		"volume group blk: not found (create it: blk backend init lvm-1 --device DEVICE...)",
 		"dm target thin-pool: not in the kernel (use a kernel with dm_thin_pool",
 		"tgtd: not running: tgtadm: can't send the request to the tgt daemon",
 		"(start it: systemctl enable --now tgt)",
@@ -130,6 +139,7 @@ func TestHostCheckToolsMissingAndPoolFull(t *testing.T) {
 	f.ExpectFail(127, "", "", "dmsetup", "targets")
 	f.ExpectFail(127, "", "", tgtShow...)
 	f.ExpectFail(127, "", "", "iscsiadm", "--version")
+	f.Expect(lvmFiltered, lvmconf...)
 	reps, _ := checkService(t, f, true).CheckHosts(context.Background(), nil)
 	err := failures(reps)
 	for _, want := range []string{

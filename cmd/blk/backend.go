@@ -34,6 +34,7 @@ there (the sum of its volumes' sizes, from the state file).`,
 			})
 		},
 	})
+	cmd.AddCommand(newBackendInitCmd(a), newBackendExtendCmd(a))
 	return cmd
 }
 

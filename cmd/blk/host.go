@@ -38,7 +38,12 @@ iscsid running (or socket-activated), a valid initiator name in
 backends add exportfs (storage) and mount.nfs (compute).
 
 Each failed check says what to install, start or create, and the command
-exits 1; an unreachable host too. Nothing is changed on any host.`,
+exits 1; an unreachable host too. Nothing is changed on any host.
+
+It also warns, without failing, when a host's LVM would scan blk's volumes
+and could activate the volume groups guests make inside them: scan_lvs = 1
+on a storage host, or no lvm.conf filter that rejects devices on a compute
+host ('blk backend init --lvm-filter' prints one).`,
 		Example: "  blk host check\n  blk host check stor1 -o json",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withReader(cmd, state.ReadOnlyOrEmpty, func(ctx context.Context, svc *volume.Service) error {
@@ -46,6 +51,11 @@ exits 1; an unreachable host too. Nothing is changed on any host.`,
 				if reports != nil {
 					if perr := a.print(hostsView(reports, true)); perr != nil {
 						return perr
+					}
+				}
+				for _, r := range reports {
+					for _, w := range r.Warnings {
+						a.warn("%s", w)
 					}
 				}
 				return err
