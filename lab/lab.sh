@@ -3,6 +3,7 @@
 # iscsi_tcp and nfsd exist, sharing this machine's root read-only over 9p so it
 # runs these very binaries. See ../README.md "The lab" and shared LAB.md.
 #
+#   lab.sh install  install the Debian packages the lab (and the sshd unit tests) need
 #   lab.sh up       install what is missing, build kernel + initramfs, boot or reuse
 #   lab.sh down     stop the guest this lab started (by its recorded PID)
 #   lab.sh ssh ...  run a command in the guest (no args: a shell)
@@ -233,11 +234,12 @@ down() {
 }
 
 case "${1:-}" in
+  install) install_packages ;;
   up) up ;;
   down) down ;;
   ssh) shift; if [ $# -eq 0 ]; then ssh -i "$SSHDIR/id_ed25519" -o UserKnownHostsFile="$SSHDIR/known_hosts" -p "$PORT" -t root@127.0.0.1; else ssh_guest "$@"; fi ;;
   status) if running && ready; then echo "up (pid $(cat "$RUN/qemu.pid"), ssh 127.0.0.1:$PORT)"; else echo down; exit 1; fi ;;
   console) console_tail ;;
   dir) echo "$LAB" ;;
-  *) echo "usage: $0 up|down|ssh [CMD...]|status|console|dir" >&2; exit 2 ;;
+  *) echo "usage: $0 install|up|down|ssh [CMD...]|status|console|dir" >&2; exit 2 ;;
 esac
