@@ -173,6 +173,11 @@ func (s *Service) connect(ctx context.Context, r *reverter, b config.Backend, v 
 	if conn.InitiatorIQN, err = initiator.Name(ctx); err != nil {
 		return fmt.Errorf("read initiator name: %w", err)
 	}
+	// It becomes the target's only ACL: a garbled file must not bind
+	// something else, or nothing.
+	if err = config.CheckIQN(conn.InitiatorIQN); err != nil {
+		return fmt.Errorf("%s: initiator name in /etc/iscsi/initiatorname.iscsi: %w", rec.Host, err)
+	}
 	tid, created, err := target.Create(ctx, conn.TargetIQN)
 	if err != nil {
 		return fmt.Errorf("tgtadm new target: %w", err)

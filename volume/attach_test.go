@@ -580,3 +580,24 @@ func TestFailedToolsStderrHasTheSecretMasked(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// The compute host's InitiatorName becomes the target's only ACL: a
+// garbled one is refused before anything is made.
+func TestAttachRefusesAGarbledInitiatorName(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	s, _, comp := attachService(t, w, newFakeHV("web1"))
+	comp.Handle(func(args []string) (string, string, int, bool) {
+		if args[0] == "cat" {
+			return "InitiatorName=ALL ; $(reboot)\n", "", 0, true
+		}
+		return w.handle(args)
+	})
+	_, _, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1", Bus: "scsi"})
+	if err == nil || !strings.Contains(err.Error(), "is not an IQN") {
+		t.Fatalf("err = %v", err)
+	}
+	if v, _ := s.State.Volume(ctx, "db1"); v.Status != state.Available || w.empty() != "" || w.count != 0 {
+		t.Errorf("volume %s, world %q, %d commands: a refused attach changed something", v.Status, w.empty(), w.count)
+	}
+}
