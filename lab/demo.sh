@@ -13,8 +13,9 @@ blk() { printf '\n\033[1m$ blk %s\033[0m\n' "$*"; bin/blk "$@"; }
 name=demo-$(date +%H%M%S)
 backing=/var/tmp/blk-lvm-init.img
 
-blk --dry-run backend init lvm-init --loop-file $backing --size 2GiB
-blk backend init lvm-init --loop-file $backing --size 2GiB --lvm-filter
+# Half the group for thin volumes, half left for thick ones.
+blk --dry-run backend init lvm-init --loop-file $backing --size 2GiB --thin-pool-size 50%
+blk backend init lvm-init --loop-file $backing --size 2GiB --thin-pool-size 50% --lvm-filter
 # After init: before it, host check fails on lvm-init's missing group.
 blk host check
 blk backend list
