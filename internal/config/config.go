@@ -85,14 +85,25 @@ func Default() *Config {
 	}
 }
 
+// The length limits are checked apart from the patterns: a bounded
+// repetition ({0,126}) compiles into that many copies, and every blk run
+// paid for compiling them at start-up.
 var (
-	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	nameRE = boundedRE{63, regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)}
 	// LVM's own rule for VG and LV names: see lvm(8), VALID NAMES.
-	lvmNameRE = regexp.MustCompile(`^[a-zA-Z0-9+_.][a-zA-Z0-9+_.-]{0,126}$`)
+	lvmNameRE = boundedRE{127, regexp.MustCompile(`^[a-zA-Z0-9+_.][a-zA-Z0-9+_.-]*$`)}
 	// RFC 3720 3.2.6.3.1: iqn.YYYY-MM.reversed.domain[:anything].
 	iqnRE      = regexp.MustCompile(`^iqn\.[0-9]{4}-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[a-z0-9.:_-]*)?$`)
-	dnsLabelRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+	dnsLabelRE = boundedRE{63, regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?$`)}
 )
+
+// boundedRE is a pattern for strings of at most max bytes.
+type boundedRE struct {
+	max int
+	re  *regexp.Regexp
+}
+
+func (b boundedRE) MatchString(s string) bool { return len(s) <= b.max && b.re.MatchString(s) }
 
 // maxIQN is RFC 3720's limit; a target's IQN is the prefix, ":" and a
 // 36-byte volume UUID.
