@@ -1,0 +1,115 @@
+package nfs
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/blk-project/blk/internal/exec/exectest"
+	"github.com/blk-project/blk/internal/fault"
+)
+
+const findmntOut = `{
+   "filesystems": [
+      {"target": "/var/lib/blk/mnt/x", "source": "192.0.2.10:/srv/blk", "fstype": "nfs4",
+       "options": "rw,relatime,vers=4.2,hard,proto=tcp"}
+   ]
+}`
+
+func TestMountPointIsTheMD5OfTheExport(t *testing.T) {
+	// echo -n 192.0.2.10:/srv/blk | md5sum
+	if got := MountPoint("192.0.2.10:/srv/blk"); got != "/var/lib/blk/mnt/c3d66496b13fc63add30ed22b43414f5" {
+		t.Errorf("MountPoint = %q", got)
+	}
+}
+
+func TestCreateIsSparseAndReadsBack(t *testing.T) {
+	ctx := context.Background()
+	f := exectest.New(t, "stor1")
+	file := "/srv/blk/volume-u"
+	f.ExpectFail(1, "", "stat: cannot statx '/srv/blk/volume-u': No such file or directory", "stat", "--format", "%s,%b,%B", file).
+		Expect("", "truncate", "--size", "1073741824", file).
+		Expect("1073741824,0,512\n", "stat", "--format", "%s,%b,%B", file)
+	got, err := Files{Run: f}.Create(ctx, file, 1<<30)
+	if err != nil || got != (File{SizeBytes: 1 << 30}) {
+		t.Fatalf("Create = %+v, %v", got, err)
+	}
+	g := exectest.New(t, "stor1")
+	g.Expect("1073741824,8,512\n", "stat", "--format", "%s,%b,%B", file)
+	if _, err := (Files{Run: g}).Create(ctx, file, 1<<30); !errors.Is(err, fault.ErrExists) {
+		t.Errorf("create over an existing file: %v", err)
+	}
+}
+
+func TestUsageParsesDF(t *testing.T) {
+	f := exectest.New(t, "stor1")
+	f.Expect(" 1B-blocks     Avail\n1020702720 950214656\n", "df", "--block-size=1", "--output=size,avail", "/srv/blk")
+	fs, err := Files{Run: f}.Usage(context.Background(), "/srv/blk")
+	if err != nil || fs != (FS{SizeBytes: 1020702720, FreeBytes: 950214656}) {
+		t.Errorf("Usage = %+v, %v", fs, err)
+	}
+}
+
+func TestMountFallsBackThroughTheVersions(t *testing.T) {
+	ctx := context.Background()
+	f := exectest.New(t, "comp1")
+	dir := MountPoint("192.0.2.10:/srv/blk")
+	f.Expect("", "mkdir", "--parents", dir).
+		ExpectFail(32, "", "mount.nfs: Protocol not supported", "mount", "-t", "nfs", "-o", "vers=4.2", "192.0.2.10:/srv/blk", dir).
+		ExpectFail(32, "", "mount.nfs: an incorrect mount option was specified", "mount", "-t", "nfs", "-o", "vers=4.1", "192.0.2.10:/srv/blk", dir).
+		Expect("", "mount", "-t", "nfs", "192.0.2.10:/srv/blk", dir)
+	if err := (Mounts{Run: f}).Mount(ctx, "192.0.2.10:/srv/blk", dir, DefaultOptions); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMountFailuresAreTyped(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		stderr string
+		kind   error
+		hint   string
+	}{
+		{"mount.nfs: Connection refused", ErrServer, "TCP 2049"},
+		{"mount.nfs: access denied by server while mounting 192.0.2.10:/srv/blk", ErrPermission, "no_root_squash"},
+		{"mount.nfs: mounting 192.0.2.10:/srv/blk failed, reason given by server: No such file or directory", ErrNotFound, ""},
+		{"mount.nfs: Stale file handle", ErrStale, "umount -l"},
+	} {
+		f := exectest.New(t, "comp1")
+		f.Expect("", "mkdir", "--parents", "/m").
+			ExpectFail(32, "", c.stderr, "mount", "-t", "nfs", "-o", "vers=4.2", "192.0.2.10:/srv/blk", "/m")
+		err := Mounts{Run: f}.Mount(ctx, "192.0.2.10:/srv/blk", "/m", DefaultOptions)
+		if !errors.Is(err, c.kind) || !strings.Contains(err.Error(), c.hint) || !strings.Contains(err.Error(), "comp1: mount -t nfs") {
+			t.Errorf("%s: err = %v", c.stderr, err)
+		}
+	}
+}
+
+func TestAtReadsFindmnt(t *testing.T) {
+	ctx := context.Background()
+	f := exectest.New(t, "comp1")
+	f.Expect(findmntOut, "findmnt", "--json", "--mountpoint", "/var/lib/blk/mnt/x").
+		ExpectFail(1, "", "", "findmnt", "--json", "--mountpoint", "/var/lib/blk/mnt/y")
+	m, err := Mounts{Run: f}.At(ctx, "/var/lib/blk/mnt/x")
+	if err != nil || m.Source != "192.0.2.10:/srv/blk" || m.FSType != "nfs4" {
+		t.Errorf("At = %+v, %v", m, err)
+	}
+	if _, err := (Mounts{Run: f}).At(ctx, "/var/lib/blk/mnt/y"); !errors.Is(err, ErrNotMounted) {
+		t.Errorf("At of nothing: %v", err)
+	}
+}
+
+func TestUnmountOfNothingIsDone(t *testing.T) {
+	f := exectest.New(t, "comp1")
+	f.ExpectFail(32, "", "umount: /m: not mounted.", "umount", "/m").
+		Expect("", "rmdir", "--ignore-fail-on-non-empty", "/m")
+	if err := (Mounts{Run: f}).Unmount(context.Background(), "/m"); err != nil {
+		t.Error(err)
+	}
+	g := exectest.New(t, "comp1")
+	g.ExpectFail(32, "", "umount: /m: target is busy.", "umount", "/m")
+	if err := (Mounts{Run: g}).Unmount(context.Background(), "/m"); !errors.Is(err, ErrInUse) {
+		t.Errorf("busy: %v", err)
+	}
+}
