@@ -91,13 +91,8 @@ type File struct {
 var errEmpty = errors.New("empty stat output")
 
 // Create makes a sparse file of size: nothing is allocated until written.
-// It refuses a file that is already there rather than resize it.
+// truncate resizes a file that is there: the caller makes sure none is.
 func (f Files) Create(ctx context.Context, file string, size int64) (File, error) {
-	if _, err := f.Stat(ctx, file); err == nil {
-		return File{}, fault.New(fault.ErrExists, "%s: %s already exists", f.Run.Host(), file)
-	} else if !errors.Is(err, ErrNotFound) {
-		return File{}, err
-	}
 	if _, err := run(ctx, f.Run, exec.Cmd{Args: []string{"truncate", "--size", strconv.FormatInt(size, 10), file}, Mutates: true}, file); err != nil {
 		return File{}, err
 	}
@@ -226,20 +221,13 @@ type Mount struct {
 
 // At reads what is mounted at dir; ErrNotMounted if nothing is.
 func (m Mounts) At(ctx context.Context, dir string) (Mount, error) {
-	return m.at(ctx, dir, false)
-}
-
-func (m Mounts) at(ctx context.Context, dir string, observes bool) (Mount, error) {
-	res, err := m.Run.Run(ctx, exec.Cmd{Args: []string{"findmnt", "--json", "--mountpoint", dir}, Observes: observes})
+	res, err := m.Run.Run(ctx, exec.Cmd{Args: []string{"findmnt", "--json", "--mountpoint", dir}})
 	// findmnt exits 1, printing nothing, when nothing is mounted there.
 	if exec.ExitCode(err) == 1 && len(strings.TrimSpace(string(res.Stdout))) == 0 {
 		return Mount{}, fmt.Errorf("%s: %s: %w", m.Run.Host(), dir, ErrNotMounted)
 	}
 	if err != nil {
 		return Mount{}, err
-	}
-	if len(res.Stdout) == 0 { // a dry run's read-back
-		return Mount{Target: dir}, nil
 	}
 	var out struct {
 		Filesystems []Mount `json:"filesystems"`

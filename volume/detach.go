@@ -91,7 +91,10 @@ func (s *Service) disconnect(ctx context.Context, rec state.AttachmentRecord, fo
 	if err != nil {
 		return nil, err
 	}
-	conn := rec.Conn
+	p, err := s.provider(v.Backend, b)
+	if err != nil {
+		return nil, err
+	}
 	var warnings []string
 	do := func(name string, fn func() error) error {
 		err := fn()
@@ -106,10 +109,7 @@ func (s *Service) disconnect(ctx context.Context, rec state.AttachmentRecord, fo
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	serial := hypervisor.SerialOf(v.UUID)
-	steps := []struct {
-		name string
-		fn   func() error
-	}{
+	steps := append([]detachStep{
 		{"libvirt-detached", func() error {
 			hv, err := s.Hosts.Hypervisor(ctx, rec.Host)
 			if err != nil {
@@ -121,28 +121,7 @@ func (s *Service) disconnect(ctx context.Context, rec state.AttachmentRecord, fo
 			}
 			return err
 		}},
-		{"device-removed", func() error {
-			compute, err := s.Hosts.Runner(rec.Host)
-			if err != nil {
-				return err
-			}
-			return iscsi.Initiator{Run: compute}.RemoveDevice(ctx, iscsi.ByPath(conn.TargetPortal, conn.TargetIQN, lunID))
-		}},
-		{"logged-out", func() error {
-			compute, err := s.Hosts.Runner(rec.Host)
-			if err != nil {
-				return err
-			}
-			return iscsi.Initiator{Run: compute}.Logout(ctx, conn.TargetPortal, conn.TargetIQN)
-		}},
-		{"target-removed", func() error {
-			storage, err := s.Hosts.Runner(b.Host)
-			if err != nil {
-				return err
-			}
-			return s.removeTarget(ctx, iscsi.Target{Run: storage}, conn)
-		}},
-	}
+	}, p.release(ctx, rec)...)
 	for _, st := range steps {
 		if err := do(st.name, st.fn); err != nil {
 			return warnings, err
