@@ -222,8 +222,10 @@ type Mount struct {
 // At reads what is mounted at dir; ErrNotMounted if nothing is.
 func (m Mounts) At(ctx context.Context, dir string) (Mount, error) {
 	res, err := m.Run.Run(ctx, exec.Cmd{Args: []string{"findmnt", "--json", "--mountpoint", dir}})
-	// findmnt exits 1, printing nothing, when nothing is mounted there.
-	if exec.ExitCode(err) == 1 && len(strings.TrimSpace(string(res.Stdout))) == 0 {
+	// findmnt exits 1, printing nothing, when nothing is mounted there; it
+	// also exits 1 when it fails, saying why.
+	var e *exec.Error
+	if errors.As(err, &e) && e.ExitCode == 1 && strings.TrimSpace(string(res.Stdout)) == "" && strings.TrimSpace(e.Stderr) == "" {
 		return Mount{}, fmt.Errorf("%s: %s: %w", m.Run.Host(), dir, ErrNotMounted)
 	}
 	if err != nil {
@@ -307,7 +309,15 @@ func (m Mounts) Unmount(ctx context.Context, dir string) error {
 	if err != nil && !errors.Is(err, ErrNotMounted) {
 		return err
 	}
-	// A directory that is not empty is not blk's to remove: leave it.
-	m.Run.Run(ctx, exec.Cmd{Args: []string{"rmdir", "--ignore-fail-on-non-empty", dir}, Mutates: true})
-	return nil
+	return m.RemoveDir(ctx, dir)
+}
+
+// RemoveDir removes the empty mount point. One that is not empty is not
+// blk's to remove, and stays.
+func (m Mounts) RemoveDir(ctx context.Context, dir string) error {
+	_, err := run(ctx, m.Run, exec.Cmd{Args: []string{"rmdir", "--ignore-fail-on-non-empty", dir}, Mutates: true}, dir)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
 }

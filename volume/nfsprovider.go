@@ -47,9 +47,10 @@ func (p nfsProvider) make(ctx context.Context, r *reverter, v state.Volume) (int
 	file := p.file(v.UUID)
 	// The name holds the volume's UUID: a file there is what a killed
 	// create of this very volume made.
-	r.add("file", func(ctx context.Context) error { return f.Remove(ctx, file) })
+	undo := func(ctx context.Context) error { return f.Remove(ctx, file) }
 	st, err := f.Stat(ctx, file)
 	if err == nil {
+		r.add("file", undo)
 		return st.SizeBytes, file, nil
 	}
 	if !errors.Is(err, nfs.ErrNotFound) {
@@ -64,6 +65,7 @@ func (p nfsProvider) make(ctx context.Context, r *reverter, v state.Volume) (int
 			return 0, "", fault.New(ErrConflict, "%s: %s has %s free, %s needed", f.Run.Host(), p.b.Path, FormatSize(fs.FreeBytes), FormatSize(v.SizeBytes))
 		}
 	}
+	r.add("file", undo) // a failed truncate or fallocate may leave it
 	st, err = f.Create(ctx, file, v.SizeBytes)
 	if err == nil && !v.Thin {
 		st, err = f.Preallocate(ctx, file, v.SizeBytes)
@@ -222,7 +224,7 @@ func (s *Service) releaseMount(ctx context.Context, m nfs.Mounts, hv hypervisor.
 	}
 	mnt, err := m.At(ctx, conn.MountPoint)
 	if errors.Is(err, nfs.ErrNotMounted) {
-		return nil
+		return m.RemoveDir(ctx, conn.MountPoint) // a failed mount may have made it
 	}
 	if err != nil {
 		return err
