@@ -29,8 +29,9 @@ type DetachResult struct {
 // detachWait bounds how long a guest may take to release a disk, per try.
 var detachWait = 10 * time.Second
 
-// Detach unplugs the disk, removes the SCSI device, logs out, and removes
-// the export, each step idempotent. A failed step leaves the volume
+// Detach unplugs the disk, then undoes what made the volume reachable (the
+// SCSI device, session and iSCSI export; or the NFS mount, once no other
+// attachment on the host needs it), each step idempotent. A failed step leaves the volume
 // detaching with the step recorded; running detach again continues. With
 // Force every step is tried whatever fails before it, and the volume ends
 // available.

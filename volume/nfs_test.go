@@ -509,3 +509,44 @@ func TestNFSDetachKeepsAMountAnAttachInProgressNeeds(t *testing.T) {
 		t.Errorf("unmounted under db2's attach: %v", w.mounts)
 	}
 }
+
+func TestNFSDryRunPrintsTheMountTruncateAndUnmount(t *testing.T) {
+	ctx := context.Background()
+	w := newNFSWorld()
+	hv := newFakeHV("web1")
+	real, _, _ := nfsService(t, w, hv)
+	var plan strings.Builder
+	s := dry(real, &plan)
+	s.testHookUUID = "11111111-2222-3333-4444-555555555555"
+	if _, err := s.Create(ctx, CreateOptions{Name: "files1", Size: "1GiB"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1"}); err != nil {
+		t.Fatal(err)
+	}
+	want := "stor1: truncate --size 1073741824 /srv/blk/volume-11111111-2222-3333-4444-555555555555\n" +
+		"comp1: mkdir --parents " + mnt + "\n" +
+		"comp1: mount -t nfs -o vers=4.2 " + export + " " + mnt + "\n" +
+		`comp1: libvirt attach-device web1 --live --config <disk type="file" device="disk"> <driver name="qemu" type="raw" cache="none" io="native"></driver> <source file="` + mnt + `/volume-` + volUUID + `"></source> <target dev="vdb" bus="virtio"></target> <serial>0a0b0c0d-1111-2222-3</serial> </disk>` + "\n"
+	if plan.String() != want {
+		t.Errorf("plan:\n%s\nwant:\n%s", plan.String(), want)
+	}
+	if len(w.files) != 2 || len(w.mounts) != 0 || len(hv.calls) != 0 {
+		t.Errorf("a dry run changed something: files %v, mounts %v, libvirt %q", w.files, w.mounts, hv.calls)
+	}
+
+	if _, _, err := real.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1"}); err != nil {
+		t.Fatal(err)
+	}
+	plan.Reset()
+	s = dry(real, &plan)
+	if _, err := s.Detach(ctx, DetachOptions{Volume: "db1"}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(plan.String(), "comp1: umount "+mnt+"\ncomp1: rmdir --ignore-fail-on-non-empty "+mnt+"\n") {
+		t.Errorf("detach plan:\n%s", plan.String())
+	}
+	if w.mounts[mnt] != export {
+		t.Errorf("a dry run unmounted")
+	}
+}
