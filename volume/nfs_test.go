@@ -550,3 +550,25 @@ func TestNFSDryRunPrintsTheMountTruncateAndUnmount(t *testing.T) {
 		t.Errorf("a dry run unmounted")
 	}
 }
+
+// A preallocated create killed after truncate, run again, allocates the
+// file it finds instead of taking it as it is.
+func TestNFSPreallocatedCreateRerunAllocates(t *testing.T) {
+	ctx := context.Background()
+	s, stor, _ := nfsService(t, nil, newFakeHV("web1"))
+	u := "11111111-2222-3333-4444-555555555555"
+	s.testHookUUID = u
+	file := "/srv/blk/volume-" + u
+	op, err := s.State.InsertVolume(ctx, &state.Volume{UUID: u, Name: "full", Backend: "nfs-1", SizeBytes: 512 << 20, Status: state.Creating})
+	if err != nil {
+		t.Fatal(err)
+	}
+	op.End(ctx, errors.New("killed")) // its process is gone: stale
+	stat := []string{"stat", "--format", "%s,%b,%B", file}
+	falloc := []string{"fallocate", "--length", "536870912", file}
+	stor.Expect("536870912,0,512\n", stat...).Expect("", falloc...).Expect("536870912,1048576,512\n", stat...)
+	v, err := s.Create(ctx, CreateOptions{Name: "full", Size: "512MiB", Preallocate: true})
+	if err != nil || v.Status != state.Available {
+		t.Fatalf("rerun = %+v, %v", v, err)
+	}
+}

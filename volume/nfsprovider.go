@@ -51,7 +51,10 @@ func (p nfsProvider) make(ctx context.Context, r *reverter, v state.Volume) (int
 	st, err := f.Stat(ctx, file)
 	if err == nil {
 		r.add("file", undo)
-		return st.SizeBytes, file, nil
+		if !v.Thin && st.AllocatedBytes < st.SizeBytes { // killed before or during fallocate
+			st, err = f.Preallocate(ctx, file, st.SizeBytes)
+		}
+		return st.SizeBytes, file, err
 	}
 	if !errors.Is(err, nfs.ErrNotFound) {
 		return 0, "", err
