@@ -5,7 +5,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/blk-project/blk/internal/exec"
 	"github.com/blk-project/blk/internal/exec/exectest"
 )
 
@@ -109,5 +111,30 @@ func TestUnmountOfNothingIsDone(t *testing.T) {
 	g.ExpectFail(32, "", "umount: /m: target is busy.", "umount", "/m")
 	if err := (Mounts{Run: g}).Unmount(context.Background(), "/m"); !errors.Is(err, ErrInUse) {
 		t.Errorf("busy: %v", err)
+	}
+}
+
+// hangs is a host where mount never returns until killed, as with an NFS
+// server that does not answer.
+type hangs struct{ *exectest.Fake }
+
+func (h hangs) Run(ctx context.Context, cmd exec.Cmd) (exec.Result, error) {
+	if cmd.Args[0] == "mount" {
+		<-ctx.Done()
+		return exec.Result{}, exec.NewError(h.Host(), cmd, -1, nil, ctx.Err())
+	}
+	return h.Fake.Run(ctx, cmd)
+}
+
+func TestMountThatHangsIsBoundedAndSaysSo(t *testing.T) {
+	old := MountWait
+	MountWait = 50 * time.Millisecond
+	t.Cleanup(func() { MountWait = old })
+	f := exectest.New(t, "comp1")
+	f.Expect("", "mkdir", "--parents", "/m")
+	start := time.Now()
+	err := Mounts{Run: hangs{f}}.Mount(context.Background(), "192.0.2.10:/srv/blk", "/m", DefaultOptions)
+	if !errors.Is(err, ErrServer) || !strings.Contains(err.Error(), "no answer within 50ms") || time.Since(start) > 5*time.Second {
+		t.Errorf("err = %v after %v", err, time.Since(start))
 	}
 }
