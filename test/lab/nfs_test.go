@@ -242,3 +242,26 @@ func TestNFSKilledAttachIsCleanedByForceDetach(t *testing.T) {
 		t.Errorf("volume = %+v", got)
 	}
 }
+
+// virtio on lab-vm2, whose kernel answers the unplug: the last detach
+// unmounts.
+func TestNFSAttachVirtioDetach(t *testing.T) {
+	waitForKernel(t, "lab-vm2")
+	if src := mountedSource(t); src != "" {
+		t.Fatalf("%s is mounted at %s before the test: unmount it", src, nfsMount)
+	}
+	name := uniq("nfsvirtio")
+	v := decode[volume](t, ok(t, "volume", "create", name, "--size", "16MiB", "--backend", "nfs-1", "-o", "json"))
+	defer blk(t, "volume", "delete", name, "--yes")
+	a := decode[attached](t, ok(t, "volume", "attach", name, "--instance", "lab-vm2", "--bus", "virtio", "-o", "json"))
+	if a.Attachment == nil || !strings.HasPrefix(a.Attachment.Device, "vd") {
+		t.Fatalf("attached = %+v", a.Attachment)
+	}
+	if x := sh(t, "virsh", "-c", "qemu:///system", "dumpxml", "lab-vm2"); !strings.Contains(x, "<source file='"+nfsMount+"/volume-"+v.UUID+"'") {
+		t.Errorf("lab-vm2 lacks the file disk:\n%s", x)
+	}
+	ok(t, "volume", "detach", name)
+	if left := nfsLeftovers(t, v.UUID, "lab-vm2"); len(left) > 0 {
+		t.Errorf("detach left: %v", left)
+	}
+}
