@@ -56,9 +56,9 @@ var deviceWait = 30 * time.Second
 
 // Attach makes the volume reachable from the compute host (iSCSI export and
 // login, or the NFS export's mount) and plugs the disk into the domain, live
-// and persistent. Every step made is undone
-// in reverse if a later one fails. Attaching a volume already attached to
-// the same instance succeeds with already=true.
+// and persistent. Every step made is undone in reverse if a later one fails.
+// Attaching a volume already attached to the same instance succeeds with
+// already=true.
 func (s *Service) Attach(ctx context.Context, o AttachOptions) (_ Volume, already bool, err error) {
 	if err = o.Validate(); err != nil {
 		return Volume{}, false, err

@@ -30,8 +30,9 @@ func (o CreateOptions) Validate() (int64, error) {
 }
 
 // Create makes a volume: a row in creating, the storage (an LV, or a file on
-// an NFS export), then available with the size really made. A failure removes both; a create whose process died
-// is finished by running the same command again.
+// an NFS export), then available with the size really made. A failure
+// removes both; a create whose process died is finished by running the same
+// command again.
 func (s *Service) Create(ctx context.Context, o CreateOptions) (_ Volume, err error) {
 	size, err := o.Validate()
 	if err != nil {

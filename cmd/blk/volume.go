@@ -132,11 +132,12 @@ func newVolumeDeleteCmd(a *App) *cobra.Command {
 	return withFlags(&cobra.Command{
 		Use:     "delete NAME|UUID... [--wipe] [--yes]",
 		Aliases: []string{"rm", "remove"},
-		Short:   "Delete volumes and their LVs",
-		Long: `Delete volumes: remove each LV and its row. A volume must be available (not
-attached, not in the middle of another operation) and have no snapshots.
-With --wipe the LV is zeroed first (thin volumes are discarded back to their
-pool instead, which zeroes blocks before reuse).
+		Short:   "Delete volumes and their LVs or files",
+		Long: `Delete volumes: remove each LV (or NFS volume file) and its row. A volume
+must be available (not attached, not in the middle of another operation) and
+have no snapshots. With --wipe the LV or file is overwritten with zeros first
+(thin LVs are discarded back to their pool instead, which zeroes blocks before
+reuse).
 
 On a terminal blk asks first; without one, --yes is required.
 With several volumes, each is tried; if some fail the exit code is 5.`,
