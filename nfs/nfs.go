@@ -282,7 +282,11 @@ func (m Mounts) Mount(ctx context.Context, export, dir string, tries []string) e
 		}
 		errs = append(errs, err)
 		if !versionRefused(err) {
-			return classify(errors.Join(errs...), dir)
+			err = classify(errors.Join(errs...), dir)
+			if errors.Is(err, ErrNotFound) {
+				err = fmt.Errorf("%w: the server exports no such path: check 'exportfs -v' on it, and the backend's export", err)
+			}
+			return err
 		}
 	}
 	return fmt.Errorf("no NFS version in %q worked: %w", tries, errors.Join(errs...))

@@ -73,7 +73,7 @@ func TestMountFailuresAreTyped(t *testing.T) {
 	}{
 		{"mount.nfs: Connection refused", ErrServer, "TCP 2049"},
 		{"mount.nfs: access denied by server while mounting 192.0.2.10:/srv/blk", ErrPermission, "no_root_squash"},
-		{"mount.nfs: mounting 192.0.2.10:/srv/blk failed, reason given by server: No such file or directory", ErrNotFound, ""},
+		{"mount.nfs: mounting 192.0.2.10:/srv/blk failed, reason given by server: No such file or directory", ErrNotFound, "exportfs -v"},
 		{"mount.nfs: Stale file handle", ErrStale, "umount -l"},
 	} {
 		f := exectest.New(t, "comp1")
