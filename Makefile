@@ -84,10 +84,11 @@ lab-test:
 demo:
 	lab/demo.sh
 
-## bench: list/start-up (issue 2) and attach/detach (issue 4) ratios
+## bench: list/start-up (issue 2), attach/detach (issue 4) and NFS attach/detach (issue 9) ratios
 bench:
 	bench/run.sh
 	bench/attach.sh
+	bench/nfs-attach.sh
 
 clean:
 	rm -rf bin build

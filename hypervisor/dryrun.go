@@ -79,3 +79,14 @@ func (d *DryRun) DomainXML(ctx context.Context, domain string, persistent bool) 
 }
 
 func key(domain string, persistent bool) string { return fmt.Sprint(domain, " ", persistent) }
+
+// Domains passes the listing through, when the wrapped connection lists.
+func (d *DryRun) Domains(ctx context.Context) ([]string, error) {
+	l, ok := d.Hypervisor.(interface {
+		Domains(context.Context) ([]string, error)
+	})
+	if !ok {
+		return nil, fmt.Errorf("%s: libvirt: cannot list domains", d.host)
+	}
+	return l.Domains(ctx)
+}

@@ -12,7 +12,7 @@ import (
 // block_device_mapping. It holds the CHAP secret: it lives only in this
 // 0600 file and is never printed.
 type ConnectionInfo struct {
-	DriverVolumeType string `json:"driver_volume_type"` // iscsi
+	DriverVolumeType string `json:"driver_volume_type"` // iscsi or nfs
 	TargetPortal     string `json:"target_portal"`
 	TargetIQN        string `json:"target_iqn"`
 	TargetLUN        int    `json:"target_lun"`
@@ -24,6 +24,12 @@ type ConnectionInfo struct {
 	DevicePath       string `json:"device_path,omitempty"`
 	Bus              string `json:"bus"`
 	ReadOnly         bool   `json:"read_only,omitempty"`
+	// nfs: the export, where the compute host mounts it, the volume's file
+	// under that mount (also DevicePath) and its format, always given.
+	Export     string `json:"export,omitempty"`
+	MountPoint string `json:"mount_point,omitempty"`
+	File       string `json:"file,omitempty"`
+	Format     string `json:"format,omitempty"`
 }
 
 // AttachmentRecord is the whole attachment row, for the workflows.
@@ -93,6 +99,31 @@ func (s *Store) ReservedDevices(ctx context.Context, host, instance string) ([]s
 		devs = append(devs, d)
 	}
 	return devs, rows.Err()
+}
+
+// AttachmentsOn lists the attachments on host, whatever their status: an
+// attach in progress holds what it uses (an NFS mount) from the moment it
+// reserves the volume.
+func (s *Store) AttachmentsOn(ctx context.Context, host string) ([]AttachmentRecord, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT volume, instance, host, device, device_path, status, step, connection_info
+		FROM attachments WHERE host = ? ORDER BY volume`, host)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []AttachmentRecord
+	for rows.Next() {
+		var a AttachmentRecord
+		var conn string
+		if err := rows.Scan(&a.Volume, &a.Instance, &a.Host, &a.Device, &a.DevicePath, &a.Status, &a.Step, &conn); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(conn), &a.Conn); err != nil {
+			return nil, fmt.Errorf("attachment of %s: connection info: %w", a.Volume, err)
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
 }
 
 // Attachment reads the attachment of a volume, whatever its status.

@@ -54,10 +54,11 @@ const lunID = 1
 // deviceWait bounds how long udev may take to make the by-path link.
 var deviceWait = 30 * time.Second
 
-// Attach exports the volume over iSCSI, logs the compute host in and plugs
-// the disk into the domain, live and persistent. Every step made is undone
-// in reverse if a later one fails. Attaching a volume already attached to
-// the same instance succeeds with already=true.
+// Attach makes the volume reachable from the compute host (iSCSI export and
+// login, or the NFS export's mount) and plugs the disk into the domain, live
+// and persistent. Every step made is undone in reverse if a later one fails.
+// Attaching a volume already attached to the same instance succeeds with
+// already=true.
 func (s *Service) Attach(ctx context.Context, o AttachOptions) (_ Volume, already bool, err error) {
 	if err = o.Validate(); err != nil {
 		return Volume{}, false, err
@@ -80,8 +81,9 @@ func (s *Service) Attach(ctx context.Context, o AttachOptions) (_ Volume, alread
 	if err != nil {
 		return volumeOf(v), false, err
 	}
-	if b.Type != "lvm" {
-		return volumeOf(v), false, invalid("volume %q: attaching %s volumes is not supported yet", v.Name, b.Type)
+	p, err := s.provider(v.Backend, b)
+	if err != nil {
+		return volumeOf(v), false, err
 	}
 	host, live, persistent, err := s.findDomain(ctx, o.Instance, o.Host)
 	if err != nil {
@@ -97,12 +99,11 @@ func (s *Service) Attach(ctx context.Context, o AttachOptions) (_ Volume, alread
 		return volumeOf(v), false, err
 	}
 
-	conn := state.ConnectionInfo{DriverVolumeType: "iscsi", TargetPortal: b.Portal, TargetIQN: b.IQNPrefix + ":" + v.UUID,
-		TargetLUN: lunID, Bus: o.Bus, ReadOnly: o.ReadOnly}
-	if b.CHAP {
-		conn.AuthMethod, conn.AuthUsername, conn.AuthPassword = "CHAP", "blk-"+v.UUID[:8], newSecret()
-	}
-	rec := state.AttachmentRecord{Volume: v.UUID, Instance: o.Instance, Host: host, Device: dev, Status: state.Attaching, Conn: conn}
+	// The connection is recorded before anything is made: a detach --force
+	// after a killed attach knows from it what to look for.
+	conn := p.connection(v, o)
+	rec := state.AttachmentRecord{Volume: v.UUID, Instance: o.Instance, Host: host, Device: dev, Status: state.Attaching, Conn: conn,
+		DevicePath: conn.DevicePath}
 	if _, err = s.State.Reserve(ctx, v.UUID, rec); err != nil {
 		return volumeOf(v), false, err
 	}
@@ -126,7 +127,7 @@ func (s *Service) Attach(ctx context.Context, o AttachOptions) (_ Volume, alread
 		return volumeOf(v), false, err
 	}
 	r.journal(op)
-	if err = s.connect(ctx, r, b, v, &rec); err != nil {
+	if err = p.connect(ctx, r, v, &rec); err != nil {
 		return volumeOf(v), false, fmt.Errorf("attach volume %q to %q: %w", v.Name, o.Instance, err)
 	}
 	if v, err = s.State.FinishAttach(ctx, v.UUID); err != nil {
@@ -149,7 +150,7 @@ func pickDevice(o AttachOptions, reserved []string, live, persistent string) (st
 	return o.Device, err
 }
 
-// connect does the external steps of an attach, registering each undo.
+// connect does the external steps of an iSCSI attach, registering each undo.
 func (s *Service) connect(ctx context.Context, r *reverter, b config.Backend, v state.Volume, rec *state.AttachmentRecord) error {
 	storage, err := s.Hosts.Runner(b.Host)
 	if err != nil {

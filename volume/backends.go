@@ -7,7 +7,8 @@ import (
 	"sync"
 )
 
-// BackendInfo is one backend's capacity, from LVM, and use, from state.
+// BackendInfo is one backend's capacity, from LVM or the export's
+// filesystem, and use, from state.
 type BackendInfo struct {
 	Name           string `json:"name" yaml:"name"`
 	Type           string `json:"type" yaml:"type"`
@@ -43,13 +44,14 @@ func (s *Service) Backends(ctx context.Context) ([]BackendInfo, error) {
 		b := s.Config.Backends[n]
 		out[i] = BackendInfo{Name: n, Type: b.Type, Host: b.Host, VG: b.VG, ThinPool: b.ThinPool,
 			AllocatedBytes: usage[n].AllocatedBytes, VolumeCount: usage[n].Volumes}
-		if b.Type != "lvm" {
-			continue
-		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = s.fillLVM(ctx, &out[i])
+			p, err := s.provider(n, b)
+			if err == nil {
+				err = p.fill(ctx, &out[i])
+			}
+			errs[i] = err
 			if errs[i] != nil {
 				out[i].Error = errs[i].Error()
 				errs[i] = fmt.Errorf("backend %q: %w", n, errs[i])

@@ -16,6 +16,8 @@ type CreateOptions struct {
 	Size    string
 	Backend string
 	Thin    bool
+	// Preallocate writes an NFS volume's file in full instead of sparse.
+	Preallocate bool
 }
 
 // Validate checks the options alone, before anything is opened or run, and
@@ -27,9 +29,10 @@ func (o CreateOptions) Validate() (int64, error) {
 	return ParseSize(o.Size)
 }
 
-// Create makes a volume: a row in creating, the LV, then available with the
-// size LVM really made. A failure removes both; a create whose process died
-// is finished by running the same command again.
+// Create makes a volume: a row in creating, the storage (an LV, or a file on
+// an NFS export), then available with the size really made. A failure
+// removes both; a create whose process died is finished by running the same
+// command again.
 func (s *Service) Create(ctx context.Context, o CreateOptions) (_ Volume, err error) {
 	size, err := o.Validate()
 	if err != nil {
@@ -39,17 +42,15 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (_ Volume, err er
 	if err != nil {
 		return Volume{}, err
 	}
-	if b.Type != "lvm" {
-		return Volume{}, invalid("backend %q: %s volumes are not supported yet", bname, b.Type)
-	}
-	if o.Thin && b.ThinPool == "" {
-		return Volume{}, invalid("backend %q has no thin_pool: --thin needs one", bname)
-	}
-	l, err := s.lvm(ctx, b)
+	p, err := s.provider(bname, b)
 	if err != nil {
 		return Volume{}, err
 	}
-	v := state.Volume{UUID: s.newUUID(), Name: o.Name, Backend: bname, SizeBytes: size, Thin: o.Thin, Status: state.Creating}
+	thin, err := p.thin(o)
+	if err != nil {
+		return Volume{}, err
+	}
+	v := state.Volume{UUID: s.newUUID(), Name: o.Name, Backend: bname, SizeBytes: size, Thin: thin, Status: state.Creating}
 	op, err := s.State.InsertVolume(ctx, &v)
 	if err != nil {
 		var ce *state.ConflictError
@@ -60,7 +61,7 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (_ Volume, err er
 		// the same command, run again, finishes it.
 		old, gerr := s.State.Volume(ctx, o.Name)
 		if gerr != nil || old.Status != state.Creating || !s.State.Stale(ctx, old.UUID) ||
-			old.Backend != bname || old.Thin != o.Thin || old.SizeBytes != size {
+			old.Backend != bname || old.Thin != thin || old.SizeBytes != size {
 			return Volume{}, err
 		}
 		v = old
@@ -68,7 +69,7 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (_ Volume, err er
 			return volumeOf(v), err
 		}
 	}
-	// Nothing of this volume may stay if a step fails: no LV, no row.
+	// Nothing of this volume may stay if a step fails: no LV or file, no row.
 	r := newReverter()
 	defer r.fail(ctx, &err)
 	uuid := v.UUID // v is reassigned below, and may come back empty
@@ -84,12 +85,12 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (_ Volume, err er
 	})
 	r.journal(op)
 
-	lv, err := s.createLV(ctx, r, l, b.ThinPool, v)
+	made, path, err := p.make(ctx, r, v)
 	if err != nil {
 		return volumeOf(v), fmt.Errorf("create volume %q: %w", o.Name, err)
 	}
 	if v, err = s.State.MoveVolume(ctx, v.UUID, state.Move{From: []string{state.Creating}, To: state.Available,
-		SizeBytes: lv.SizeBytes, Path: lv.Path()}); err != nil {
+		SizeBytes: made, Path: path}); err != nil {
 		return volumeOf(v), err
 	}
 	r.success()

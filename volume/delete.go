@@ -83,7 +83,7 @@ func (s *Service) deleteOne(ctx context.Context, ref string, wipe bool, res *Del
 	if err != nil {
 		return err
 	}
-	l, err := s.lvm(ctx, b)
+	p, err := s.provider(v.Backend, b)
 	if err != nil {
 		return err
 	}
@@ -127,7 +127,7 @@ func (s *Service) deleteOne(ctx context.Context, ref string, wipe bool, res *Del
 		}
 	}
 	res.Wiped = wipe
-	if err := s.removeLV(ctx, l, v, wipe); err != nil {
+	if err := p.remove(ctx, v, wipe); err != nil {
 		return fmt.Errorf("delete volume %q: %w", v.Name, err)
 	}
 	if err := s.State.DeleteVolume(ctx, v.UUID, state.Deleting); err != nil {
@@ -148,7 +148,7 @@ func (s *Service) removeLV(ctx context.Context, l lvm.LVM, v state.Volume, wipe 
 		return err
 	}
 	if wipe {
-		if err := s.wipe(ctx, l.Run, lv, v.Name, v.Thin); err != nil {
+		if err := s.wipe(ctx, l.Run, lv.Path(), lv.SizeBytes, v.Name, v.Thin); err != nil {
 			return fmt.Errorf("wipe: %w", err)
 		}
 	}
@@ -159,19 +159,20 @@ func (s *Service) removeLV(ctx context.Context, l lvm.LVM, v state.Volume, wipe 
 // bar, large enough that per-call cost (an SSH round trip) stays noise.
 const wipeStep = 256 << 20
 
-// wipe zeroes a thick LV in steps, reporting progress. A thin LV is
-// discarded instead: its blocks go back to the pool, which zeroes them
-// before reuse, and writing zeros would fill the pool for other volumes.
-func (s *Service) wipe(ctx context.Context, r exec.Runner, lv lvm.LV, name string, thin bool) error {
-	if thin {
-		_, err := run(ctx, r, true, "blkdiscard", lv.Path())
+// wipe zeroes a thick LV, or a volume file, in steps, reporting progress. A
+// thin LV is discarded instead (discard): its blocks go back to the pool,
+// which zeroes them before reuse, and writing zeros would fill the pool for
+// other volumes.
+func (s *Service) wipe(ctx context.Context, r exec.Runner, path string, size int64, name string, discard bool) error {
+	if discard {
+		_, err := run(ctx, r, true, "blkdiscard", path)
 		return err
 	}
-	p := s.progress("wipe "+name, lv.SizeBytes)
+	p := s.progress("wipe "+name, size)
 	defer p.Done()
-	for off := int64(0); off < lv.SizeBytes; off += wipeStep {
-		n := min(wipeStep, lv.SizeBytes-off)
-		_, err := run(ctx, r, true, "dd", "if=/dev/zero", "of="+lv.Path(), "bs=4M",
+	for off := int64(0); off < size; off += wipeStep {
+		n := min(wipeStep, size-off)
+		_, err := run(ctx, r, true, "dd", "if=/dev/zero", "of="+path, "bs=4M",
 			"seek="+strconv.FormatInt(off, 10), "count="+strconv.FormatInt(n, 10),
 			"iflag=count_bytes", "oflag=seek_bytes,direct", "conv=notrunc,fsync", "status=none")
 		if err != nil {

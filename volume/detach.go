@@ -29,8 +29,9 @@ type DetachResult struct {
 // detachWait bounds how long a guest may take to release a disk, per try.
 var detachWait = 10 * time.Second
 
-// Detach unplugs the disk, removes the SCSI device, logs out, and removes
-// the export, each step idempotent. A failed step leaves the volume
+// Detach unplugs the disk, then undoes what made the volume reachable (the
+// SCSI device, session and iSCSI export; or the NFS mount, once no other
+// attachment on the host needs it), each step idempotent. A failed step leaves the volume
 // detaching with the step recorded; running detach again continues. With
 // Force every step is tried whatever fails before it, and the volume ends
 // available.
@@ -91,7 +92,10 @@ func (s *Service) disconnect(ctx context.Context, rec state.AttachmentRecord, fo
 	if err != nil {
 		return nil, err
 	}
-	conn := rec.Conn
+	p, err := s.provider(v.Backend, b)
+	if err != nil {
+		return nil, err
+	}
 	var warnings []string
 	do := func(name string, fn func() error) error {
 		err := fn()
@@ -106,10 +110,7 @@ func (s *Service) disconnect(ctx context.Context, rec state.AttachmentRecord, fo
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	serial := hypervisor.SerialOf(v.UUID)
-	steps := []struct {
-		name string
-		fn   func() error
-	}{
+	steps := append([]detachStep{
 		{"libvirt-detached", func() error {
 			hv, err := s.Hosts.Hypervisor(ctx, rec.Host)
 			if err != nil {
@@ -121,28 +122,7 @@ func (s *Service) disconnect(ctx context.Context, rec state.AttachmentRecord, fo
 			}
 			return err
 		}},
-		{"device-removed", func() error {
-			compute, err := s.Hosts.Runner(rec.Host)
-			if err != nil {
-				return err
-			}
-			return iscsi.Initiator{Run: compute}.RemoveDevice(ctx, iscsi.ByPath(conn.TargetPortal, conn.TargetIQN, lunID))
-		}},
-		{"logged-out", func() error {
-			compute, err := s.Hosts.Runner(rec.Host)
-			if err != nil {
-				return err
-			}
-			return iscsi.Initiator{Run: compute}.Logout(ctx, conn.TargetPortal, conn.TargetIQN)
-		}},
-		{"target-removed", func() error {
-			storage, err := s.Hosts.Runner(b.Host)
-			if err != nil {
-				return err
-			}
-			return s.removeTarget(ctx, iscsi.Target{Run: storage}, conn)
-		}},
-	}
+	}, p.release(ctx, rec)...)
 	for _, st := range steps {
 		if err := do(st.name, st.fn); err != nil {
 			return warnings, err

@@ -176,3 +176,25 @@ func TestHostCheckErrorWithOneFailureSaysTheFix(t *testing.T) {
 		t.Errorf("%v", err)
 	}
 }
+
+// With an nfs backend, a compute host needs mount.nfs, and the export's
+// host exportfs.
+func TestHostCheckWantsMountNFSOnComputeHostsWithAnNFSBackend(t *testing.T) {
+	f := exectest.New(t, "stor1")
+	healthyStorage(f)
+	healthyCompute(f)
+	f.Expect(lvmFiltered, lvmconf...)
+	f.Expect("", "/usr/sbin/exportfs", "-s")
+	f.ExpectFail(127, "", "", "/sbin/mount.nfs", "-V")
+	s := checkService(t, f, true)
+	s.Config.Backends["nfs-1"] = config.Backend{Type: "nfs", Host: "stor1", Export: "192.0.2.10:/srv/blk", Path: "/srv/blk"}
+	reps, err := s.CheckHosts(context.Background(), nil)
+	if err == nil || !strings.Contains(err.Error(), "mount.nfs") {
+		t.Fatalf("err = %v", err)
+	}
+	for _, c := range reps[0].Checks {
+		if c.Check == "mount.nfs" && (c.OK || c.Fix != "install nfs-common") {
+			t.Errorf("mount.nfs check = %+v", c)
+		}
+	}
+}

@@ -31,6 +31,9 @@ type Volume struct {
 	LastError      string      `json:"last_error" yaml:"last_error"`
 	SnapshotCount  int         `json:"snapshot_count" yaml:"snapshot_count"`
 	Attachment     *Attachment `json:"attachment" yaml:"attachment"`
+	// AllocatedBytes is what a sparse file volume really takes on its
+	// export; show sets it, for NFS volumes only.
+	AllocatedBytes *int64 `json:"allocated_bytes,omitempty" yaml:"allocated_bytes,omitempty"`
 }
 
 // Attachment is where a volume is plugged in.
@@ -151,7 +154,18 @@ func lvName(uuid string) string { return "volume-" + uuid }
 // Show finds one volume by name or UUID.
 func (s *Service) Show(ctx context.Context, ref string) (Volume, error) {
 	v, err := s.State.Volume(ctx, ref)
-	return volumeOf(v), err
+	out := volumeOf(v)
+	if err != nil {
+		return out, err
+	}
+	if b, ok := s.Config.Backends[v.Backend]; ok {
+		if p, perr := s.provider(v.Backend, b); perr == nil {
+			if n, known := p.allocated(ctx, v); known {
+				out.AllocatedBytes = &n
+			}
+		}
+	}
+	return out, nil
 }
 
 // ListOptions filter List.

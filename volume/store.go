@@ -19,6 +19,7 @@ type Store interface {
 	Missing() bool // no state file: reads are empty
 	BackendUsage(ctx context.Context) (map[string]state.BackendUsage, error)
 	Attachment(ctx context.Context, uuid string) (state.AttachmentRecord, error)
+	AttachmentsOn(ctx context.Context, host string) ([]state.AttachmentRecord, error)
 	Holder(ctx context.Context, object string) string
 	Stale(ctx context.Context, object string) bool
 	ReservedDevices(ctx context.Context, host, instance string) ([]string, error)

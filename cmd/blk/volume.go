@@ -27,17 +27,22 @@ func newVolumeCmd(a *App) *cobra.Command {
 func newVolumeCreateCmd(a *App) *cobra.Command {
 	var o volume.CreateOptions
 	cmd := &cobra.Command{
-		Use:   "create NAME --size SIZE [--backend B] [--thin]",
-		Short: "Create a volume (an LVM logical volume)",
-		Long: `Create a volume: an LV named volume-<uuid> in the backend's volume group,
-tagged blk and blk-vol-<uuid>. The size recorded is the one LVM really made
-(rounded up to whole extents). Sizes take a unit: 512MiB, 20GiB, 1TiB, or
-LVM's 20G (GiB). With --thin the LV is thin-provisioned in the backend's
-thin_pool.
+		Use:   "create NAME --size SIZE [--backend B] [--thin | --preallocate]",
+		Short: "Create a volume (an LVM logical volume, or a file on an NFS export)",
+		Long: `Create a volume: on an lvm backend, an LV named volume-<uuid> in the
+backend's volume group, tagged blk and blk-vol-<uuid>; the size recorded is
+the one LVM really made (rounded up to whole extents). With --thin the LV is
+thin-provisioned in the backend's thin_pool.
+
+On an nfs backend, a sparse raw file volume-<uuid> in the export's path on
+its host; --preallocate allocates it in full instead.
+
+Sizes take a unit: 512MiB, 20GiB, 1TiB, or LVM's 20G (GiB).
 
 If a create is killed part-way, running the same command again finishes it.`,
 		Example: `  blk volume create db1 --size 20GiB
   blk volume create scratch --size 100G --thin --backend lvm-1
+  blk volume create files1 --size 20GiB --backend nfs-1
   blk volume create db2 --size 1TiB --dry-run`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -63,6 +68,7 @@ If a create is killed part-way, running the same command again finishes it.`,
 	cmd.Flags().StringVar(&o.Size, "size", "", "size with a unit: 512MiB, 20GiB, 1TiB, 20G")
 	cmd.Flags().StringVar(&o.Backend, "backend", "", "backend to create it on (default: defaults.backend)")
 	cmd.Flags().BoolVar(&o.Thin, "thin", false, "thin-provision it in the backend's thin pool")
+	cmd.Flags().BoolVar(&o.Preallocate, "preallocate", false, "nfs backends: allocate the file in full (default: sparse)")
 	return cmd
 }
 
@@ -126,11 +132,12 @@ func newVolumeDeleteCmd(a *App) *cobra.Command {
 	return withFlags(&cobra.Command{
 		Use:     "delete NAME|UUID... [--wipe] [--yes]",
 		Aliases: []string{"rm", "remove"},
-		Short:   "Delete volumes and their LVs",
-		Long: `Delete volumes: remove each LV and its row. A volume must be available (not
-attached, not in the middle of another operation) and have no snapshots.
-With --wipe the LV is zeroed first (thin volumes are discarded back to their
-pool instead, which zeroes blocks before reuse).
+		Short:   "Delete volumes and their LVs or files",
+		Long: `Delete volumes: remove each LV (or NFS volume file) and its row. A volume
+must be available (not attached, not in the middle of another operation) and
+have no snapshots. With --wipe the LV or file is overwritten with zeros first
+(thin LVs are discarded back to their pool instead, which zeroes blocks before
+reuse).
 
 On a terminal blk asks first; without one, --yes is required.
 With several volumes, each is tried; if some fail the exit code is 5.`,
@@ -227,6 +234,9 @@ func volumeView(vol volume.Volume) view {
 		v.rows = append(v.rows, []string{strings.ToLower(h), wide[i]})
 	}
 	v.rows[2][1] = fmt.Sprintf("%s (%d bytes)", wide[2], vol.SizeBytes)
+	if vol.AllocatedBytes != nil {
+		v.rows = append(v.rows, []string{"allocated", fmt.Sprintf("%s (%d bytes)", volume.FormatSize(*vol.AllocatedBytes), *vol.AllocatedBytes)})
+	}
 	if vol.Attachment != nil {
 		v.rows = append(v.rows, []string{"device path", vol.Attachment.DevicePath})
 	}
