@@ -225,18 +225,27 @@ func (s *Service) connect(ctx context.Context, r *reverter, b config.Backend, v 
 		return err
 	}
 
-	disk := hypervisor.Disk{Source: link, Target: rec.Device, Bus: conn.Bus, Serial: hypervisor.SerialOf(v.UUID), ReadOnly: conn.ReadOnly}
+	if err = s.plug(ctx, r, hv, rec, hypervisor.Disk{Source: link}); err != nil {
+		return err
+	}
+	return step("libvirt-attached")
+}
+
+// plug adds disk (its source set by the provider) to the domain of rec,
+// live and persistent, with the volume's serial, and registers its undo.
+func (s *Service) plug(ctx context.Context, r *reverter, hv hypervisor.Hypervisor, rec *state.AttachmentRecord, disk hypervisor.Disk) error {
+	disk.Target, disk.Bus, disk.Serial, disk.ReadOnly = rec.Device, rec.Conn.Bus, hypervisor.SerialOf(rec.Volume), rec.Conn.ReadOnly
 	xml, err := disk.XML()
 	if err != nil {
 		return err
 	}
-	if err := hv.AttachDevice(ctx, rec.Instance, xml, hypervisor.Flags{Live: true, Persistent: true}); err != nil {
+	if err = hv.AttachDevice(ctx, rec.Instance, xml, hypervisor.Flags{Live: true, Persistent: true}); err != nil {
 		return err
 	}
 	r.add("libvirt disk", func(ctx context.Context) error {
 		return s.unplug(ctx, hv, rec.Instance, disk.Serial)
 	})
-	return step("libvirt-attached")
+	return nil
 }
 
 // replaceLeftoverTarget deals with a target of this volume that this attach

@@ -181,17 +181,9 @@ func (p nfsProvider) connect(ctx context.Context, r *reverter, v state.Volume, r
 	if err = step("mounted"); err != nil {
 		return err
 	}
-	disk := hypervisor.Disk{Source: conn.File, File: true, Target: rec.Device, Bus: conn.Bus, Serial: hypervisor.SerialOf(v.UUID), ReadOnly: conn.ReadOnly}
-	xml, err := disk.XML()
-	if err != nil {
+	if err = p.s.plug(ctx, r, hv, rec, hypervisor.Disk{Source: conn.File, File: true}); err != nil {
 		return err
 	}
-	if err := hv.AttachDevice(ctx, rec.Instance, xml, hypervisor.Flags{Live: true, Persistent: true}); err != nil {
-		return err
-	}
-	r.add("libvirt disk", func(ctx context.Context) error {
-		return p.s.unplug(ctx, hv, rec.Instance, disk.Serial)
-	})
 	return step("libvirt-attached")
 }
 

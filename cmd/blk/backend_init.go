@@ -43,12 +43,7 @@ edit lvm.conf itself.
   blk backend init lvm-1 --loop-file /var/lib/blk/lvm-1.img --size 20GiB
   blk backend init lvm-1 --device /dev/sdb --lvm-filter
   blk --dry-run backend init lvm-1 --device /dev/sdb`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return flagError(cmd, fmt.Errorf("name the backend to set up (see 'blk backend list')"))
-			}
-			return nil
-		},
+		Args: oneBackend("set up"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Backend = args[0]
 			if err := o.Validate(); err != nil {
@@ -86,12 +81,7 @@ already in the group is skipped, so rerunning changes nothing. If a step
 fails, the devices are taken out of the group again.`,
 		Example: `  blk backend extend lvm-1 --device /dev/sdd
   blk backend extend lvm-1 --device /dev/sdd --device /dev/sde --grow-pool`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return flagError(cmd, fmt.Errorf("name the backend to extend (see 'blk backend list')"))
-			}
-			return nil
-		},
+		Args: oneBackend("extend"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Backend = args[0]
 			if err := o.Validate(); err != nil {
@@ -140,4 +130,14 @@ func (a *App) printSetup(res volume.BackendSetup) error {
 		fmt.Fprintf(a.Out, "backend %s ready: volume group %s on %s\n", res.Backend, res.VG, res.Host)
 	}
 	return nil
+}
+
+// oneBackend takes exactly the name of the backend to act on.
+func oneBackend(verb string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != 1 {
+			return flagError(cmd, fmt.Errorf("name the backend to %s (see 'blk backend list')", verb))
+		}
+		return nil
+	}
 }
