@@ -224,12 +224,18 @@ func (s *Service) connect(ctx context.Context, r *reverter, b config.Backend, v 
 	if err != nil {
 		return err
 	}
+	// Registered first: a failed call (a lost connection) may still have
+	// plugged the disk, and unplug finds it by serial or does nothing. A
+	// domain that is gone holds no disk.
+	r.add("libvirt disk", func(ctx context.Context) error {
+		if err := s.unplug(ctx, hv, rec.Instance, disk.Serial); !errors.Is(err, hypervisor.ErrNoDomain) {
+			return err
+		}
+		return nil
+	})
 	if err := hv.AttachDevice(ctx, rec.Instance, xml, hypervisor.Flags{Live: true, Persistent: true}); err != nil {
 		return err
 	}
-	r.add("libvirt disk", func(ctx context.Context) error {
-		return s.unplug(ctx, hv, rec.Instance, disk.Serial)
-	})
 	return step("libvirt-attached")
 }
 
