@@ -86,6 +86,13 @@ func Open(ctx context.Context, path string, mode Mode) (*Store, error) {
 		memory = true
 	case err != nil && !errors.Is(err, os.ErrNotExist):
 		return nil, fmt.Errorf("state %s: %w", path, err)
+	case err == nil && !fi.Mode().IsRegular():
+		kind := "a device or other special file"
+		if fi.IsDir() {
+			kind = "a directory"
+		}
+		return nil, fault.New(fault.ErrInvalid, "state %s is not a regular file but %s: name the state file itself, such as /var/lib/blk/state.db",
+			path, kind)
 	case err == nil && fi.Mode().Perm()&0o077 != 0:
 		return nil, fmt.Errorf("state %s is open to others (mode %04o) and holds CHAP secrets: make it private with 'chmod 600 %s'",
 			path, fi.Mode().Perm(), shellQuote(abs))
