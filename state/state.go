@@ -66,6 +66,10 @@ const (
 	// ReadOnlyOrEmpty changes nothing on disk; a missing file reads as
 	// empty (a dry run on a machine where blk never ran).
 	ReadOnlyOrEmpty
+	// Existing writes to a file that must exist, as ReadOnly refuses a
+	// missing one: a command on volumes that a missing file cannot hold
+	// (delete, attach, detach) must not make one for a mistyped --state.
+	Existing
 )
 
 // Open opens and migrates the state file at path, taken literally: no
@@ -80,7 +84,7 @@ func Open(ctx context.Context, path string, mode Mode) (*Store, error) {
 	memory := false
 	fi, err := os.Stat(abs)
 	switch {
-	case errors.Is(err, os.ErrNotExist) && mode == ReadOnly:
+	case errors.Is(err, os.ErrNotExist) && (mode == ReadOnly || mode == Existing):
 		return nil, &noStateError{path}
 	case errors.Is(err, os.ErrNotExist) && mode == ReadOnlyOrEmpty:
 		memory = true
@@ -100,7 +104,7 @@ func Open(ctx context.Context, path string, mode Mode) (*Store, error) {
 	dsn := "file::memory:?_foreign_keys=1"
 	switch {
 	case memory:
-	case mode != ReadWrite:
+	case mode != ReadWrite && mode != Existing:
 		dsn = sqliteURI(abs) + "?" + params + "&mode=ro"
 	default:
 		if err = os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
@@ -123,7 +127,7 @@ func Open(ctx context.Context, path string, mode Mode) (*Store, error) {
 		db.SetMaxOpenConns(1) // each in-memory connection is its own database
 	}
 	s := &Store{db: db, path: path, memory: memory}
-	if err := s.migrate(ctx, mode != ReadWrite); err != nil {
+	if err := s.migrate(ctx, mode != ReadWrite && mode != Existing); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("state %s: %w", path, err)
 	}
