@@ -56,7 +56,7 @@ type rivalStore struct {
 	Store
 	rival func()
 	// after runs once, right after the workflow moved the volume to
-	// deleting: a second blk looking at it at that moment.
+	// deleting or detaching: a second blk looking at it at that moment.
 	after func()
 }
 
@@ -86,7 +86,7 @@ func (r *rivalStore) MoveVolume(ctx context.Context, uuid string, m state.Move) 
 }
 
 func (r *rivalStore) moved(to string) {
-	if f := r.after; f != nil && to == state.Deleting {
+	if f := r.after; f != nil && (to == state.Deleting || to == state.Detaching) {
 		r.after = nil
 		f()
 	}
@@ -165,5 +165,30 @@ func TestADeleteJustStartedIsNotTakenOver(t *testing.T) {
 	}
 	if i, j := slices.Index(ran, "dd"), slices.Index(ran, "lvremove"); i < 0 || i > j {
 		t.Errorf("commands run: %q, want the wipe before the LV is removed", ran)
+	}
+}
+
+// Likewise a detach that has just moved the volume to detaching holds it.
+func TestADetachJustStartedIsNotTakenOver(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	hv := newFakeHV("web1")
+	s, _, _ := attachService(t, w, hv)
+	if _, _, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1"}); err != nil {
+		t.Fatal(err)
+	}
+	real := s.State
+	rs := &rivalStore{Store: real}
+	s.State = rs
+	rival := *s
+	rival.State = real
+	var rivalErr error
+	rs.after = func() { _, rivalErr = rival.Detach(ctx, DetachOptions{Volume: "db1"}) }
+	res, err := s.Detach(ctx, DetachOptions{Volume: "db1"})
+	if err != nil || res.Volume.Status != state.Available {
+		t.Errorf("detach: %+v, %v", res.Volume, err)
+	}
+	if !errors.Is(rivalErr, ErrConflict) {
+		t.Errorf("the other detach: err = %v, want a conflict", rivalErr)
 	}
 }
