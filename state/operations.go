@@ -329,7 +329,7 @@ func ownerGone(own string) bool {
 func (s *Store) Claim(ctx context.Context, op, uuid string, from []string, to string) (*Op, error) {
 	var o *Op
 	var conflict *ConflictError
-	err := s.tx(ctx, func(t *sql.Tx) error {
+	txErr := s.tx(ctx, func(t *sql.Tx) error {
 		var name, st string
 		err := t.QueryRowContext(ctx, `SELECT name, status FROM volumes WHERE uuid = ?`, uuid).Scan(&name, &st)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -349,14 +349,14 @@ func (s *Store) Claim(ctx context.Context, op, uuid string, from []string, to st
 		var owners []string
 		for rows.Next() {
 			var own string
-			if err := rows.Scan(&own); err != nil {
+			if err = rows.Scan(&own); err != nil {
 				rows.Close()
 				return err
 			}
 			owners = append(owners, own)
 		}
 		rows.Close()
-		if err := rows.Err(); err != nil {
+		if err = rows.Err(); err != nil {
 			return err
 		}
 		for _, own := range owners {
@@ -366,19 +366,19 @@ func (s *Store) Claim(ctx context.Context, op, uuid string, from []string, to st
 		}
 		conflict = nil
 		ts := now()
-		if _, err := t.ExecContext(ctx, `UPDATE operations SET state = 'failed', heartbeat = ? WHERE object = ? AND state = 'running'`,
+		if _, err = t.ExecContext(ctx, `UPDATE operations SET state = 'failed', heartbeat = ? WHERE object = ? AND state = 'running'`,
 			ts, uuid); err != nil {
 			return err
 		}
-		if _, err := t.ExecContext(ctx, `UPDATE volumes SET status = ?, updated_at = ?, previous_status = status WHERE uuid = ?`,
+		if _, err = t.ExecContext(ctx, `UPDATE volumes SET status = ?, updated_at = ?, previous_status = status WHERE uuid = ?`,
 			to, ts, uuid); err != nil {
 			return err
 		}
 		o, err = s.beginOp(ctx, t, op, uuid)
 		return err
 	})
-	if err != nil {
-		return nil, err
+	if txErr != nil {
+		return nil, txErr
 	}
 	if conflict != nil {
 		conflict.Holder = s.holder(ctx, uuid)

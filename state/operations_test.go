@@ -236,13 +236,13 @@ func TestClaimTakesOverOnlyFromTheDead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Claim(ctx, "delete", "u1", []string{Creating}, Deleting); !errors.Is(err, ErrConflict) {
+	if _, err = s.Claim(ctx, "delete", "u1", []string{Creating}, Deleting); !errors.Is(err, ErrConflict) {
 		t.Fatalf("claim under a live owner: %v", err)
 	}
 	// The same operation, owned by a pid that does not run.
 	p := strings.Split(Owner, ":")
 	p[3] = "4194303"
-	if _, err := s.db.Exec(`UPDATE operations SET owner = ? WHERE id = ?`, strings.Join(p, ":"), live.id); err != nil {
+	if _, err = s.db.Exec(`UPDATE operations SET owner = ? WHERE id = ?`, strings.Join(p, ":"), live.id); err != nil {
 		t.Fatal(err)
 	}
 	op, err := s.Claim(ctx, "delete", "u1", []string{Creating}, Deleting)
@@ -255,7 +255,7 @@ func TestClaimTakesOverOnlyFromTheDead(t *testing.T) {
 	if running != 1 || v.Status != Deleting || op == nil {
 		t.Errorf("after the claim: %d running, status %s", running, v.Status)
 	}
-	if _, err := s.Claim(ctx, "delete", "u1", []string{Deleting}, Deleting); !errors.Is(err, ErrConflict) {
+	if _, err = s.Claim(ctx, "delete", "u1", []string{Deleting}, Deleting); !errors.Is(err, ErrConflict) {
 		t.Errorf("a second claim: %v", err)
 	}
 }
