@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -316,4 +317,72 @@ func ownerGone(own string) bool {
 	}
 	l, _ := o.check()
 	return l == gone
+}
+
+// Claim moves the volume uuid from one of from to status to, and journals
+// op on it, in one transaction, if no running operation on it has an owner
+// that could be alive (those of owners proven gone are closed as failed).
+// Checked apart, two reruns of a killed command could both see the volume
+// free and both go on, one could take over a volume another run had
+// meanwhile finished (and undo its work), or a volume moved but not yet
+// journaled could look abandoned.
+func (s *Store) Claim(ctx context.Context, op, uuid string, from []string, to string) (*Op, error) {
+	var o *Op
+	var conflict *ConflictError
+	txErr := s.tx(ctx, func(t *sql.Tx) error {
+		var name, st string
+		err := t.QueryRowContext(ctx, `SELECT name, status FROM volumes WHERE uuid = ?`, uuid).Scan(&name, &st)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("volume %s: %w", uuid, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		conflict = &ConflictError{Volume: name, Status: st}
+		if !slices.Contains(from, st) {
+			return nil
+		}
+		rows, err := t.QueryContext(ctx, `SELECT owner FROM operations WHERE object = ? AND state = 'running'`, uuid)
+		if err != nil {
+			return err
+		}
+		var owners []string
+		for rows.Next() {
+			var own string
+			if err = rows.Scan(&own); err != nil {
+				rows.Close()
+				return err
+			}
+			owners = append(owners, own)
+		}
+		rows.Close()
+		if err = rows.Err(); err != nil {
+			return err
+		}
+		for _, own := range owners {
+			if !ownerGone(own) {
+				return nil
+			}
+		}
+		conflict = nil
+		ts := now()
+		if _, err = t.ExecContext(ctx, `UPDATE operations SET state = 'failed', heartbeat = ? WHERE object = ? AND state = 'running'`,
+			ts, uuid); err != nil {
+			return err
+		}
+		if _, err = t.ExecContext(ctx, `UPDATE volumes SET status = ?, updated_at = ?, previous_status = status WHERE uuid = ?`,
+			to, ts, uuid); err != nil {
+			return err
+		}
+		o, err = s.beginOp(ctx, t, op, uuid)
+		return err
+	})
+	if txErr != nil {
+		return nil, txErr
+	}
+	if conflict != nil {
+		conflict.Holder = s.holder(ctx, uuid)
+		return nil, conflict
+	}
+	return o, nil
 }

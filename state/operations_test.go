@@ -226,3 +226,36 @@ func TestLockTimeoutNamesTheFileAndTheHolder(t *testing.T) {
 		}
 	}
 }
+
+// Claim moves and journals at once: refused while a live process holds the
+// volume, granted over an owner proven gone, whose operation it closes.
+func TestClaimTakesOverOnlyFromTheDead(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "state.db"))
+	live, err := s.InsertVolume(ctx, &Volume{UUID: "u1", Name: "db1", Backend: "lvm-1", SizeBytes: 1 << 30, Status: Creating})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err = s.Claim(ctx, "delete", "u1", []string{Creating}, Deleting); !errors.Is(err, ErrConflict) {
+		t.Fatalf("claim under a live owner: %v", err)
+	}
+	// The same operation, owned by a pid that does not run.
+	p := strings.Split(Owner, ":")
+	p[3] = "4194303"
+	if _, err = s.db.Exec(`UPDATE operations SET owner = ? WHERE id = ?`, strings.Join(p, ":"), live.id); err != nil {
+		t.Fatal(err)
+	}
+	op, err := s.Claim(ctx, "delete", "u1", []string{Creating}, Deleting)
+	if err != nil {
+		t.Fatalf("claim from a dead owner: %v", err)
+	}
+	var running int
+	s.db.QueryRow(`SELECT count(*) FROM operations WHERE object = 'u1' AND state = 'running'`).Scan(&running)
+	v, _ := s.Volume(ctx, "u1")
+	if running != 1 || v.Status != Deleting || op == nil {
+		t.Errorf("after the claim: %d running, status %s", running, v.Status)
+	}
+	if _, err = s.Claim(ctx, "delete", "u1", []string{Deleting}, Deleting); !errors.Is(err, ErrConflict) {
+		t.Errorf("a second claim: %v", err)
+	}
+}

@@ -66,6 +66,10 @@ const (
 	// ReadOnlyOrEmpty changes nothing on disk; a missing file reads as
 	// empty (a dry run on a machine where blk never ran).
 	ReadOnlyOrEmpty
+	// Existing writes to a file that must exist, as ReadOnly refuses a
+	// missing one: a command on volumes that a missing file cannot hold
+	// (delete, attach, detach) must not make one for a mistyped --state.
+	Existing
 )
 
 // Open opens and migrates the state file at path, taken literally: no
@@ -80,12 +84,19 @@ func Open(ctx context.Context, path string, mode Mode) (*Store, error) {
 	memory := false
 	fi, err := os.Stat(abs)
 	switch {
-	case errors.Is(err, os.ErrNotExist) && mode == ReadOnly:
+	case errors.Is(err, os.ErrNotExist) && (mode == ReadOnly || mode == Existing):
 		return nil, &noStateError{path}
 	case errors.Is(err, os.ErrNotExist) && mode == ReadOnlyOrEmpty:
 		memory = true
 	case err != nil && !errors.Is(err, os.ErrNotExist):
 		return nil, fmt.Errorf("state %s: %w", path, err)
+	case err == nil && !fi.Mode().IsRegular():
+		kind := "a device or other special file"
+		if fi.IsDir() {
+			kind = "a directory"
+		}
+		return nil, fault.New(fault.ErrInvalid, "state %s is not a regular file but %s: name the state file itself, such as /var/lib/blk/state.db",
+			path, kind)
 	case err == nil && fi.Mode().Perm()&0o077 != 0:
 		return nil, fmt.Errorf("state %s is open to others (mode %04o) and holds CHAP secrets: make it private with 'chmod 600 %s'",
 			path, fi.Mode().Perm(), shellQuote(abs))
@@ -93,7 +104,7 @@ func Open(ctx context.Context, path string, mode Mode) (*Store, error) {
 	dsn := "file::memory:?_foreign_keys=1"
 	switch {
 	case memory:
-	case mode != ReadWrite:
+	case mode != ReadWrite && mode != Existing:
 		dsn = sqliteURI(abs) + "?" + params + "&mode=ro"
 	default:
 		if err = os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
@@ -116,7 +127,7 @@ func Open(ctx context.Context, path string, mode Mode) (*Store, error) {
 		db.SetMaxOpenConns(1) // each in-memory connection is its own database
 	}
 	s := &Store{db: db, path: path, memory: memory}
-	if err := s.migrate(ctx, mode != ReadWrite); err != nil {
+	if err := s.migrate(ctx, mode != ReadWrite && mode != Existing); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("state %s: %w", path, err)
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/blk-project/blk/internal/fault"
 )
 
 func open(t *testing.T, path string) *Store {
@@ -127,6 +129,21 @@ func TestStateFileOthersCanReadIsRefused(t *testing.T) {
 		_, err := Open(context.Background(), path, m)
 		if err == nil || !strings.Contains(err.Error(), "chmod 600 "+path) {
 			t.Errorf("mode %d: err = %v, want a refusal saying how to fix it", m, err)
+		}
+	}
+}
+
+// A --state naming a directory or a device is a mistake to point out, not a
+// mode to fix: 'chmod 600 /dev/null' would break the machine.
+func TestStatePathThatIsNoFileIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	for _, path := range []string{dir, "/dev/null"} {
+		for _, m := range []Mode{ReadWrite, ReadOnly, ReadOnlyOrEmpty} {
+			_, err := Open(context.Background(), path, m)
+			if err == nil || !errors.Is(err, fault.ErrInvalid) || strings.Contains(err.Error(), "chmod") ||
+				!strings.Contains(err.Error(), "not a regular file") {
+				t.Errorf("%s, mode %d: err = %v, want bad input saying it is no file", path, m, err)
+			}
 		}
 	}
 }

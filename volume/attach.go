@@ -239,13 +239,16 @@ func (s *Service) plug(ctx context.Context, r *reverter, hv hypervisor.Hyperviso
 	if err != nil {
 		return err
 	}
-	if err = hv.AttachDevice(ctx, rec.Instance, xml, hypervisor.Flags{Live: true, Persistent: true}); err != nil {
-		return err
-	}
+	// Registered first: a failed call (a lost connection) may still have
+	// plugged the disk, and unplug finds it by serial or does nothing. A
+	// domain that is gone holds no disk.
 	r.add("libvirt disk", func(ctx context.Context) error {
-		return s.unplug(ctx, hv, rec.Instance, disk.Serial)
+		if uerr := s.unplug(ctx, hv, rec.Instance, disk.Serial); !errors.Is(uerr, hypervisor.ErrNoDomain) {
+			return uerr
+		}
+		return nil
 	})
-	return nil
+	return hv.AttachDevice(ctx, rec.Instance, xml, hypervisor.Flags{Live: true, Persistent: true})
 }
 
 // replaceLeftoverTarget deals with a target of this volume that this attach

@@ -21,7 +21,7 @@ import (
 // fakeHV is libvirt with one running domain, kept as XML.
 type fakeHV struct {
 	domains   map[string]*libvirtxml.Domain
-	failOn    string // "attach" or "detach": that call fails
+	failOn    string // "attach" or "detach": that call fails; "attach-lost": it plugs the disk, then fails (the answer was lost)
 	calls     []string
 	stuckLive int // live detaches the guest ignores before releasing
 }
@@ -48,11 +48,18 @@ func (h *fakeHV) AttachDevice(_ context.Context, name, xml string, f hypervisor.
 	if h.failOn == "attach" {
 		return errors.New("fake: attach refused")
 	}
+	if h.failOn == "attach-vanish" { // the domain was undefined meanwhile
+		delete(h.domains, name)
+		return fmt.Errorf("fake: %w", hypervisor.ErrNoDomain)
+	}
 	var disk libvirtxml.DomainDisk
 	if err := disk.Unmarshal(xml); err != nil {
 		return err
 	}
 	h.domains[name].Devices.Disks = append(h.domains[name].Devices.Disks, disk)
+	if h.failOn == "attach-lost" {
+		return errors.New("fake: connection lost after the attach")
+	}
 	return nil
 }
 
@@ -357,6 +364,21 @@ func TestAttachFailureAtEveryStepLeavesNothing(t *testing.T) {
 			s2, _, _ := attachService(t, w2, hv2)
 			_, _, err = s2.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1"})
 			checkRolledBack(t, "libvirt attach", s2, w2, hv2, err)
+			// libvirt plugged the disk but its answer was lost: the disk
+			// is unplugged too, before the session it reads from goes.
+			w3 := newWorld()
+			hv3 := newFakeHV("web1")
+			hv3.failOn = "attach-lost"
+			s3, _, _ := attachService(t, w3, hv3)
+			_, _, err = s3.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1"})
+			checkRolledBack(t, "libvirt attach's answer", s3, w3, hv3, err)
+			// The domain went away: nothing to unplug, the rest is undone.
+			w4 := newWorld()
+			hv4 := newFakeHV("web1")
+			hv4.failOn = "attach-vanish"
+			s4, _, _ := attachService(t, w4, hv4)
+			_, _, err = s4.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1"})
+			checkRolledBack(t, "libvirt attach to a vanished domain", s4, w4, hv4, err)
 			if step < 10 {
 				t.Fatalf("only %d mutating steps: the world is not being exercised", step-1)
 			}

@@ -60,13 +60,17 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (_ Volume, err er
 		// A create that died before finishing left its row in creating:
 		// the same command, run again, finishes it.
 		old, gerr := s.State.Volume(ctx, o.Name)
-		if gerr != nil || old.Status != state.Creating || !s.State.Stale(ctx, old.UUID) ||
+		if gerr != nil || old.Status != state.Creating ||
 			old.Backend != bname || old.Thin != thin || old.SizeBytes != size {
 			return Volume{}, err
 		}
 		v = old
-		if op, err = s.State.BeginOp(ctx, "create", v.UUID); err != nil {
-			return volumeOf(v), err
+		var cerr error
+		if op, cerr = s.State.Claim(ctx, "create", v.UUID, []string{state.Creating}, state.Creating); cerr != nil {
+			if errors.As(cerr, &ce) {
+				return Volume{}, err // held by a live run, or finished meanwhile
+			}
+			return volumeOf(v), cerr
 		}
 	}
 	// Nothing of this volume may stay if a step fails: no LV or file, no row.

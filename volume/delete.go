@@ -76,8 +76,8 @@ func (s *Service) deleteOne(ctx context.Context, ref string, wipe bool, res *Del
 		return conflict("volume %q has %d snapshot(s) in the state file: delete them first, with the blk version that made them (this one has no snapshot commands)", v.Name, v.SnapshotCount)
 	}
 	from := deletable
-	if (v.Status == state.Creating || v.Status == state.Deleting) && s.State.Stale(ctx, v.UUID) {
-		from = []string{v.Status}
+	if v.Status == state.Creating || v.Status == state.Deleting {
+		from = []string{v.Status} // Claim takes it over only from a process proven gone
 	}
 	b, err := s.backendOf(v)
 	if err != nil {
@@ -87,7 +87,8 @@ func (s *Service) deleteOne(ctx context.Context, ref string, wipe bool, res *Del
 	if err != nil {
 		return err
 	}
-	if _, err = s.State.MoveVolume(ctx, v.UUID, state.Move{From: from, To: state.Deleting}); err != nil {
+	op, err := s.State.Claim(ctx, "delete", v.UUID, from, state.Deleting)
+	if err != nil {
 		var ce *state.ConflictError
 		if errors.As(err, &ce) && ce.Holder == "" {
 			ce.Reason = "is " + ce.Status + ": only an available volume can be deleted"
@@ -101,6 +102,7 @@ func (s *Service) deleteOne(ctx context.Context, ref string, wipe bool, res *Del
 	// the error, for a rerun: the LV may be half gone.
 	r := newReverter()
 	defer r.fail(ctx, &err)
+	r.journal(op)
 	r.add("status", func(ctx context.Context) error {
 		msg := err.Error()
 		_, merr := s.State.MoveVolume(ctx, v.UUID, state.Move{From: []string{state.Deleting}, To: state.ErrorDeleting, LastError: &msg})
@@ -116,11 +118,6 @@ func (s *Service) deleteOne(ctx context.Context, ref string, wipe bool, res *Del
 			res.Note = fmt.Sprintf("volume %s: wiping it first, as the earlier interrupted delete --wipe asked", v.Name)
 		}
 	}
-	op, err := s.State.BeginOp(ctx, "delete", v.UUID)
-	if err != nil {
-		return err
-	}
-	r.journal(op)
 	if wipe {
 		if err = op.Step(ctx, "wipe"); err != nil {
 			return err

@@ -55,20 +55,18 @@ func (s *Service) Detach(ctx context.Context, o DetachOptions) (res DetachResult
 		return res, err
 	}
 	from := []string{state.InUse}
-	stale := s.State.Stale(ctx, v.UUID)
-	if stale && (v.Status == state.Detaching || o.Force && v.Status == state.Attaching) {
-		from = []string{v.Status} // continue a detach, or clean up a killed attach
+	if v.Status == state.Detaching || o.Force && v.Status == state.Attaching {
+		// Continue a detach, or clean up a killed attach: Claim takes it
+		// over only from a process proven gone.
+		from = []string{v.Status}
 	}
 	res.WasPresent = true
-	if _, err = s.State.MoveVolume(ctx, v.UUID, state.Move{From: from, To: state.Detaching}); err != nil {
+	op, err := s.State.Claim(ctx, "detach", v.UUID, from, state.Detaching)
+	if err != nil {
 		var ce *state.ConflictError
 		if errors.As(err, &ce) && ce.Status == state.Attaching && ce.Holder == "" {
 			ce.Reason = "is attaching and its attach is gone: clean up with 'blk volume detach --force " + v.Name + "'"
 		}
-		return res, err
-	}
-	op, err := s.State.BeginOp(ctx, "detach", v.UUID)
-	if err != nil {
 		return res, err
 	}
 	defer func() { op.End(ctx, err) }()

@@ -121,20 +121,26 @@ func (s *Service) progress(label string, total int64) Progress {
 }
 
 func (s *Service) backend(name string) (string, config.Backend, error) {
+	return Backend(s.Config, name)
+}
+
+// Backend resolves a --backend (empty: the default) in cfg, so a command can
+// refuse an unknown one before it opens anything.
+func Backend(cfg *config.Config, name string) (string, config.Backend, error) {
 	if name == "" {
-		name = s.Config.Defaults.Backend
+		name = cfg.Defaults.Backend
 		if name == "" {
-			if len(s.Config.Backends) != 1 {
+			if len(cfg.Backends) != 1 {
 				return "", config.Backend{}, invalid("no --backend given and no defaults.backend configured")
 			}
-			for n := range s.Config.Backends {
+			for n := range cfg.Backends {
 				name = n
 			}
 		}
 	}
-	b, ok := s.Config.Backends[name]
+	b, ok := cfg.Backends[name]
 	if !ok {
-		return "", b, invalid("backend %q is not configured (configured: %s)", Truncate(name), strings.Join(slices.Sorted(maps.Keys(s.Config.Backends)), ", "))
+		return "", b, invalid("backend %q is not configured (configured: %s)", Truncate(name), strings.Join(slices.Sorted(maps.Keys(cfg.Backends)), ", "))
 	}
 	return name, b, nil
 }

@@ -35,6 +35,9 @@ type Store interface {
 	Unreserve(ctx context.Context, uuid string) (state.Volume, error)
 	FinishDetach(ctx context.Context, uuid string) (state.Volume, error)
 	BeginOp(ctx context.Context, op, object string) (Op, error)
+	// Claim moves the volume and journals op at once, unless a live
+	// process holds it.
+	Claim(ctx context.Context, op, uuid string, from []string, to string) (Op, error)
 	Close() error
 }
 
@@ -58,6 +61,14 @@ func (s stateStore) InsertVolume(ctx context.Context, v *state.Volume) (Op, erro
 
 func (s stateStore) BeginOp(ctx context.Context, op, object string) (Op, error) {
 	o, err := s.Store.BeginOp(ctx, op, object)
+	if err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+func (s stateStore) Claim(ctx context.Context, op, uuid string, from []string, to string) (Op, error) {
+	o, err := s.Store.Claim(ctx, op, uuid, from, to)
 	if err != nil {
 		return nil, err
 	}
@@ -172,6 +183,20 @@ func (d *dryStore) FinishDetach(ctx context.Context, uuid string) (state.Volume,
 }
 
 func (d *dryStore) BeginOp(context.Context, string, string) (Op, error) { return dryOp{}, nil }
+
+func (d *dryStore) Claim(ctx context.Context, _, uuid string, from []string, to string) (Op, error) {
+	v, err := d.Volume(ctx, uuid)
+	if err != nil {
+		return nil, err
+	}
+	if slices.Contains(from, v.Status) && !d.Stale(ctx, uuid) {
+		return nil, &state.ConflictError{Volume: v.Name, Status: v.Status, Holder: d.Holder(ctx, uuid)}
+	}
+	if _, err := d.move(ctx, uuid, from, to); err != nil {
+		return nil, err
+	}
+	return dryOp{}, nil
+}
 
 type dryOp struct{}
 

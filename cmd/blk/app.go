@@ -254,8 +254,11 @@ func (a *App) service(ctx context.Context, mode state.Mode) (*volume.Service, er
 	if err != nil {
 		return nil, err
 	}
-	if a.DryRun && mode == state.ReadWrite {
+	switch {
+	case a.DryRun && mode == state.ReadWrite:
 		mode = state.ReadOnlyOrEmpty
+	case a.DryRun && mode == state.Existing:
+		mode = state.ReadOnly
 	}
 	st, err := state.Open(ctx, cfg.State, mode)
 	if err != nil {
@@ -323,7 +326,8 @@ func (a *App) withService(cmd *cobra.Command, fn func(ctx context.Context, svc *
 }
 
 // withReader is withService for a command that only reads the state file
-// (mode ReadOnly or ReadOnlyOrEmpty): it never creates the file.
+// (mode ReadOnly or ReadOnlyOrEmpty), or changes volumes it must already
+// hold (Existing): it never creates the file.
 func (a *App) withReader(cmd *cobra.Command, mode state.Mode, fn func(ctx context.Context, svc *volume.Service) error) error {
 	ctx := a.context(cmd)
 	svc, err := a.service(ctx, mode)

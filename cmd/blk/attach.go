@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/blk-project/blk/state"
 	"github.com/blk-project/blk/volume"
 	"github.com/spf13/cobra"
 )
@@ -38,7 +39,7 @@ succeeds and says so; to another instance it exits 3.`,
 			if err := o.Validate(); err != nil {
 				return err
 			}
-			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
+			return a.withReader(cmd, state.Existing, func(ctx context.Context, svc *volume.Service) error {
 				stop := a.spin(fmt.Sprintf("attaching %s to %s", o.Volume, o.Instance))
 				v, already, err := svc.Attach(ctx, o)
 				stop()
@@ -88,7 +89,7 @@ Detaching a volume that is not attached succeeds and says so.`,
 			if err := volume.CheckRef(o.Volume); err != nil {
 				return err
 			}
-			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
+			return a.withReader(cmd, state.Existing, func(ctx context.Context, svc *volume.Service) error {
 				stop := a.spin("detaching " + o.Volume)
 				res, err := svc.Detach(ctx, o)
 				stop()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/blk-project/blk/volume"
@@ -69,12 +70,32 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 }
 
 func run(ctx context.Context, app *App, args []string) int {
+	parent := ctx
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if app.tty == nil {
 		app.tty = &ttys{in: isTerminal(app.In), out: isTerminal(app.Out), err: isTerminal(app.Err)}
 	}
 	app.stderr = &statusWriter{w: app.Err, tty: app.tty.err}
+	// The first signal cancels, and the workflow undoes what it made (for
+	// up to two minutes, a hung tool included). A second one must still
+	// end blk at once: what is left is then what a kill leaves, which the
+	// same command, run again, finishes or undoes.
+	finished := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	defer func() { close(finished); wg.Wait() }() // before stop cancels ctx
+	go func() {
+		defer wg.Done()
+		select {
+		case <-ctx.Done():
+			if parent.Err() == nil {
+				stop()
+				fmt.Fprintln(app.stderr, "blk: interrupted: undoing what this command made; interrupt again to stop at once (then rerun the command)")
+			}
+		case <-finished:
+		}
+	}()
 	root := newRootCmd(app)
 	root.SetArgs(args)
 	root.SetIn(app.In)

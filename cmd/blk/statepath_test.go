@@ -41,6 +41,32 @@ func TestReadOnlyCommandsCreateNoStateFile(t *testing.T) {
 	}
 }
 
+// Commands on volumes a missing state file cannot hold, and a create that
+// fails its checks, leave a mistyped --state missing too: "nothing was
+// changed" holds, and the error names the path.
+func TestFailedCommandsCreateNoStateFile(t *testing.T) {
+	dir := writeConfig(t, goodConfig)
+	missing := filepath.Join(dir, "typo", "state.db")
+	for _, c := range []struct {
+		args []string
+		code int
+		says string
+	}{
+		{[]string{"volume", "delete", "db1", "--yes"}, ExitNotFound, "no state file at " + missing},
+		{[]string{"volume", "attach", "db1", "--instance", "web1"}, ExitNotFound, "no state file at " + missing},
+		{[]string{"volume", "detach", "db1"}, ExitNotFound, "no state file at " + missing},
+		{[]string{"volume", "create", "db1", "--size", "1GiB", "--backend", "nope"}, ExitUsage, `backend "nope" is not configured`},
+	} {
+		r := blk(t, dir, nil, append(c.args, "--state", missing)...)
+		if r.code != c.code || !strings.Contains(r.errOut, c.says) {
+			t.Errorf("%v: code %d, stderr %q", c.args, r.code, r.errOut)
+		}
+		if _, err := os.Stat(filepath.Dir(missing)); !os.IsNotExist(err) {
+			t.Fatalf("%v created %s (%v)", c.args, filepath.Dir(missing), err)
+		}
+	}
+}
+
 // One state file whatever the working directory: ~ is home, a relative path
 // in the config is relative to the config file, a relative BLK_STATE is
 // refused.

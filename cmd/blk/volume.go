@@ -53,6 +53,14 @@ If a create is killed part-way, running the same command again finishes it.`,
 			if _, err := o.Validate(); err != nil {
 				return err
 			}
+			// An unknown backend is refused before the state file is made.
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			if _, _, err := volume.Backend(cfg, o.Backend); err != nil {
+				return err
+			}
 			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
 				v, err := svc.Create(ctx, o)
 				if err != nil {
@@ -162,7 +170,7 @@ With several volumes, each is tried; if some fail the exit code is 5.`,
 			if err := a.confirm(a.context(cmd), "delete", "Delete "+what+"?"); err != nil {
 				return err
 			}
-			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
+			return a.withReader(cmd, state.Existing, func(ctx context.Context, svc *volume.Service) error {
 				results, err := svc.Delete(ctx, o)
 				for _, r := range results {
 					if r.Note != "" {
