@@ -10,6 +10,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/blk-project/blk/internal/retry"
@@ -61,6 +62,10 @@ func (f Flags) String() string {
 type Libvirt struct {
 	host string
 	l    *libvirt.Libvirt
+
+	mu   sync.Mutex
+	conn net.Conn // what the dialer made, to close under a call that hangs
+	dead bool
 }
 
 type dialer func() (net.Conn, error)
@@ -69,14 +74,73 @@ func (d dialer) Dial() (net.Conn, error) { return d() }
 
 // Dial connects to qemu:///system through dial.
 func Dial(ctx context.Context, host string, dial func(ctx context.Context, path string) (net.Conn, error)) (*Libvirt, error) {
-	l := libvirt.NewWithDialer(dialer(func() (net.Conn, error) { return dial(ctx, Socket) }))
-	if err := l.ConnectToURI(libvirt.QEMUSystem); err != nil {
+	v := &Libvirt{host: host}
+	v.l = libvirt.NewWithDialer(dialer(func() (net.Conn, error) {
+		c, err := dial(ctx, Socket)
+		if err == nil {
+			v.mu.Lock()
+			v.conn = c
+			v.mu.Unlock()
+		}
+		return c, err
+	}))
+	if err := v.call(ctx, func() error { return v.l.ConnectToURI(libvirt.QEMUSystem) }); err != nil {
+		v.abandon()
 		return nil, fmt.Errorf("%s: libvirt: %w", host, err)
 	}
-	return &Libvirt{host: host, l: l}, nil
+	return v, nil
 }
 
-func (v *Libvirt) Close() error { return v.l.Disconnect() }
+// ErrConnClosed is a call on a connection given up on: dial again.
+var ErrConnClosed = errors.New("libvirt connection closed after an earlier call was given up")
+
+// call runs one libvirt RPC. go-libvirt's calls take no context, and a
+// libvirtd that stops answering would hold blk past --timeout and Ctrl-C:
+// when ctx ends first, the connection is closed under the call, which ends
+// it, and this connection is dead.
+func (v *Libvirt) call(ctx context.Context, fn func() error) error {
+	if v.Dead() {
+		return ErrConnClosed
+	}
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		v.abandon()
+		return ctx.Err()
+	}
+}
+
+func (v *Libvirt) abandon() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.dead = true
+	if v.conn != nil {
+		v.conn.Close()
+	}
+}
+
+// Dead reports whether the connection was given up on.
+func (v *Libvirt) Dead() bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.dead
+}
+
+// closeWait bounds the goodbye to a libvirtd that may not answer it.
+const closeWait = 5 * time.Second
+
+func (v *Libvirt) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), closeWait)
+	defer cancel()
+	err := v.call(ctx, v.l.Disconnect)
+	if errors.Is(err, ErrConnClosed) {
+		return nil
+	}
+	return err
+}
 
 func (v *Libvirt) wrap(op, domain string, err error) error {
 	if err == nil {
@@ -88,33 +152,41 @@ func (v *Libvirt) wrap(op, domain string, err error) error {
 	return fmt.Errorf("%s: libvirt %s %s: %w", v.host, op, domain, err)
 }
 
-func (v *Libvirt) DomainXML(ctx context.Context, domain string, persistent bool) (string, error) {
-	d, err := v.l.DomainLookupByName(domain)
-	if err != nil {
-		return "", v.wrap("lookup", domain, err)
-	}
+func (v *Libvirt) DomainXML(ctx context.Context, domain string, persistent bool) (x string, err error) {
 	var flags libvirt.DomainXMLFlags
 	if persistent {
 		flags = libvirt.DomainXMLInactive
 	}
-	x, err := v.l.DomainGetXMLDesc(d, flags)
-	return x, v.wrap("dumpxml", domain, err)
+	err = v.onDomain(ctx, "dumpxml", domain, func(d libvirt.Domain) (err error) {
+		x, err = v.l.DomainGetXMLDesc(d, flags)
+		return err
+	})
+	return x, err
 }
 
 func (v *Libvirt) AttachDevice(ctx context.Context, domain, xml string, f Flags) error {
-	d, err := v.l.DomainLookupByName(domain)
-	if err != nil {
-		return v.wrap("lookup", domain, err)
-	}
-	return v.wrap("attach-device", domain, v.l.DomainAttachDeviceFlags(d, xml, f.libvirt()))
+	return v.onDomain(ctx, "attach-device", domain, func(d libvirt.Domain) error {
+		return v.l.DomainAttachDeviceFlags(d, xml, f.libvirt())
+	})
 }
 
 func (v *Libvirt) DetachDevice(ctx context.Context, domain, xml string, f Flags) error {
-	d, err := v.l.DomainLookupByName(domain)
+	return v.onDomain(ctx, "detach-device", domain, func(d libvirt.Domain) error {
+		return v.l.DomainDetachDeviceFlags(d, xml, f.libvirt())
+	})
+}
+
+// onDomain looks the domain up and runs op on it, both bounded by ctx.
+func (v *Libvirt) onDomain(ctx context.Context, op, domain string, fn func(libvirt.Domain) error) error {
+	var d libvirt.Domain
+	err := v.call(ctx, func() (err error) {
+		d, err = v.l.DomainLookupByName(domain)
+		return err
+	})
 	if err != nil {
 		return v.wrap("lookup", domain, err)
 	}
-	return v.wrap("detach-device", domain, v.l.DomainDetachDeviceFlags(d, xml, f.libvirt()))
+	return v.wrap(op, domain, v.call(ctx, func() error { return fn(d) }))
 }
 
 // Disk describes a disk to plug in.
@@ -253,7 +325,11 @@ func WaitGone(ctx context.Context, h Hypervisor, domain, serial string, timeout 
 
 // Domains lists the names of the host's domains, running or not.
 func (v *Libvirt) Domains(ctx context.Context) ([]string, error) {
-	doms, _, err := v.l.ConnectListAllDomains(1, 0)
+	var doms []libvirt.Domain
+	err := v.call(ctx, func() (err error) {
+		doms, _, err = v.l.ConnectListAllDomains(1, 0)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: libvirt list domains: %w", v.host, err)
 	}

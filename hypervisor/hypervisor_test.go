@@ -3,6 +3,7 @@ package hypervisor
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -73,5 +74,50 @@ func TestDryRunPrintsChangesAndReadsSeeTheDetach(t *testing.T) {
 		if dev, _ := DiskBySerial(x, "s1"); dev != c.want {
 			t.Errorf("persistent=%v: disk %q, want %q", c.persistent, dev, c.want)
 		}
+	}
+}
+
+// A libvirtd that accepts and never answers: go-libvirt's calls take no
+// context, so blk must give up on the connection itself when ctx ends.
+func TestDialGivesUpWithTheContextOnASilentLibvirtd(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	var silent net.Conn
+	start := time.Now()
+	_, err := Dial(ctx, "comp1", func(context.Context, string) (net.Conn, error) {
+		c, s := net.Pipe() // s is never read: every write on c blocks
+		silent = s
+		return c, nil
+	})
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 3*time.Second {
+		t.Fatalf("err %v after %v: want the deadline, at once", err, time.Since(start))
+	}
+	if silent != nil {
+		silent.Close()
+	}
+}
+
+func TestACallOutlivingItsContextKillsTheConnection(t *testing.T) {
+	c, s := net.Pipe()
+	defer s.Close()
+	v := &Libvirt{host: "comp1", conn: c}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	ended := make(chan error, 1)
+	err := v.call(ctx, func() error {
+		_, rerr := c.Read(make([]byte, 1)) // a reply that never comes
+		ended <- rerr
+		return rerr
+	})
+	if !errors.Is(err, context.DeadlineExceeded) || !v.Dead() {
+		t.Fatalf("err %v, dead %v", err, v.Dead())
+	}
+	select {
+	case <-ended: // the hung call ended when its connection was closed
+	case <-time.After(2 * time.Second):
+		t.Fatal("the hung call is still running")
+	}
+	if err := v.call(context.Background(), func() error { return nil }); !errors.Is(err, ErrConnClosed) {
+		t.Errorf("a call on the dead connection: %v, want ErrConnClosed", err)
 	}
 }

@@ -243,7 +243,12 @@ func (s *Service) plug(ctx context.Context, r *reverter, hv hypervisor.Hyperviso
 	// plugged the disk, and unplug finds it by serial or does nothing. A
 	// domain that is gone holds no disk.
 	r.add("libvirt disk", func(ctx context.Context) error {
-		if uerr := s.unplug(ctx, hv, rec.Instance, disk.Serial); !errors.Is(uerr, hypervisor.ErrNoDomain) {
+		// Asked again: after Ctrl-C the call's connection was closed.
+		uhv, herr := s.Hosts.Hypervisor(ctx, rec.Host)
+		if herr != nil {
+			return herr
+		}
+		if uerr := s.unplug(ctx, uhv, rec.Instance, disk.Serial); !errors.Is(uerr, hypervisor.ErrNoDomain) {
 			return uerr
 		}
 		return nil

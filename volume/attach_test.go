@@ -623,3 +623,34 @@ func TestAttachRefusesAGarbledInitiatorName(t *testing.T) {
 		t.Errorf("volume %s, world %q, %d commands: a refused attach changed something", v.Status, w.empty(), w.count)
 	}
 }
+
+// dyingHV is a libvirt connection that can be given up on.
+type dyingHV struct {
+	*fakeHV
+	dead bool
+}
+
+func (d *dyingHV) Dead() bool { return d.dead }
+
+// A connection given up on (a call outlived Ctrl-C) is dialled again, so the
+// undo of the interrupted attach can still unplug.
+func TestADeadLibvirtConnectionIsDialledAgain(t *testing.T) {
+	cfg := &config.Config{Hosts: map[string]config.Host{"comp1": {Address: "192.0.2.20"}}}
+	hs := NewHosts(cfg, nil, nil)
+	hs.New = func(string, config.Host) exec.Runner { return exectest.New(t, "comp1") }
+	var dials []*dyingHV
+	hs.NewHypervisor = func(context.Context, string, exec.Runner) (hypervisor.Hypervisor, error) {
+		h := &dyingHV{fakeHV: newFakeHV("web1")}
+		dials = append(dials, h)
+		return h, nil
+	}
+	ctx := context.Background()
+	a, _ := hs.Hypervisor(ctx, "comp1")
+	if b, _ := hs.Hypervisor(ctx, "comp1"); a != b || len(dials) != 1 {
+		t.Fatalf("a live connection was not reused: %d dials", len(dials))
+	}
+	dials[0].dead = true
+	if c, _ := hs.Hypervisor(ctx, "comp1"); c == a || len(dials) != 2 {
+		t.Fatalf("a dead connection was reused: %d dials", len(dials))
+	}
+}

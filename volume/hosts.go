@@ -22,7 +22,8 @@ type Hosts struct {
 	mu      sync.Mutex
 	runners map[string]exec.Runner
 	hvs     map[string]hypervisor.Hypervisor
-	raw     []exec.Runner // unwrapped, to count connections
+	rawHVs  map[string]hypervisor.Hypervisor // unwrapped, to see a dead connection
+	raw     []exec.Runner                    // unwrapped, to count connections
 	dryMu   sync.Mutex
 	// New makes the runner for a host; tests replace it.
 	New func(name string, h config.Host) exec.Runner
@@ -34,7 +35,7 @@ type Hosts struct {
 // change something are printed there and skipped.
 func NewHosts(cfg *config.Config, log *slog.Logger, dryRun io.Writer) *Hosts {
 	return &Hosts{cfg: cfg, log: log, dryRun: dryRun, runners: map[string]exec.Runner{},
-		hvs: map[string]hypervisor.Hypervisor{}, New: newRunner, NewHypervisor: dialLibvirt}
+		hvs: map[string]hypervisor.Hypervisor{}, rawHVs: map[string]hypervisor.Hypervisor{}, New: newRunner, NewHypervisor: dialLibvirt}
 }
 
 func newRunner(name string, h config.Host) exec.Runner {
@@ -82,12 +83,17 @@ func (hs *Hosts) Hypervisor(ctx context.Context, name string) (hypervisor.Hyperv
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	if h, ok := hs.hvs[name]; ok {
-		return h, nil
+		// A connection given up on (a call outlived its context) is dialled
+		// again: the undo of an interrupted attach still has to unplug.
+		if d, ok := hs.rawHVs[name].(interface{ Dead() bool }); !ok || !d.Dead() {
+			return h, nil
+		}
 	}
 	h, err := hs.NewHypervisor(ctx, name, r)
 	if err != nil {
 		return nil, err
 	}
+	hs.rawHVs[name] = h
 	if hs.dryRun != nil {
 		h = hypervisor.NewDryRun(h, name, hs.dryRun, &hs.dryMu)
 	}
