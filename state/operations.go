@@ -212,7 +212,7 @@ func (o *Op) End(ctx context.Context, err error) error {
 // data the operator meant to destroy stays readable on the reused extents.
 func (s *Store) WipeRequested(ctx context.Context, object string) (bool, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM operations WHERE object = ? AND op = 'delete' AND step = 'wipe'`, object).Scan(&n)
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM operations WHERE object = ? AND op = 'delete --wipe'`, object).Scan(&n)
 	return n > 0, err
 }
 
@@ -264,7 +264,7 @@ func rerunHint(op, name string) string {
 	switch op {
 	case "create":
 		return fmt.Sprintf("rerun the same 'blk volume create %s ...' to finish it, or 'blk volume delete %s' to roll it back", name, name)
-	case "delete":
+	case "delete", "delete --wipe":
 		return fmt.Sprintf("rerun 'blk volume delete %s' to finish it", name)
 	case "attach":
 		return fmt.Sprintf("roll the killed attach back with 'blk volume detach --force %s'", name)

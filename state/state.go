@@ -127,7 +127,12 @@ func Open(ctx context.Context, path string, mode Mode) (*Store, error) {
 		db.SetMaxOpenConns(1) // each in-memory connection is its own database
 	}
 	s := &Store{db: db, path: path, memory: memory}
-	if err := s.migrate(ctx, mode != ReadWrite && mode != Existing); err != nil {
+	// The first statement opens the connection, which sets WAL mode: with
+	// another process opening or migrating the file at the same moment,
+	// SQLite answers busy after its short wait. Wait here, as tx does.
+	err = retry.Do(ctx, retry.Policy{Within: BusyTimeout, Delay: 5 * time.Millisecond, Retry: isBusy},
+		func() error { return s.migrate(ctx, mode != ReadWrite && mode != Existing) })
+	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("state %s: %w", path, err)
 	}

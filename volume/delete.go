@@ -87,7 +87,23 @@ func (s *Service) deleteOne(ctx context.Context, ref string, wipe bool, res *Del
 	if err != nil {
 		return err
 	}
-	op, err := s.State.Claim(ctx, "delete", v.UUID, from, state.Deleting)
+	if !wipe && v.Status != state.Available {
+		// What an interrupted delete --wipe left is wiped too: its data is
+		// what the operator meant to destroy.
+		if wipe, err = s.State.WipeRequested(ctx, v.UUID); err != nil {
+			return err
+		}
+		if wipe {
+			res.Note = fmt.Sprintf("volume %s: wiping it first, as the earlier interrupted delete --wipe asked", v.Name)
+		}
+	}
+	// The wipe is in the operation's name, journaled with the claim itself:
+	// no moment where the delete has begun but its wipe is not on record.
+	opName := "delete"
+	if wipe {
+		opName = "delete --wipe"
+	}
+	op, err := s.State.Claim(ctx, opName, v.UUID, from, state.Deleting)
 	if err != nil {
 		var ce *state.ConflictError
 		if errors.As(err, &ce) && ce.Holder == "" {
@@ -108,21 +124,6 @@ func (s *Service) deleteOne(ctx context.Context, ref string, wipe bool, res *Del
 		_, merr := s.State.MoveVolume(ctx, v.UUID, state.Move{From: []string{state.Deleting}, To: state.ErrorDeleting, LastError: &msg})
 		return merr
 	})
-	if !wipe && v.Status != state.Available {
-		// What an interrupted delete --wipe left is wiped too: its data is
-		// what the operator meant to destroy.
-		if wipe, err = s.State.WipeRequested(ctx, v.UUID); err != nil {
-			return err
-		}
-		if wipe {
-			res.Note = fmt.Sprintf("volume %s: wiping it first, as the earlier interrupted delete --wipe asked", v.Name)
-		}
-	}
-	if wipe {
-		if err = op.Step(ctx, "wipe"); err != nil {
-			return err
-		}
-	}
 	res.Wiped = wipe
 	if err := p.remove(ctx, v, wipe); err != nil {
 		return fmt.Errorf("delete volume %q: %w", v.Name, err)
