@@ -6,7 +6,8 @@
 //	BLK_FAULT_KILL_AFTER=N  SIGKILL itself right after the Nth external
 //	                        step completes, whether it succeeded or failed
 //	BLK_FAULT_COUNT=FILE    keep FILE holding how many steps completed so
-//	                        far, so a test knows the range of N
+//	                        far, so a test knows the range of N, and on a
+//	                        second line the last one (host: argv, masked)
 //
 // A step is one Runner.Run on any host or one libvirt call (DomainXML,
 // AttachDevice, DetachDevice, Domains), counted in the order they complete. The
@@ -30,6 +31,7 @@ import (
 type faultSwitch struct {
 	mu     sync.Mutex
 	done   int
+	last   string
 	killAt int    // 0: never
 	file   string // "": no count kept
 	kill   func()
@@ -56,10 +58,11 @@ func faultsFromEnv() *faultSwitch {
 // step records one completed external step, and dies if it is the one asked
 // for. The lock is held through the kill, so no step completing alongside
 // is counted after it.
-func (f *faultSwitch) step() {
+func (f *faultSwitch) step(what string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.done++
+	f.last = what
 	f.write()
 	if f.done == f.killAt {
 		f.kill()
@@ -70,7 +73,7 @@ func (f *faultSwitch) write() {
 	if f.file == "" {
 		return
 	}
-	if err := os.WriteFile(f.file, []byte(strconv.Itoa(f.done)+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(f.file, []byte(strconv.Itoa(f.done)+"\n"+f.last+"\n"), 0o644); err != nil {
 		fmt.Fprintf(os.Stderr, "blk: error: BLK_FAULT_COUNT: %v\n", err)
 		os.Exit(2)
 	}
@@ -86,11 +89,18 @@ type countedRunner struct{ exec.Runner }
 func faultRunner(r exec.Runner) exec.Runner { return countedRunner{r} }
 
 func (c countedRunner) Run(ctx context.Context, cmd exec.Cmd) (exec.Result, error) {
-	defer faults.step()
+	defer faults.step(c.Host() + ": " + exec.Quote(exec.Mask(cmd.Args, cmd.Secrets)))
 	return c.Runner.Run(ctx, cmd)
 }
 
-type countedHypervisor struct{ hypervisor.Hypervisor }
+type countedHypervisor struct {
+	hypervisor.Hypervisor
+	host string
+}
+
+func (c countedHypervisor) step(op, domain string) {
+	faults.step(c.host + ": libvirt " + op + " " + domain)
+}
 
 type domainLister interface {
 	Domains(context.Context) ([]string, error)
@@ -104,28 +114,32 @@ type countedLister struct {
 }
 
 func (c countedLister) Domains(ctx context.Context) ([]string, error) {
-	defer faults.step()
+	defer c.step("list-domains", "")
 	return c.l.Domains(ctx)
 }
 
-func faultHypervisor(h hypervisor.Hypervisor) hypervisor.Hypervisor {
+func faultHypervisor(h hypervisor.Hypervisor, host string) hypervisor.Hypervisor {
 	if l, ok := h.(domainLister); ok {
-		return countedLister{countedHypervisor{h}, l}
+		return countedLister{countedHypervisor{h, host}, l}
 	}
-	return countedHypervisor{h}
+	return countedHypervisor{h, host}
 }
 
 func (c countedHypervisor) DomainXML(ctx context.Context, domain string, persistent bool) (string, error) {
-	defer faults.step()
+	op := "dumpxml"
+	if persistent {
+		op += " --inactive"
+	}
+	defer c.step(op, domain)
 	return c.Hypervisor.DomainXML(ctx, domain, persistent)
 }
 
 func (c countedHypervisor) AttachDevice(ctx context.Context, domain, xml string, f hypervisor.Flags) error {
-	defer faults.step()
+	defer c.step("attach-device "+f.String(), domain)
 	return c.Hypervisor.AttachDevice(ctx, domain, xml, f)
 }
 
 func (c countedHypervisor) DetachDevice(ctx context.Context, domain, xml string, f hypervisor.Flags) error {
-	defer faults.step()
+	defer c.step("detach-device "+f.String(), domain)
 	return c.Hypervisor.DetachDevice(ctx, domain, xml, f)
 }

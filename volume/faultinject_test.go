@@ -34,16 +34,22 @@ func withFaults(t *testing.T, killAt int) (count string, killedAt *[]int) {
 }
 
 func readCount(t *testing.T, file string) int {
+	n, _ := readCountAndLast(t, file)
+	return n
+}
+
+func readCountAndLast(t *testing.T, file string) (int, string) {
 	t.Helper()
 	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	count, last, _ := strings.Cut(string(b), "\n")
+	n, err := strconv.Atoi(count)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return n
+	return n, strings.TrimSuffix(last, "\n")
 }
 
 func twoHosts(t *testing.T, dryRun *strings.Builder) (*Hosts, *exectest.Fake, *exectest.Fake) {
@@ -101,6 +107,24 @@ func TestFaultSwitchCountsEveryStepOnEveryHost(t *testing.T) {
 	}
 	if len(*killedAt) != 1 || (*killedAt)[0] != 3 {
 		t.Errorf("killed at %v, want [3]", *killedAt)
+	}
+	if _, last := readCountAndLast(t, count); last != "comp1: libvirt dumpxml vm1" {
+		t.Errorf("last step %q", last)
+	}
+}
+
+// The last step is named with its secrets masked: the count file is read
+// by tests whose logs are kept.
+func TestFaultSwitchNamesTheLastStepMasked(t *testing.T) {
+	count, _ := withFaults(t, 0)
+	hs, stor, _ := twoHosts(t, nil)
+	stor.Expect("", "tgtadm", "--password", "s3cret")
+	s, _ := hs.Runner("stor1")
+	if _, err := s.Run(context.Background(), exec.Cmd{Args: []string{"tgtadm", "--password", "s3cret"}, Secrets: []string{"s3cret"}}); err != nil {
+		t.Fatal(err)
+	}
+	if n, last := readCountAndLast(t, count); n != 1 || last != "stor1: tgtadm --password '***'" {
+		t.Errorf("count file: %d %q", n, last)
 	}
 }
 

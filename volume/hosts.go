@@ -90,7 +90,7 @@ func (hs *Hosts) Hypervisor(ctx context.Context, name string) (hypervisor.Hyperv
 	if err != nil {
 		return nil, err
 	}
-	h = faultHypervisor(h)
+	h = faultHypervisor(h, name)
 	if hs.dryRun != nil {
 		h = hypervisor.NewDryRun(h, name, hs.dryRun, &hs.dryMu)
 	}

@@ -12,4 +12,4 @@ import (
 
 func faultRunner(r exec.Runner) exec.Runner { return r }
 
-func faultHypervisor(h hypervisor.Hypervisor) hypervisor.Hypervisor { return h }
+func faultHypervisor(h hypervisor.Hypervisor, _ string) hypervisor.Hypervisor { return h }

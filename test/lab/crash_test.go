@@ -15,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"text/tabwriter"
 	"time"
 )
 
@@ -109,7 +110,7 @@ func crashMatrix(t *testing.T, m *matrix, every int, fl flow) {
 	try := func(n int) (outcome string, steps int, killed bool) {
 		f := shared
 		fl.setup(t, &f)
-		r, killed, steps := faultRun(t, n, fl.args(f)...)
+		r, killed, steps, last := faultRun(t, n, fl.args(f)...)
 		var problems []string
 		outcome = "ok"
 		switch {
@@ -143,9 +144,12 @@ func crashMatrix(t *testing.T, m *matrix, every int, fl flow) {
 			if n == 0 {
 				t.Errorf("%s, clean run: %s", fl.name, strings.Join(problems, "; "))
 			} else {
-				t.Errorf("%s killed after step %d: %s", fl.name, n, strings.Join(problems, "; "))
+				t.Errorf("%s killed after step %d (%s): %s", fl.name, n, last, strings.Join(problems, "; "))
 			}
 			outcome = "FAIL"
+		}
+		if killed {
+			outcome += "\t" + shortStep(last)
 		}
 		return outcome, steps, killed
 	}
@@ -173,7 +177,7 @@ func crashMatrix(t *testing.T, m *matrix, every int, fl flow) {
 	ns := killPoints(total, every)
 	for n := ns[0]; ; {
 		o, _, killed := try(n)
-		cells = append(cells, fmt.Sprintf("%d:%s", n, o))
+		cells = append(cells, fmt.Sprintf("%d\t%s", n, o))
 		if n >= total && !killed {
 			break
 		}
@@ -204,8 +208,9 @@ func killPoints(total, every int) []int {
 }
 
 // faultRun runs the fault-injecting blk, killed after step n (0: never),
-// and returns whether it died by SIGKILL and how many steps it made.
-func faultRun(t *testing.T, n int, args ...string) (r result, killed bool, steps int) {
+// and returns whether it died by SIGKILL, how many steps it made and the
+// last one (host: argv).
+func faultRun(t *testing.T, n int, args ...string) (r result, killed bool, steps int, last string) {
 	t.Helper()
 	count, err := os.CreateTemp("", "blk-fault-count-")
 	if err != nil {
@@ -240,10 +245,11 @@ func faultRun(t *testing.T, n int, args ...string) (r result, killed bool, steps
 	if err != nil {
 		t.Fatal(err)
 	}
-	if steps, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
+	count1, last, _ := strings.Cut(string(b), "\n")
+	if steps, err = strconv.Atoi(count1); err != nil {
 		t.Fatalf("BLK_FAULT_COUNT file holds %q: is BLK_FAULT_BIN built with -tags faultinject?", b)
 	}
-	return r, killed, steps
+	return r, killed, steps, strings.TrimSpace(last)
 }
 
 func createFlow(thin bool) flow {
@@ -574,6 +580,21 @@ func drift(base, now map[string]bool, added, removed []string) []string {
 	return p
 }
 
+var uuidRE = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
+
+// shortStep keeps a step readable in the matrix: no UUIDs, one short line.
+func shortStep(s string) string {
+	s = uuidRE.ReplaceAllString(s, "UUID")
+	f := strings.Fields(s)
+	if len(f) < 3 || len([]rune(s)) <= 90 {
+		return s
+	}
+	// The host and program, then the end, where the object usually is.
+	head := f[0] + " " + f[1] + " …"
+	r := []rune(strings.Join(f[2:], " "))
+	return head + string(r[max(0, len(r)-(88-len([]rune(head)))):])
+}
+
 type matrixRow struct {
 	flow  string
 	steps int
@@ -591,31 +612,37 @@ func (m *matrix) add(flow string, steps int, cells []string) {
 	m.rows = append(m.rows, matrixRow{flow, steps, cells})
 }
 
-// print logs workflow × kill point → outcome, and the totals.
+// print logs workflow × kill point → outcome, one line per kill point
+// with the step it came after, and the totals.
 func (m *matrix) print(t *testing.T) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var b strings.Builder
-	b.WriteString("crash matrix: N:outcome, killed after step N of a clean run's steps; " +
-		"ok = recovered with nothing orphaned, done(K) = that run finished in K steps (not killed), FAIL = see the errors above\n")
+	b.WriteString("crash matrix: kill point N (blk killed right after its Nth step), outcome, that step\n" +
+		"  ok = recovered with nothing orphaned; done(K) = that run finished in K steps, not killed; FAIL = see the errors above\n")
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	counts := map[string]int{}
 	for _, r := range m.rows {
 		if r.cells == nil {
-			fmt.Fprintf(&b, "  %-20s clean run failed (see the errors above)\n", r.flow)
+			fmt.Fprintf(tw, "  %s: clean run failed\n", r.flow)
 			counts["FAIL"]++
 			continue
 		}
-		fmt.Fprintf(&b, "  %-20s %2d steps  %s\n", r.flow, r.steps, strings.Join(r.cells, " "))
+		fmt.Fprintf(tw, "  %s (a clean run: %d steps)\n", r.flow, r.steps)
 		for _, c := range r.cells {
 			if c == "stopped" {
+				fmt.Fprintf(tw, "    stopped: the volume was left in an unknown state\n")
 				counts["FAIL"]++
 				continue
 			}
-			_, o, _ := strings.Cut(c, ":")
+			fmt.Fprintf(tw, "    %s\n", c)
+			_, o, _ := strings.Cut(c, "\t")
+			o, _, _ = strings.Cut(o, "\t")
 			o, _, _ = strings.Cut(o, "(")
 			counts[o]++
 		}
 	}
+	tw.Flush()
 	fmt.Fprintf(&b, "  total: %d tries: %d ok, %d done, %d FAIL", counts["ok"]+counts["done"]+counts["FAIL"],
 		counts["ok"], counts["done"], counts["FAIL"])
 	t.Log(b.String())
@@ -686,5 +713,12 @@ virtio-pci-0000:00:04.0
 	}
 	if got := killPoints(8, 3); !slices.Equal(got, []int{1, 4, 7, 8}) {
 		t.Errorf("killPoints(8, 3) = %v", got)
+	}
+	long := "lab: lvs --reportformat json --units b --nosuffix -o lv_name,vg_name,lv_size,lv_tags,pool_lv,lv_attr,data_percent blk/volume-" + uuid
+	if got := shortStep(long); len([]rune(got)) > 90 || !strings.HasPrefix(got, "lab: lvs …") || !strings.HasSuffix(got, " blk/volume-UUID") {
+		t.Errorf("shortStep = %q", got)
+	}
+	if got := shortStep("lab: lvremove --yes blk/volume-" + uuid); got != "lab: lvremove --yes blk/volume-UUID" {
+		t.Errorf("shortStep = %q", got)
 	}
 }
