@@ -45,9 +45,10 @@ install: build man
 	install -d $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 0644 build/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 
-## test: unit tests (no root, no lab)
+## test: unit tests (no root, no lab), and the fault-injection switch of the test build
 test:
 	$(GO) test ./...
+	$(GO) test -tags faultinject -run FaultSwitch ./volume
 
 ## check: everything CI runs: lint, unit tests, stale completions, lab tests
 check: lint test completions-check lab-test
@@ -56,12 +57,13 @@ check: lint test completions-check lab-test
 SHADOW      := golang.org/x/tools/go/analysis/passes/shadow/cmd/shadow@v0.52.0
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-## lint: gofmt, go.mod tidy, go vet, shadow and staticcheck (with and without the lab tag)
+## lint: gofmt, go.mod tidy, go vet (also with the lab and faultinject tags), shadow and staticcheck (with and without the lab tag)
 lint:
 	test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
 	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) vet -tags lab ./...
+	$(GO) vet -tags faultinject ./...
 	$(GO) run $(SHADOW) ./...
 	GOFLAGS=-tags=lab $(GO) run $(SHADOW) ./...
 	$(GO) run $(STATICCHECK) ./...

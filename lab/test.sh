@@ -19,6 +19,8 @@ lab/lab.sh up || exit 1
 bin=$LAB/bin/run-$(date +%s)-$$
 mkdir -p "$bin"
 go build -o "$bin/blk" ./cmd/blk || exit 1
+# The same blk with the fault-injection switch, for TestCrash (crash_test.go).
+go build -tags faultinject -o "$bin/blk-fault" ./cmd/blk || exit 1
 go test -c -tags lab -o "$bin/lab.test" ./test/lab || exit 1
 t1=$(date +%s.%N)
 
@@ -34,10 +36,10 @@ run() {
 }
 ssh_conf="$LAB/blk-ssh.yaml"
 rm -f "$LAB"/state/ssh.db*
-run over-ssh env BLK_BIN="$bin/blk" BLK_CONFIG="$ssh_conf" \
+run over-ssh env BLK_BIN="$bin/blk" BLK_FAULT_BIN="$bin/blk-fault" BLK_CONFIG="$ssh_conf" \
   BLK_LAB_SSH="127.0.0.1:${BLK_LAB_PORT:-2222},$LAB/ssh/id_ed25519,$LAB/ssh/known_hosts" \
-  "$bin/lab.test" -test.v -test.timeout 20m ${BLK_LAB_RUN:+-test.run "$BLK_LAB_RUN"}
-run in-guest lab/lab.sh ssh "rm -f /var/lib/blk/state.db*; cd /tmp && BLK_BIN=$bin/blk BLK_CONFIG=$LAB/blk-local.yaml $bin/lab.test -test.v -test.timeout 20m ${BLK_LAB_RUN:+-test.run '$BLK_LAB_RUN'}"
+  "$bin/lab.test" -test.v -test.timeout 45m ${BLK_LAB_RUN:+-test.run "$BLK_LAB_RUN"}
+run in-guest lab/lab.sh ssh "rm -f /var/lib/blk/state.db*; cd /tmp && BLK_BIN=$bin/blk BLK_FAULT_BIN=$bin/blk-fault ${BLK_CRASH_EVERY:+BLK_CRASH_EVERY=$BLK_CRASH_EVERY} BLK_CONFIG=$LAB/blk-local.yaml $bin/lab.test -test.v -test.timeout 45m ${BLK_LAB_RUN:+-test.run '$BLK_LAB_RUN'}"
 t2=$(date +%s.%N)
 
 if [ "$fail" != 0 ]; then

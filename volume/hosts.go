@@ -62,6 +62,8 @@ func (hs *Hosts) Runner(name string) (exec.Runner, error) {
 	if hs.log != nil {
 		r = exec.Logged{Runner: r, Log: hs.log}
 	}
+	// Inside DryRun: a command it skips never ran, so it is no kill point.
+	r = faultRunner(r)
 	if hs.dryRun != nil {
 		r = exec.NewDryRun(r, hs.dryRun, &hs.dryMu)
 	}
@@ -94,6 +96,7 @@ func (hs *Hosts) Hypervisor(ctx context.Context, name string) (hypervisor.Hyperv
 		return nil, err
 	}
 	hs.rawHVs[name] = h
+	h = faultHypervisor(h, name)
 	if hs.dryRun != nil {
 		h = hypervisor.NewDryRun(h, name, hs.dryRun, &hs.dryMu)
 	}

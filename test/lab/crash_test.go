@@ -1,0 +1,724 @@
+//go:build lab
+
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	osexec "os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"text/tabwriter"
+	"time"
+)
+
+// TestCrash kills blk at every external step of each workflow, then
+// recovers the way an operator would, and checks the outcome against the
+// guest itself: the volume's row, its LV, tgt targets and CHAP accounts,
+// iSCSI sessions, node records and by-path links, disks in lab-vm1, and the
+// volume's bytes.
+//
+// It runs BLK_FAULT_BIN, blk built with -tags faultinject (lab/test.sh
+// builds it): BLK_FAULT_KILL_AFTER=N makes it SIGKILL itself right after
+// its Nth external step (a command on any host or a libvirt call), and
+// BLK_FAULT_COUNT=FILE says how many steps a run made. A clean run of each
+// workflow gives the range of N; every N is then tried, or with
+// BLK_CRASH_EVERY=K only the first, every Kth and the last.
+//
+// A run whose step count varies (polling: the iSCSI device link, the disk
+// leaving the domain) may finish before reaching N: that cell reads "done"
+// and is no failure. Past the clean run's count, N goes on growing until a
+// run finishes unkilled, so the last steps of a slower run are tried too.
+func TestCrash(t *testing.T) {
+	if os.Getenv("BLK_FAULT_BIN") == "" {
+		t.Fatal("TestCrash needs BLK_FAULT_BIN, blk built with -tags faultinject: run it with make lab-test")
+	}
+	every := 1
+	if s := os.Getenv("BLK_CRASH_EVERY"); s != "" {
+		var err error
+		if every, err = strconv.Atoi(s); err != nil || every < 1 {
+			t.Fatalf("BLK_CRASH_EVERY=%q: want a whole number from 1", s)
+		}
+	}
+	m := &matrix{}
+	defer m.print(t)
+	start := time.Now()
+	defer func() { t.Logf("crash matrix took %s", time.Since(start).Round(time.Second)) }()
+	for _, thin := range []bool{false, true} {
+		kind := map[bool]string{false: "thick", true: "thin"}[thin]
+		t.Run("create/"+kind, func(t *testing.T) { crashMatrix(t, m, every, createFlow(thin)) })
+		for _, wipe := range []bool{false, true} {
+			name := "delete/" + kind
+			if wipe {
+				name += "/wipe"
+			}
+			t.Run(name, func(t *testing.T) { crashMatrix(t, m, every, deleteFlow(thin, wipe)) })
+		}
+	}
+	// Attach and detach on a thick volume only: the LV's kind changes
+	// nothing from the export on.
+	t.Run("attach", func(t *testing.T) { crashMatrix(t, m, every, attachFlow()) })
+	t.Run("detach", func(t *testing.T) { crashMatrix(t, m, every, detachFlow()) })
+}
+
+// fixture is one try's volume and what the guest looked like when it was
+// in the state the recovery must end in (or, for create and delete, the
+// state the workflow started from).
+type fixture struct {
+	name, uuid, path string
+	sum              string          // sha256 of the LV's bytes, "" when not checked
+	base             map[string]bool // reality(), see there
+}
+
+type flow struct {
+	name string
+	// prepare runs once per flow (a volume shared by every try); may be nil.
+	prepare func(t *testing.T) fixture
+	// setup brings one try to its known starting state.
+	setup func(t *testing.T, f *fixture)
+	args  func(f fixture) []string
+	// recover reruns what an operator would after the kill, and says what
+	// went wrong.
+	recover func(t *testing.T, f *fixture) []string
+	// undo, for a run that was not killed, brings its end state back to
+	// the one check wants (attach: detach again); may be nil.
+	undo func(t *testing.T, f *fixture) []string
+	// check compares the volume's row and bytes with the target state;
+	// it fills f.uuid when only the row knows it (create).
+	check func(t *testing.T, f *fixture) []string
+	// changed is what reality must have gained and lost against f.base.
+	changed func(f fixture) (added, removed []string)
+	// cleanup runs after each try's checks, finish once after the flow.
+	cleanup, finish func(t *testing.T, f fixture)
+}
+
+func crashMatrix(t *testing.T, m *matrix, every int, fl flow) {
+	var shared fixture
+	if fl.prepare != nil {
+		shared = fl.prepare(t)
+	}
+	if fl.finish != nil {
+		defer fl.finish(t, shared)
+	}
+	try := func(n int) (outcome string, steps int, killed bool) {
+		f := shared
+		fl.setup(t, &f)
+		r, killed, steps, last := faultRun(t, n, fl.args(f)...)
+		var problems []string
+		outcome = "ok"
+		switch {
+		case killed && n == 0:
+			problems = append(problems, "killed without being asked")
+		case killed && steps != n:
+			problems = append(problems, fmt.Sprintf("killed after %d steps, asked for %d", steps, n))
+		case killed:
+			problems = append(problems, fl.recover(t, &f)...)
+		case r.code != 0:
+			problems = append(problems, fmt.Sprintf("exit %d without a kill: %s", r.code, strings.TrimSpace(r.errOut)))
+		case n > 0 && steps >= n:
+			problems = append(problems, fmt.Sprintf("made %d steps and was not killed after step %d", steps, n))
+		default: // it ran to its end
+			if n > 0 {
+				outcome = fmt.Sprintf("done(%d)", steps)
+			}
+			if fl.undo != nil {
+				problems = append(problems, fl.undo(t, &f)...)
+			}
+		}
+		if len(problems) == 0 {
+			problems = append(problems, fl.check(t, &f)...)
+			added, removed := fl.changed(f)
+			problems = append(problems, settledDrift(t, f.base, added, removed)...)
+		}
+		if fl.cleanup != nil {
+			fl.cleanup(t, f)
+		}
+		if len(problems) > 0 {
+			if n == 0 {
+				t.Errorf("%s, clean run: %s", fl.name, strings.Join(problems, "; "))
+			} else {
+				t.Errorf("%s killed after step %d (%s): %s", fl.name, n, last, strings.Join(problems, "; "))
+			}
+			outcome = "FAIL"
+		}
+		if killed {
+			outcome += "\t" + shortStep(last)
+		}
+		return outcome, steps, killed
+	}
+	// Added on the way out, so a try that stops the flow (t.Fatal) still
+	// shows in the matrix with the cells done so far.
+	var total int
+	var cells []string
+	done := false
+	defer func() {
+		if !done && cells != nil {
+			cells = append(cells, "stopped")
+		}
+		m.add(fl.name, total, cells)
+	}()
+	o, total, _ := try(0)
+	if o != "ok" || total == 0 {
+		if o == "ok" {
+			t.Errorf("%s: a clean run made no external step", fl.name)
+		}
+		return
+	}
+	// Past the clean run's count, go on until a run ends before its kill
+	// point: a run that polls more than the clean one has later steps.
+	cells = []string{}
+	ns := killPoints(total, every)
+	for n := ns[0]; ; {
+		o, _, killed := try(n)
+		cells = append(cells, fmt.Sprintf("%d\t%s", n, o))
+		if n >= total && !killed {
+			break
+		}
+		if n > 2*total+10 {
+			t.Errorf("%s: still killed after step %d, and a clean run made %d steps", fl.name, n, total)
+			break
+		}
+		if len(ns) > 1 {
+			ns = ns[1:]
+			n = ns[0]
+		} else {
+			n++
+		}
+	}
+	done = true
+}
+
+// killPoints are 1..total, or the first, every every-th and the last.
+func killPoints(total, every int) []int {
+	var ns []int
+	for n := 1; n <= total; n += every {
+		ns = append(ns, n)
+	}
+	if ns[len(ns)-1] != total {
+		ns = append(ns, total)
+	}
+	return ns
+}
+
+// faultRun runs the fault-injecting blk, killed after step n (0: never),
+// and returns whether it died by SIGKILL, how many steps it made and the
+// last one (host: argv).
+func faultRun(t *testing.T, n int, args ...string) (r result, killed bool, steps int, last string) {
+	t.Helper()
+	count, err := os.CreateTemp("", "blk-fault-count-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	count.Close()
+	defer os.Remove(count.Name())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := osexec.CommandContext(ctx, os.Getenv("BLK_FAULT_BIN"), args...)
+	cmd.Env = append(os.Environ(), "BLK_FAULT_COUNT="+count.Name())
+	if n > 0 {
+		cmd.Env = append(cmd.Env, "BLK_FAULT_KILL_AFTER="+strconv.Itoa(n))
+	}
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("blk %v: no end after 5 minutes", args)
+	}
+	var ee *osexec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		ws, _ := ee.Sys().(syscall.WaitStatus)
+		killed = ws.Signaled() && ws.Signal() == syscall.SIGKILL
+		r.code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("blk %v: %v", args, err)
+	}
+	r.out, r.errOut = out.String(), errOut.String()
+	b, err := os.ReadFile(count.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	count1, last, _ := strings.Cut(string(b), "\n")
+	if steps, err = strconv.Atoi(count1); err != nil {
+		t.Fatalf("BLK_FAULT_COUNT file holds %q: is BLK_FAULT_BIN built with -tags faultinject?", b)
+	}
+	return r, killed, steps, strings.TrimSpace(last)
+}
+
+func createFlow(thin bool) flow {
+	kind := map[bool]string{false: "thick", true: "thin"}[thin]
+	args := func(f fixture) []string {
+		a := []string{"volume", "create", f.name, "--size", "8MiB", "-o", "json"}
+		if thin {
+			a = append(a, "--thin")
+		}
+		return a
+	}
+	return flow{
+		name: "create " + kind,
+		setup: func(t *testing.T, f *fixture) {
+			f.name = uniq("crash-c")
+			f.base = reality(t)
+		},
+		args: args,
+		// The same command again finishes what the killed one began.
+		recover: func(t *testing.T, f *fixture) []string {
+			if r := blk(t, args(*f)...); r.code != 0 {
+				return []string{fmt.Sprintf("create again: exit %d: %s", r.code, strings.TrimSpace(r.errOut))}
+			}
+			return nil
+		},
+		check: func(t *testing.T, f *fixture) []string {
+			r := blk(t, "volume", "show", f.name, "-o", "json")
+			if r.code != 0 {
+				return []string{fmt.Sprintf("show: exit %d: %s", r.code, strings.TrimSpace(r.errOut))}
+			}
+			v := decode[volume](t, r.out)
+			f.uuid = v.UUID
+			var p []string
+			if v.Status != "available" || v.Thin != thin || v.Attachment != nil {
+				p = append(p, fmt.Sprintf("volume is %s thin=%v attachment=%v, want available thin=%v", v.Status, v.Thin, v.Attachment, thin))
+			}
+			l, found := lvOf(t, v.UUID)
+			switch {
+			case !found:
+				p = append(p, "no LV")
+			case l.Tags != "blk,blk-vol-"+v.UUID || l.Size != strconv.FormatInt(v.SizeBytes, 10) || thin != (l.Pool == "pool"):
+				p = append(p, fmt.Sprintf("LV %+v does not match the row (%d bytes)", l, v.SizeBytes))
+			}
+			return p
+		},
+		changed: func(f fixture) ([]string, []string) {
+			if f.uuid == "" {
+				return nil, nil
+			}
+			return []string{"lv volume-" + f.uuid}, nil
+		},
+		cleanup: func(t *testing.T, f fixture) { blk(t, "volume", "delete", f.name, "--yes") },
+	}
+}
+
+func deleteFlow(thin, wipe bool) flow {
+	kind := map[bool]string{false: "thick", true: "thin"}[thin]
+	name := "delete " + kind
+	args := []string{"volume", "delete", "", "--yes"}
+	if wipe {
+		name += " --wipe"
+		args = append(args, "--wipe")
+	}
+	argsOf := func(f fixture) []string { a := slices.Clone(args); a[2] = f.name; return a }
+	return flow{
+		name: name,
+		setup: func(t *testing.T, f *fixture) {
+			c := []string{"volume", "create", uniq("crash-d"), "--size", "8MiB", "-o", "json"}
+			if thin {
+				c = append(c, "--thin")
+			}
+			v := decode[volume](t, ok(t, c...))
+			f.name, f.uuid, f.path = v.Name, v.UUID, v.Path
+			sh(t, "sh", "-c", "yes blk-secret | head -c 8388608 | dd of="+v.Path+" bs=1M oflag=direct status=none")
+			f.base = reality(t)
+		},
+		args: argsOf,
+		// The same command again ends it, whatever the kill left.
+		recover: func(t *testing.T, f *fixture) []string {
+			if r := blk(t, argsOf(*f)...); r.code != 0 {
+				return []string{fmt.Sprintf("delete again: exit %d: %s", r.code, strings.TrimSpace(r.errOut))}
+			}
+			return nil
+		},
+		check: func(t *testing.T, f *fixture) []string {
+			var p []string
+			if r := blk(t, "volume", "show", f.name); r.code != 4 {
+				p = append(p, fmt.Sprintf("show after delete: exit %d, want 4", r.code))
+			}
+			if _, found := lvOf(t, f.uuid); found {
+				p = append(p, "LV still there")
+			}
+			return p
+		},
+		changed: func(f fixture) ([]string, []string) { return nil, []string{"lv volume-" + f.uuid} },
+	}
+}
+
+// sharedVolume is a thick volume with known bytes, used by every try of
+// attach or detach: each try must bring it back to available.
+func sharedVolume(t *testing.T) fixture {
+	v := decode[volume](t, ok(t, "volume", "create", uniq("crash-a"), "--size", "8MiB", "-o", "json"))
+	sh(t, "sh", "-c", "head -c 8388608 /dev/urandom | dd of="+v.Path+" bs=1M oflag=direct status=none")
+	return fixture{name: v.Name, uuid: v.UUID, path: v.Path, sum: lvSum(t, v.Path), base: reality(t)}
+}
+
+func lvSum(t *testing.T, path string) string {
+	return sh(t, "sh", "-c", "dd if="+path+" bs=1M iflag=direct status=none | sha256sum")
+}
+
+// detached checks the shared volume is available again with its bytes.
+func detached(t *testing.T, f *fixture) []string {
+	var p []string
+	a := decode[attached](t, ok(t, "volume", "show", f.name, "-o", "json"))
+	if a.Status != "available" || a.Attachment != nil {
+		p = append(p, fmt.Sprintf("volume is %s, attachment %+v; want available and none", a.Status, a.Attachment))
+	}
+	if got := lvSum(t, f.path); got != f.sum {
+		p = append(p, fmt.Sprintf("data changed: sha256 %q, was %q", got, f.sum))
+	}
+	return p
+}
+
+// inKnownState stops the matrix when a try could not bring the shared
+// volume back: every later cell would fail for that one reason.
+func inKnownState(t *testing.T, f *fixture) {
+	t.Helper()
+	if a := decode[attached](t, ok(t, "volume", "show", f.name, "-o", "json")); a.Status != "available" {
+		t.Fatalf("volume %s is %s before the try: an earlier try left it", f.name, a.Status)
+	}
+	if d := settledDrift(t, f.base, nil, nil); len(d) > 0 {
+		t.Fatalf("before the try: %s", strings.Join(d, "; "))
+	}
+}
+
+func noChange(fixture) ([]string, []string) { return nil, nil }
+
+func finishShared(t *testing.T, f fixture) {
+	blk(t, "volume", "detach", f.name, "--force")
+	blk(t, "volume", "delete", f.name, "--yes")
+}
+
+var attachArgs = func(f fixture) []string {
+	return []string{"volume", "attach", f.name, "--instance", "lab-vm1", "--bus", "scsi"}
+}
+
+func attachFlow() flow {
+	return flow{
+		name:    "attach",
+		prepare: sharedVolume,
+		setup:   inKnownState,
+		args:    attachArgs,
+		// A killed attach is not resumed: detach --force removes what it made.
+		recover: func(t *testing.T, f *fixture) []string {
+			if r := blk(t, "volume", "detach", f.name, "--force"); r.code != 0 {
+				return []string{fmt.Sprintf("detach --force: exit %d: %s", r.code, strings.TrimSpace(r.errOut))}
+			}
+			return nil
+		},
+		// An attach that finished is checked, then detached normally.
+		undo: func(t *testing.T, f *fixture) []string {
+			var p []string
+			a := decode[attached](t, ok(t, "volume", "show", f.name, "-o", "json"))
+			if a.Status != "in-use" || a.Attachment == nil || a.Attachment.Instance != "lab-vm1" {
+				p = append(p, fmt.Sprintf("finished attach left the volume %s, attachment %+v", a.Status, a.Attachment))
+			}
+			if !reality(t)["disk in live lab-vm1 serial "+f.uuid[:20]] {
+				p = append(p, "finished attach: no disk in lab-vm1")
+			}
+			if r := blk(t, "volume", "detach", f.name); r.code != 0 {
+				p = append(p, fmt.Sprintf("detach: exit %d: %s", r.code, strings.TrimSpace(r.errOut)))
+			}
+			return p
+		},
+		check:   detached,
+		changed: noChange,
+		finish:  finishShared,
+	}
+}
+
+func detachFlow() flow {
+	return flow{
+		name:    "detach",
+		prepare: sharedVolume,
+		setup: func(t *testing.T, f *fixture) {
+			inKnownState(t, f)
+			ok(t, attachArgs(*f)...)
+		},
+		args: func(f fixture) []string { return []string{"volume", "detach", f.name} },
+		// The same command again continues from the step the journal holds.
+		recover: func(t *testing.T, f *fixture) []string {
+			r := blk(t, "volume", "detach", f.name)
+			if r.code == 0 {
+				return nil
+			}
+			p := fmt.Sprintf("detach again: exit %d: %s", r.code, strings.TrimSpace(r.errOut))
+			if rf := blk(t, "volume", "detach", f.name, "--force"); rf.code != 0 {
+				p += fmt.Sprintf("; then detach --force: exit %d: %s", rf.code, strings.TrimSpace(rf.errOut))
+			} else {
+				p += " (detach --force then cleaned up)"
+			}
+			return []string{p}
+		},
+		check:   detached,
+		changed: noChange,
+		finish:  finishShared,
+	}
+}
+
+var serialRE = regexp.MustCompile(`<serial>([^<]*)</serial>`)
+
+// realityScript prints, in one round trip, each source under an @section
+// line. The tools whose listing must not fail are under set -e; iscsiadm
+// exits non-zero when it has nothing to list.
+const realityScript = `set -e
+echo @lv; lvs --noheadings -o lv_name blk
+echo @target; tgtadm --lld iscsi --op show --mode target
+echo @account; tgtadm --lld iscsi --op show --mode account
+echo @session; iscsiadm -m session 2>/dev/null || true
+echo @node; iscsiadm -m node 2>/dev/null || true
+echo @link; ls /dev/disk/by-path 2>/dev/null || true
+echo @live; virsh -c qemu:///system dumpxml lab-vm1
+echo @persistent; virsh -c qemu:///system dumpxml --inactive lab-vm1
+`
+
+// reality is what the guest holds that blk makes, one key per thing: LVs
+// of the blk group, tgt targets and CHAP accounts, iSCSI sessions and node
+// records, by-path links of iSCSI devices, and disks of lab-vm1 (live and
+// persistent) by serial.
+func reality(t *testing.T) map[string]bool {
+	t.Helper()
+	m, err := parseReality(sh(t, "sh", "-c", realityScript))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func parseReality(out string) (map[string]bool, error) {
+	m := map[string]bool{}
+	section := ""
+	var live, persistent strings.Builder
+	for _, line := range strings.Split(out, "\n") {
+		if s, found := strings.CutPrefix(line, "@"); found {
+			section = s
+			continue
+		}
+		l := strings.TrimSpace(line)
+		switch section {
+		case "lv":
+			if l != "" {
+				m["lv "+l] = true
+			}
+		case "target":
+			if rest, found := strings.CutPrefix(line, "Target "); found {
+				if _, iqn, found := strings.Cut(rest, ": "); found {
+					m["target "+strings.TrimSpace(iqn)] = true
+				}
+			}
+		case "account":
+			if l != "" && !strings.HasPrefix(l, "Account list") {
+				m["chap account "+l] = true
+			}
+		case "session", "node":
+			for _, f := range strings.Fields(l) {
+				if strings.HasPrefix(f, "iqn.") {
+					m["iscsi "+section+" "+f] = true
+				}
+			}
+		case "link":
+			if strings.Contains(l, "-iscsi-") {
+				m["device link "+l] = true
+			}
+		case "live":
+			live.WriteString(line + "\n")
+		case "persistent":
+			persistent.WriteString(line + "\n")
+		}
+	}
+	for def, x := range map[string]string{"live": live.String(), "persistent": persistent.String()} {
+		for _, s := range serialRE.FindAllStringSubmatch(x, -1) {
+			m["disk in "+def+" lab-vm1 serial "+s[1]] = true
+		}
+	}
+	if !strings.Contains(live.String(), "<domain") || !strings.Contains(persistent.String(), "<domain") {
+		return nil, fmt.Errorf("reality: the guest's listing is cut short:\n%s", out)
+	}
+	return m, nil
+}
+
+// settledDrift is drift, looked at again for a few seconds while it is not
+// empty: udev removes a device link a moment after the device goes.
+func settledDrift(t *testing.T, base map[string]bool, added, removed []string) []string {
+	t.Helper()
+	d := drift(base, reality(t), added, removed)
+	for i := 0; i < 5 && len(d) > 0; i++ {
+		time.Sleep(2 * time.Second)
+		d = drift(base, reality(t), added, removed)
+	}
+	return d
+}
+
+// drift lists how now differs from base beyond what the workflow should
+// have added and removed: orphans, losses, and steps not done.
+func drift(base, now map[string]bool, added, removed []string) []string {
+	var p []string
+	for k := range now {
+		if !base[k] && !slices.Contains(added, k) {
+			p = append(p, "orphan "+k)
+		}
+	}
+	for k := range base {
+		if !now[k] && !slices.Contains(removed, k) {
+			p = append(p, "lost "+k)
+		}
+	}
+	for _, k := range added {
+		if !now[k] {
+			p = append(p, "missing "+k)
+		}
+	}
+	for _, k := range removed {
+		if now[k] {
+			p = append(p, "still there: "+k)
+		}
+	}
+	slices.Sort(p)
+	return p
+}
+
+var uuidRE = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
+
+// shortStep keeps a step readable in the matrix: no UUIDs, one short line.
+func shortStep(s string) string {
+	s = uuidRE.ReplaceAllString(s, "UUID")
+	f := strings.Fields(s)
+	if len(f) < 3 || len([]rune(s)) <= 90 {
+		return s
+	}
+	// The host and program, then the end, where the object usually is.
+	head := f[0] + " " + f[1] + " …"
+	r := []rune(strings.Join(f[2:], " "))
+	return head + string(r[max(0, len(r)-(88-len([]rune(head)))):])
+}
+
+type matrixRow struct {
+	flow  string
+	steps int
+	cells []string
+}
+
+type matrix struct {
+	mu   sync.Mutex
+	rows []matrixRow
+}
+
+func (m *matrix) add(flow string, steps int, cells []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.rows = append(m.rows, matrixRow{flow, steps, cells})
+}
+
+// print logs workflow × kill point → outcome, one line per kill point
+// with the step it came after, and the totals.
+func (m *matrix) print(t *testing.T) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var b strings.Builder
+	b.WriteString("crash matrix: kill point N (blk killed right after its Nth step), outcome, that step\n" +
+		"  ok = recovered with nothing orphaned; done(K) = that run finished in K steps, not killed; FAIL = see the errors above\n")
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	counts := map[string]int{}
+	for _, r := range m.rows {
+		if r.cells == nil {
+			fmt.Fprintf(tw, "  %s: clean run failed\n", r.flow)
+			counts["FAIL"]++
+			continue
+		}
+		fmt.Fprintf(tw, "  %s (a clean run: %d steps)\n", r.flow, r.steps)
+		for _, c := range r.cells {
+			if c == "stopped" {
+				fmt.Fprintf(tw, "    stopped: the volume was left in an unknown state\n")
+				counts["FAIL"]++
+				continue
+			}
+			fmt.Fprintf(tw, "    %s\n", c)
+			_, o, _ := strings.Cut(c, "\t")
+			o, _, _ = strings.Cut(o, "\t")
+			o, _, _ = strings.Cut(o, "(")
+			counts[o]++
+		}
+	}
+	tw.Flush()
+	fmt.Fprintf(&b, "  total: %d tries: %d ok, %d done, %d FAIL", counts["ok"]+counts["done"]+counts["FAIL"],
+		counts["ok"], counts["done"], counts["FAIL"])
+	t.Log(b.String())
+}
+
+// The harness's own parts, on the tools' real output formats: a parser that
+// saw nothing would let every orphan through.
+func TestCrashHarnessReadsReality(t *testing.T) {
+	const uuid = "0b6f7c1e-1b7e-4f3c-9d4a-2f0e8c1a9b77"
+	iqn := "iqn.2026-11.org.example.blk:" + uuid
+	out := `@lv
+  pool
+  volume-` + uuid + `
+@target
+Target 1: ` + iqn + `
+    System information:
+        Driver: iscsi
+    Account information:
+        blk-0b6f7c1e
+    ACL information:
+        iqn.2026-11.org.example.lab:compute
+@account
+Account list:
+    blk-0b6f7c1e
+@session
+tcp: [3] 127.0.0.1:3260,1 ` + iqn + ` (non-flash)
+@node
+127.0.0.1:3260,1 ` + iqn + `
+@link
+ip-127.0.0.1:3260-iscsi-` + iqn + `-lun-1
+virtio-pci-0000:00:04.0
+@live
+<domain type='qemu'><devices><disk type='block'><serial>` + uuid[:20] + `</serial></disk></devices></domain>
+@persistent
+<domain type='qemu'><devices></devices></domain>
+`
+	got, err := parseReality(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"lv pool", "lv volume-" + uuid, "target " + iqn, "chap account blk-0b6f7c1e",
+		"iscsi session " + iqn, "iscsi node " + iqn, "device link ip-127.0.0.1:3260-iscsi-" + iqn + "-lun-1",
+		"disk in live lab-vm1 serial " + uuid[:20]}
+	var keys []string
+	for k := range got {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	slices.Sort(want)
+	if !slices.Equal(keys, want) {
+		t.Errorf("reality:\n got %q\nwant %q", keys, want)
+	}
+	if _, err := parseReality(strings.Split(out, "@persistent")[0]); err == nil {
+		t.Error("a listing cut short was taken")
+	}
+
+	base := map[string]bool{"lv pool": true, "lv volume-a": true, "target t1": true}
+	now := map[string]bool{"lv pool": true, "lv volume-b": true, "target t2": true}
+	d := drift(base, now, []string{"lv volume-b", "lv volume-c"}, []string{"lv volume-a"})
+	if want := []string{"lost target t1", "missing lv volume-c", "orphan target t2"}; !slices.Equal(d, want) {
+		t.Errorf("drift = %q, want %q", d, want)
+	}
+	if d := drift(base, base, nil, []string{"lv volume-a"}); !slices.Equal(d, []string{"still there: lv volume-a"}) {
+		t.Errorf("drift = %q", d)
+	}
+	if got := killPoints(7, 3); !slices.Equal(got, []int{1, 4, 7}) {
+		t.Errorf("killPoints(7, 3) = %v", got)
+	}
+	if got := killPoints(8, 3); !slices.Equal(got, []int{1, 4, 7, 8}) {
+		t.Errorf("killPoints(8, 3) = %v", got)
+	}
+	long := "lab: lvs --reportformat json --units b --nosuffix -o lv_name,vg_name,lv_size,lv_tags,pool_lv,lv_attr,data_percent blk/volume-" + uuid
+	if got := shortStep(long); len([]rune(got)) > 90 || !strings.HasPrefix(got, "lab: lvs …") || !strings.HasSuffix(got, " blk/volume-UUID") {
+		t.Errorf("shortStep = %q", got)
+	}
+	if got := shortStep("lab: lvremove --yes blk/volume-" + uuid); got != "lab: lvremove --yes blk/volume-UUID" {
+		t.Errorf("shortStep = %q", got)
+	}
+}
