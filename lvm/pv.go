@@ -134,14 +134,17 @@ const (
 	defaultExtent  = 4 << 20
 )
 
-// CreateGroup makes the group on the PVs devs (by name; their sizes only
-// count in a dry run), tagged blk so it is known as blk's, and returns it
-// as LVM made it. In a dry run, which made nothing to read back, it is the
-// group the devices would make.
-func (l LVM) CreateGroup(ctx context.Context, devs []PV) (GroupDetail, error) {
-	if err := l.changePV(ctx, append([]string{"vgcreate", "--addtag", Tag, l.VG}, names(devs)...)...); err != nil {
-		return GroupDetail{}, err
-	}
+// CreateGroup makes the group on the PVs devs, tagged blk so it is known as
+// blk's. Read it back with NewGroup: a caller registers the group's undo in
+// between, so a failed read-back does not leave a group nobody removes.
+func (l LVM) CreateGroup(ctx context.Context, devs []PV) error {
+	return l.changePV(ctx, append([]string{"vgcreate", "--addtag", Tag, l.VG}, names(devs)...)...)
+}
+
+// NewGroup reads back the group CreateGroup made on devs (their sizes only
+// count in a dry run, which made nothing to read back: then it is the group
+// the devices would make).
+func (l LVM) NewGroup(ctx context.Context, devs []PV) (GroupDetail, error) {
 	d, err := l.detail(ctx, true)
 	if errors.Is(err, errEmptyReport) {
 		d = GroupDetail{VG: VG{Name: l.VG}, ExtentBytes: defaultExtent, Tags: []string{Tag}}

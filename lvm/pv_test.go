@@ -129,7 +129,12 @@ func TestCreateGroupReadsBackWhatLVMMade(t *testing.T) {
 	f.Expect("", "vgcreate", "--addtag", "blk", "bitest", "/dev/vdb", "/dev/vdc")
 	f.Expect(`{"report":[{"vg":[{"vg_name":"bitest","vg_size":"17171480576","vg_free":"17171480576","lv_count":"0","vg_extent_size":"4194304","vg_tags":"blk"}]}]}`,
 		"vgs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "vg_name,vg_size,vg_free,lv_count,vg_extent_size,vg_tags", "bitest")
-	d, err := LVM{Run: f, VG: "bitest"}.CreateGroup(ctx, []PV{{Name: "/dev/vdb", SizeBytes: 8 << 30}, {Name: "/dev/vdc", SizeBytes: 8 << 30}})
+	l := LVM{Run: f, VG: "bitest"}
+	devs := []PV{{Name: "/dev/vdb", SizeBytes: 8 << 30}, {Name: "/dev/vdc", SizeBytes: 8 << 30}}
+	if err := l.CreateGroup(ctx, devs); err != nil {
+		t.Fatal(err)
+	}
+	d, err := l.NewGroup(ctx, devs)
 	if err != nil || d.SizeBytes != 17171480576 || d.ExtentBytes != 4<<20 {
 		t.Fatalf("group %+v, %v", d, err)
 	}
@@ -140,7 +145,11 @@ func TestDryRunCreateGroupSizesTheGroupFromItsDevices(t *testing.T) {
 	var mu sync.Mutex
 	f := exectest.New(t, "stor1") // expects nothing: the read-back is skipped too
 	l := LVM{Run: exec.NewDryRun(f, &out, &mu), VG: "bitest"}
-	d, err := l.CreateGroup(ctx, []PV{{Name: "/dev/vdb", SizeBytes: 8 << 30}, {Name: "/dev/loop0", SizeBytes: 1 << 30}})
+	devs := []PV{{Name: "/dev/vdb", SizeBytes: 8 << 30}, {Name: "/dev/loop0", SizeBytes: 1 << 30}}
+	if err := l.CreateGroup(ctx, devs); err != nil {
+		t.Fatal(err)
+	}
+	d, err := l.NewGroup(ctx, devs)
 	// Each device loses its first MiB, then rounds down to 4MiB extents.
 	if want := int64(8<<30 - 4<<20 + 1<<30 - 4<<20); err != nil || d.SizeBytes != want || d.FreeBytes != want || d.ExtentBytes != 4<<20 {
 		t.Fatalf("group %+v, %v; want %d bytes", d, err, want)

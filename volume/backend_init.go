@@ -227,11 +227,14 @@ func (s *Service) BackendInit(ctx context.Context, o BackendInitOptions) (res Ba
 			rev.add("pvremove "+p.name, func(ctx context.Context) error { return l.RemovePV(ctx, p.name) })
 			res.Made = append(res.Made, "created physical volume "+p.name)
 		}
-		if detail, err = l.CreateGroup(ctx, devs); err != nil {
+		if err = l.CreateGroup(ctx, devs); err != nil {
 			return res, err
 		}
 		rev.add("vgremove "+b.VG, l.RemoveGroup)
 		res.Made = append(res.Made, "created volume group "+b.VG+" (tagged "+lvm.Tag+")")
+		if detail, err = l.NewGroup(ctx, devs); err != nil {
+			return res, err
+		}
 	}
 
 	if b.ThinPool != "" {

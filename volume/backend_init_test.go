@@ -146,7 +146,7 @@ func TestBackendInitOnAnExistingGroupWithOtherDevicesConflicts(t *testing.T) {
 }
 
 func TestBackendInitRollsBack(t *testing.T) {
-	for _, step := range []string{"vgcreate", "pool"} {
+	for _, step := range []string{"vgcreate", "read-back", "pool"} {
 		t.Run(step, func(t *testing.T) {
 			f := exectest.New(t, "stor1")
 			s := newService(t, f, nil)
@@ -154,9 +154,17 @@ func TestBackendInitRollsBack(t *testing.T) {
 			blank(f, "/dev/vdb", "/dev/vdb", "2147483648")
 			f.ExpectFail(5, "", vgNotFound, vgsDetail...)
 			f.Expect("", "pvcreate", "--yes", "/dev/vdb")
-			if step == "vgcreate" {
+			switch step {
+			case "vgcreate":
 				f.ExpectFail(5, "", "  Device /dev/vdb excluded by a filter.\n", "vgcreate", "--addtag", "blk", "blk", "/dev/vdb")
-			} else {
+			case "read-back":
+				// vgcreate made the group; reading it back failed: the
+				// group goes before its PV, or pvremove would fail on it.
+				f.Expect("", "vgcreate", "--addtag", "blk", "blk", "/dev/vdb")
+				f.ExpectFail(5, "", "  /run/lock/lvm/V_blk: open failed: Too many open files\n", vgsDetail...)
+				f.Expect("", "vgremove", "--yes", "blk")
+				f.InOrder([]string{"vgremove", "--yes", "blk"}, []string{"pvremove", "--yes", "/dev/vdb"})
+			default:
 				f.Expect("", "vgcreate", "--addtag", "blk", "blk", "/dev/vdb")
 				f.Expect(vgsDetailReport("2143289344", "2143289344"), vgsDetail...)
 				f.ExpectFail(5, "", "  thin-pool: Required device-mapper target(s) not detected in your kernel.\n", poolCreate...)
