@@ -281,4 +281,8 @@ func TestUUIDWinsOverAName(t *testing.T) {
 	if v, err := s.Volume(ctx, "db1"); err != nil || v.UUID != victim {
 		t.Fatalf("by name: %+v, %v", v, err)
 	}
+	// A UUID pasted in upper case is the same UUID.
+	if v, err := s.Volume(ctx, strings.ToUpper(victim)); err != nil || v.Name != "db1" {
+		t.Fatalf("Volume(%s) = %q, %v; want db1", strings.ToUpper(victim), v.Name, err)
+	}
 }

@@ -121,7 +121,9 @@ func (s *Store) InsertVolume(ctx context.Context, v *Volume) (*Op, error) {
 // Volume finds a volume by UUID, else by name: a UUID always means the
 // volume it names, even if another volume is named so.
 func (s *Store) Volume(ctx context.Context, ref string) (Volume, error) {
-	v, err := scanVolume(s.db.QueryRowContext(ctx, `SELECT `+volumeColumns+volumeFrom+` WHERE v.uuid = ?`, ref))
+	// UUIDs are stored lower case, as uuid.NewString makes them; one typed
+	// (or pasted) in upper case means the same volume.
+	v, err := scanVolume(s.db.QueryRowContext(ctx, `SELECT `+volumeColumns+volumeFrom+` WHERE v.uuid = ?`, strings.ToLower(ref)))
 	if errors.Is(err, sql.ErrNoRows) {
 		v, err = scanVolume(s.db.QueryRowContext(ctx, `SELECT `+volumeColumns+volumeFrom+` WHERE v.name = ?`, ref))
 	}

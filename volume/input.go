@@ -30,7 +30,7 @@ func CheckName(kind, name string) error {
 // Anything else cannot exist, and is refused as bad input before any
 // lookup (and before it is echoed whole).
 func CheckRef(ref string) error {
-	if nameRE.MatchString(ref) || uuidRE.MatchString(ref) {
+	if nameRE.MatchString(ref) || uuidRE.MatchString(strings.ToLower(ref)) {
 		return nil
 	}
 	if ref == "" {

@@ -48,7 +48,7 @@ func TestNamesAndRefs(t *testing.T) {
 	if err := CheckName("volume", strings.Repeat("a", 5000)); err == nil || len(err.Error()) > 200 || !strings.Contains(err.Error(), "(5000 bytes)") {
 		t.Errorf("long name: %v", err)
 	}
-	for _, ok := range []string{"db1", "0f8fad5b-d9cb-469f-a165-70867728950e"} {
+	for _, ok := range []string{"db1", "0f8fad5b-d9cb-469f-a165-70867728950e", "0F8FAD5B-D9CB-469F-A165-70867728950E"} {
 		if err := CheckRef(ok); err != nil {
 			t.Errorf("CheckRef(%q): %v", ok, err)
 		}

@@ -285,7 +285,7 @@ func (a *App) service(ctx context.Context, mode state.Mode) (*volume.Service, er
 		file = "built-in default"
 	}
 	a.svc = volume.NewService(cfg, file, st, hosts)
-	if !a.Quiet {
+	if !a.Quiet && !a.DryRun { // a dry run does no long work to show
 		a.svc.Progress = newProgress(a.stderr, a.tty.err)
 	}
 	return a.svc, nil
