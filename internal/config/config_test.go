@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -87,5 +88,25 @@ func TestNearest(t *testing.T) {
 		if got := Nearest(typo, valid); got != want {
 			t.Errorf("Nearest(%q) = %q, want %q", typo, got, want)
 		}
+	}
+}
+
+// The README points newcomers to blk.example.yaml: it must stay a valid
+// configuration, every key of it known.
+func TestTheExampleConfigIsValid(t *testing.T) {
+	const file = "../../blk.example.yaml"
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse(file, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(file); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Backends) < 2 || c.Backends["nfs-1"].Type != "nfs" || c.Defaults.Backend != "lvm-1" {
+		t.Errorf("example lost what it shows: %+v", c)
 	}
 }
