@@ -234,13 +234,28 @@ func (w *world) handle(args []string) (string, string, int, bool) {
 
 func attachService(t *testing.T, w *world, hv *fakeHV) (*Service, *exectest.Fake, *exectest.Fake) {
 	t.Helper()
+	var handle func([]string) (string, string, int, bool)
+	if w != nil {
+		handle = w.handle
+	}
+	s, stor, comp := twoHostService(t, "lvm-1", config.Backend{Type: "lvm", Host: "stor1", VG: "blk",
+		Portal: "192.0.2.10:3260", IQNPrefix: "iqn.2026-11.org.example.blk", CHAP: true}, handle, hv)
+	addAvailable(t, s, state.Volume{UUID: volUUID, Name: "db1", Backend: "lvm-1", SizeBytes: 1 << 30, Path: "/dev/blk/volume-" + volUUID})
+	setGlobal(t, &newSecret, func() string { return "s3cretS3cretXyz9" })
+	return s, stor, comp
+}
+
+// twoHostService is a Service with one backend on stor1 and libvirt on
+// comp1 (the only compute host), both hosts answering from scripted fakes
+// that fall back to handle, when given.
+func twoHostService(t *testing.T, name string, b config.Backend, handle func([]string) (string, string, int, bool), hv *fakeHV) (*Service, *exectest.Fake, *exectest.Fake) {
+	t.Helper()
 	cfg := &config.Config{
-		State: filepath.Join(t.TempDir(), "state.db"),
-		Hosts: map[string]config.Host{"stor1": {Address: "192.0.2.10"}, "comp1": {Address: "192.0.2.20"}},
-		Backends: map[string]config.Backend{"lvm-1": {Type: "lvm", Host: "stor1", VG: "blk",
-			Portal: "192.0.2.10:3260", IQNPrefix: "iqn.2026-11.org.example.blk", CHAP: true}},
+		State:    filepath.Join(t.TempDir(), "state.db"),
+		Hosts:    map[string]config.Host{"stor1": {Address: "192.0.2.10"}, "comp1": {Address: "192.0.2.20"}},
+		Backends: map[string]config.Backend{name: b},
 		Compute:  []string{"comp1"},
-		Defaults: config.Defaults{Backend: "lvm-1"},
+		Defaults: config.Defaults{Backend: name},
 	}
 	st, err := state.Open(context.Background(), cfg.State, state.ReadWrite)
 	if err != nil {
@@ -248,9 +263,9 @@ func attachService(t *testing.T, w *world, hv *fakeHV) (*Service, *exectest.Fake
 	}
 	t.Cleanup(func() { st.Close() })
 	stor, comp := exectest.New(t, "stor1"), exectest.New(t, "comp1")
-	if w != nil {
-		stor.Handle(w.handle)
-		comp.Handle(w.handle)
+	if handle != nil {
+		stor.Handle(handle)
+		comp.Handle(handle)
 	}
 	hs := NewHosts(cfg, nil, nil)
 	hs.New = func(name string, _ config.Host) exec.Runner {
@@ -260,17 +275,23 @@ func attachService(t *testing.T, w *world, hv *fakeHV) (*Service, *exectest.Fake
 		return comp
 	}
 	hs.NewHypervisor = func(context.Context, string, exec.Runner) (hypervisor.Hypervisor, error) { return hv, nil }
-	s := NewService(cfg, "test.yaml", st, hs)
-	op, err := st.InsertVolume(context.Background(), &state.Volume{UUID: volUUID, Name: "db1", Backend: "lvm-1", SizeBytes: 1 << 30,
-		Status: state.Creating, Path: "/dev/blk/volume-" + volUUID})
+	setGlobal(t, &detachWait, 200*time.Millisecond)
+	return NewService(cfg, "test.yaml", st, hs), stor, comp
+}
+
+// addAvailable records v as a volume a finished create made.
+func addAvailable(t *testing.T, s *Service, v state.Volume) {
+	t.Helper()
+	ctx := context.Background()
+	v.Status = state.Creating
+	op, err := s.State.InsertVolume(ctx, &v)
 	if err != nil {
 		t.Fatal(err)
 	}
-	op.End(context.Background(), nil)
-	st.MoveVolume(context.Background(), volUUID, state.Move{From: []string{state.Creating}, To: state.Available})
-	setGlobal(t, &newSecret, func() string { return "s3cretS3cretXyz9" })
-	setGlobal(t, &detachWait, 200*time.Millisecond)
-	return s, stor, comp
+	op.End(ctx, nil)
+	if _, err := s.State.MoveVolume(ctx, v.UUID, state.Move{From: []string{state.Creating}, To: state.Available}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // setGlobal sets a package variable for one test.

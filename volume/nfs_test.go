@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/blk-project/blk/hypervisor"
 	"github.com/blk-project/blk/internal/config"
@@ -109,46 +107,18 @@ func (w *nfsWorld) handle(args []string) (string, string, int, bool) {
 // libvirt on comp1 with web1 and web2.
 func nfsService(t *testing.T, w *nfsWorld, hv *fakeHV) (*Service, *exectest.Fake, *exectest.Fake) {
 	t.Helper()
-	ctx := context.Background()
-	cfg := &config.Config{
-		State:    filepath.Join(t.TempDir(), "state.db"),
-		Hosts:    map[string]config.Host{"stor1": {Address: "192.0.2.10"}, "comp1": {Address: "192.0.2.20"}},
-		Backends: map[string]config.Backend{"nfs-1": {Type: "nfs", Host: "stor1", Export: export, Path: "/srv/blk"}},
-		Compute:  []string{"comp1"},
-		Defaults: config.Defaults{Backend: "nfs-1"},
-	}
-	st, err := state.Open(ctx, cfg.State, state.ReadWrite)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	stor, comp := exectest.New(t, "stor1"), exectest.New(t, "comp1")
+	var handle func([]string) (string, string, int, bool)
 	if w != nil {
-		stor.Handle(w.handle)
-		comp.Handle(w.handle)
+		handle = w.handle
 	}
-	hs := NewHosts(cfg, nil, nil)
-	hs.New = func(name string, _ config.Host) exec.Runner {
-		if name == "stor1" {
-			return stor
-		}
-		return comp
-	}
-	hs.NewHypervisor = func(context.Context, string, exec.Runner) (hypervisor.Hypervisor, error) { return hv, nil }
+	s, stor, comp := twoHostService(t, "nfs-1", config.Backend{Type: "nfs", Host: "stor1", Export: export, Path: "/srv/blk"}, handle, hv)
 	for name, uuid := range map[string]string{"db1": volUUID, "db2": vol2UUID} {
-		op, err := st.InsertVolume(ctx, &state.Volume{UUID: uuid, Name: name, Backend: "nfs-1", SizeBytes: 1 << 30, Thin: true,
-			Status: state.Creating, Path: "/srv/blk/volume-" + uuid})
-		if err != nil {
-			t.Fatal(err)
-		}
-		op.End(ctx, nil)
-		st.MoveVolume(ctx, uuid, state.Move{From: []string{state.Creating}, To: state.Available})
+		addAvailable(t, s, state.Volume{UUID: uuid, Name: name, Backend: "nfs-1", SizeBytes: 1 << 30, Thin: true, Path: "/srv/blk/volume-" + uuid})
 		if w != nil {
 			w.files["/srv/blk/volume-"+uuid] = 1 << 30
 		}
 	}
-	setGlobal(t, &detachWait, 200*time.Millisecond)
-	return NewService(cfg, "test.yaml", st, hs), stor, comp
+	return s, stor, comp
 }
 
 func TestNFSCreateAndDeleteRunTheSequence(t *testing.T) {
