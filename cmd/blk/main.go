@@ -118,7 +118,7 @@ func run(ctx context.Context, app *App, args []string) int {
 	}
 	app.stderr.clear()
 	fmt.Fprintf(app.Err, "blk: error: %s\n", msg)
-	if h := hint(err, code); h != "" {
+	if h := hint(err); h != "" {
 		fmt.Fprintf(app.Err, "blk: hint: %s\n", h)
 	}
 	return code
@@ -150,7 +150,7 @@ func exitCode(err error) int {
 	}
 }
 
-func hint(err error, code int) string {
+func hint(err error) string {
 	var ue *usageError
 	switch {
 	case errors.As(err, &ue) && ue.usage != "":
