@@ -86,8 +86,9 @@ CONF
   # virtio-blk hot-unplug (about a minute to boot under nested emulation;
   # it writes BLK-VM-READY to /run/lab-vm2.console when it can).
   for vm in lab-vm1 lab-vm2; do
-    os="<type arch='x86_64' machine='q35'>hvm</type>"
+    os="<type arch='x86_64' machine='q35'>hvm</type>" channel=
     if [ "$vm" = lab-vm2 ]; then
+      channel="<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
       os="$os<kernel>$LAB/kernel/root/boot/vmlinuz-$KVER</kernel><initrd>$LAB/vm-initramfs.cpio.gz</initrd>"
       os="$os<cmdline>console=ttyS0 quiet panic=-1</cmdline>"
     fi
@@ -106,7 +107,9 @@ CONF
     <controller type='pci' model='pcie-root-port'/>
     <controller type='pci' model='pcie-root-port'/>
     <controller type='pci' model='pcie-root-port'/>
-    <serial type='file'><source path='/run/$vm.console'/></serial>
+    <controller type='pci' model='pcie-root-port'/>
+    <controller type='pci' model='pcie-root-port'/>
+    <serial type='file'><source path='/run/$vm.console'/></serial>$channel
     <memballoon model='none'/>
   </devices>
 </domain>
@@ -114,7 +117,44 @@ XML
     virsh -c qemu:///system define "/run/$vm.xml"
     virsh -c qemu:///system start "$vm"
   done
+  boot_image
   touch /run/blk-lab-ready
+}
+
+# boot_image writes /run/blk-images/boot.{raw,qcow2}: a 1 MiB disk whose MBR
+# prints BLK-BOOTED-FROM-VOLUME to COM1 and halts, so that the boot test
+# knows the guest ran code that only the volume holds; and defines lab-boot,
+# a stopped domain with no disk and no kernel, for blk to attach it to.
+#   cli; xor ax,ax; mov ds,ax; cld; mov dx,0x3f8; mov si,msg
+#   next: lodsb; test al,al; jz done; out dx,al; jmp next
+#   done: hlt; jmp done
+#   msg: db "BLK-BOOTED-FROM-VOLUME",13,10,0
+boot_image() {
+  local img=/run/blk-images
+  mkdir -p $img
+  truncate -s 1M $img/boot.raw
+  printf '\xfa\x31\xc0\x8e\xd8\xfc\xba\xf8\x03\xbe\x17\x7c\xac\x84\xc0\x74\x03\xee\xeb\xf8\xf4\xeb\xfdBLK-BOOTED-FROM-VOLUME\r\n\0' |
+    dd of=$img/boot.raw conv=notrunc status=none
+  printf '\x55\xaa' | dd of=$img/boot.raw bs=1 seek=510 conv=notrunc status=none
+  qemu-img convert -f raw -O qcow2 $img/boot.raw $img/boot.qcow2
+  cat > /run/lab-boot.xml <<XML
+<domain type='qemu'>
+  <name>lab-boot</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <features><acpi/><apic/></features>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <controller type='pci' index='0' model='pcie-root'/>
+    <controller type='pci' model='pcie-root-port'/>
+    <controller type='pci' model='pcie-root-port'/>
+    <serial type='file'><source path='/run/lab-boot.console'/></serial>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+XML
+  virsh -c qemu:///system define /run/lab-boot.xml
 }
 # In the background, not under ||: bash ignores set -e in a function whose
 # status is tested.

@@ -19,7 +19,8 @@ SSHDIR=$LAB/ssh
 RUN=$LAB/run
 PACKAGES="qemu-system-x86 qemu-utils tgt libiscsi-bin open-iscsi libvirt-daemon-system
   libvirt-daemon-driver-qemu libvirt-clients lvm2 thin-provisioning-tools nfs-kernel-server
-  nfs-common busybox-static cpio kmod openssh-server openssh-client e2fsprogs iproute2 udev"
+  nfs-common busybox-static cpio kmod openssh-server openssh-client e2fsprogs iproute2 udev
+  qemu-guest-agent"
 
 log() { printf 'lab: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -74,14 +75,18 @@ build_kernel() {
 # only loads the virtio disk drivers so that it answers hot-unplug.
 build_initramfs() {
   initramfs "$LAB/initramfs.cpio.gz" "$HERE/initramfs-init.sh" virtio_pci 9pnet_virtio 9p overlay
-  initramfs "$LAB/vm-initramfs.cpio.gz" "$HERE/vm-init.sh" virtio_pci virtio_blk virtio_scsi sd_mod
+  # lab-vm2 also runs qemu-ga: blk's quiesced snapshots talk to it, and the
+  # lab tests run commands in the guest through its guest-exec.
+  INITRAMFS_BINS="/usr/sbin/qemu-ga" \
+    initramfs "$LAB/vm-initramfs.cpio.gz" "$HERE/vm-init.sh" virtio_pci virtio_blk virtio_scsi sd_mod \
+    virtio_console ext4
 }
 
 initramfs() {
   local out=$1 init=$2 kver stamp tmp
   shift 2
   kver=$(kernel_version)
-  stamp=$(cat "$init" <(echo "$@") | sha256sum | cut -c1-16)
+  stamp=$(cat "$init" <(echo "$@" "${INITRAMFS_BINS:-}") | sha256sum | cut -c1-16)
   [ -e "$out" ] && [ "$(cat "$out.stamp" 2>/dev/null)" = "$stamp" ] && return 0
   phase "initramfs $(basename "$out")"
   tmp=$(mktemp -d)
@@ -92,6 +97,15 @@ initramfs() {
   done | awk '!seen[$0]++' | while read -r ko; do
     cp "$ko" "$tmp/mods/"
     basename "$ko" >> "$tmp/mods/order"
+  done
+  local bin lib
+  for bin in ${INITRAMFS_BINS:-}; do
+    mkdir -p "$tmp$(dirname "$bin")"
+    cp "$bin" "$tmp$bin"
+    for lib in $(ldd "$bin" | awk '$(NF-1) ~ /^\// {print $(NF-1)} $1 ~ /^\// {print $1}'); do
+      mkdir -p "$tmp$(dirname "$lib")"
+      cp -L "$lib" "$tmp$lib"
+    done
   done
   cp "$init" "$tmp/init"
   chmod +x "$tmp/init"
