@@ -128,5 +128,5 @@ func (s *Service) createLV(ctx context.Context, r *reverter, l lvm.LVM, pool str
 		return l.Remove(ctx, name)
 	})
 	return l.Create(ctx, lvm.CreateOptions{Name: name, SizeBytes: v.SizeBytes, ThinPool: pool,
-		Tags: []string{lvm.Tag, lvm.VolumeTag(v.UUID)}})
+		Tags: []string{lvm.Tag, lvm.NameTag(v.Name), lvm.VolumeTag(v.UUID)}})
 }

@@ -290,7 +290,7 @@ func createFlow(thin bool) flow {
 			switch {
 			case !found:
 				p = append(p, "no LV")
-			case l.Tags != "blk,blk-vol-"+v.UUID || l.Size != strconv.FormatInt(v.SizeBytes, 10) || thin != (l.Pool == "pool"):
+			case l.Tags != "blk,blk-name-"+v.Name+",blk-vol-"+v.UUID || l.Size != strconv.FormatInt(v.SizeBytes, 10) || thin != (l.Pool == "pool"):
 				p = append(p, fmt.Sprintf("LV %+v does not match the row (%d bytes)", l, v.SizeBytes))
 			}
 			return p
