@@ -1,0 +1,1121 @@
+package volume
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/blk-project/blk/hypervisor"
+	"github.com/blk-project/blk/internal/config"
+	"github.com/blk-project/blk/iscsi"
+	"github.com/blk-project/blk/lvm"
+	"github.com/blk-project/blk/nfs"
+	"github.com/blk-project/blk/state"
+)
+
+// The kinds of drift reconcile reports. Their names are a contract with
+// scripts (-o json).
+const (
+	DriftOrphanLV         = "orphan-lv"         // an LV tagged blk-vol-<uuid> with no row
+	DriftOrphanFile       = "orphan-file"       // an NFS volume file with no row
+	DriftMissingLV        = "missing-lv"        // a row whose LV is gone
+	DriftMissingFile      = "missing-file"      // a row whose NFS file is gone
+	DriftOrphanTarget     = "orphan-target"     // a tgt target of blk's with no attachment
+	DriftOrphanAccount    = "orphan-account"    // a CHAP account of blk's no attachment uses
+	DriftOrphanACL        = "orphan-acl"        // an initiator bound to a target that is not the attachment's
+	DriftMissingTarget    = "missing-target"    // an in-use volume not exported (storage host rebooted)
+	DriftIncompleteTarget = "incomplete-target" // its target lacks the LUN, ACL or CHAP account
+	DriftOrphanSession    = "orphan-session"    // an iSCSI session to a blk target with no attachment
+	DriftOrphanNode       = "orphan-node"       // an iSCSI node record of a blk target with no attachment
+	DriftMissingSession   = "missing-session"   // an in-use volume's compute host not logged in
+	DriftOrphanMount      = "orphan-mount"      // an NFS mount under /var/lib/blk/mnt no attachment uses
+	DriftMissingMount     = "missing-mount"     // an in-use NFS volume whose export is not mounted
+	DriftMissingDisk      = "missing-disk"      // an attachment whose disk is not in the domain
+	DriftOrphanDisk       = "orphan-disk"       // a disk with a volume's serial and no attachment
+	DriftStaleOperation   = "stale-operation"   // a running operation whose owner is gone
+	DriftStuckStatus      = "stuck-status"      // a transitional status no live operation holds
+)
+
+// fixOrder is the order --fix repairs in: a stuck workflow first (it
+// cleans up after itself), then what is on the compute hosts (sessions
+// hold targets open), then the exports, then what is made again.
+var fixOrder = []string{DriftStaleOperation, DriftStuckStatus, DriftOrphanSession, DriftOrphanNode, DriftOrphanMount,
+	DriftOrphanACL, DriftOrphanTarget, DriftOrphanAccount, DriftMissingTarget, DriftIncompleteTarget,
+	DriftMissingSession, DriftMissingMount, DriftOrphanLV, DriftOrphanFile}
+
+// Drift is one way the state file and a host disagree.
+type Drift struct {
+	Host   string `json:"host" yaml:"host"`
+	Kind   string `json:"kind" yaml:"kind"`
+	Object string `json:"object" yaml:"object"`           // what is on the host: an LV, a target IQN, a mount point
+	Volume string `json:"volume,omitempty" yaml:"volume"` // its volume's name, or UUID when it has no row
+	Detail string `json:"detail" yaml:"detail"`
+	// Action is what --fix does, or, when it does nothing, what the
+	// operator can do.
+	Action string `json:"action" yaml:"action"`
+	// Fixable says whether --fix (with --adopt, for an orphan LV or file)
+	// repairs it.
+	Fixable  bool   `json:"fixable" yaml:"fixable"`
+	Fixed    bool   `json:"fixed" yaml:"fixed"`
+	FixError string `json:"fix_error,omitempty" yaml:"fix_error,omitempty"`
+
+	uuid  string // the volume it concerns, to leave out one a live operation holds
+	adopt bool   // repaired only with --adopt
+	fix   func(ctx context.Context) error
+}
+
+// HostDrift is reconcile's finding on one host.
+type HostDrift struct {
+	Host  string   `json:"host" yaml:"host"`
+	Roles []string `json:"roles" yaml:"roles"`
+	// Error says why some checks could not be made (the host is down).
+	Error string  `json:"error,omitempty" yaml:"error,omitempty"`
+	Drift []Drift `json:"drift" yaml:"drift"`
+}
+
+type ReconcileOptions struct {
+	Host  string // only this host; "" for every one
+	Fix   bool
+	Adopt bool // with Fix: record orphan LVs and files as volumes
+}
+
+// reconcileParallel bounds how many hosts are looked at at once.
+const reconcileParallel = 16
+
+// role is what a host is to blk, which says what is looked at there.
+type role string
+
+const (
+	roleStorage role = "storage"
+	roleCompute role = "compute"
+	// roleState is no host: the checks of the state file alone, whose
+	// drift is reported on the host it concerns.
+	roleState role = "state"
+)
+
+// check finds one kind of drift. look reads reality on one host (hosts are
+// looked at concurrently), and returns how to compare it with the state
+// file, which is read once every host has been looked at: a thing made
+// after its row (a target after its attachment) is then never taken for
+// an orphan. Each kind of object blk makes is one check; a new kind
+// (snapshots, pool metadata snapshots) is one more.
+type check struct {
+	name string
+	role role
+	look func(ctx context.Context, s *Service, host string) (compare func(*snapshot) []Drift, err error)
+}
+
+var checks = []check{
+	{"lvm volumes", roleStorage, lookLVs},
+	{"nfs volume files", roleStorage, lookFiles},
+	{"tgt targets", roleStorage, lookTargets},
+	{"iscsi sessions", roleCompute, lookSessions},
+	{"nfs mounts", roleCompute, lookMounts},
+	{"domain disks", roleCompute, lookDisks},
+	{"operations", roleState, lookOperations},
+}
+
+// snapshot is the state file, read once for a reconcile.
+type snapshot struct {
+	vols map[string]state.Volume           // by UUID
+	atts map[string]state.AttachmentRecord // by volume UUID
+	ops  []state.OpRecord                  // running
+	// busy are objects a running operation holds whose owner may be
+	// alive: what reality shows of them is work in progress, not drift.
+	busy map[string]bool
+}
+
+func (s *Service) snapshot(ctx context.Context) (*snapshot, error) {
+	snap := &snapshot{vols: map[string]state.Volume{}, atts: map[string]state.AttachmentRecord{}, busy: map[string]bool{}}
+	vols, err := s.State.ListVolumes(ctx, state.VolumeFilter{})
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range vols {
+		snap.vols[v.UUID] = v
+	}
+	atts, err := s.State.Attachments(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range atts {
+		snap.atts[a.Volume] = a
+	}
+	if snap.ops, err = s.State.RunningOps(ctx); err != nil {
+		return nil, err
+	}
+	for _, o := range snap.ops {
+		if !o.Gone {
+			snap.busy[o.Object] = true
+		}
+	}
+	return snap, nil
+}
+
+// name is how a volume is named in a report: its name, or its UUID when
+// it has no row.
+func (snap *snapshot) name(uuid string) string {
+	if v, ok := snap.vols[uuid]; ok {
+		return v.Name
+	}
+	return uuid
+}
+
+// Reconcile compares the state file with every configured host (or the
+// one asked) and returns the drift found, per host. With Fix it repairs
+// what is safe and marks each item fixed or not; it never removes a
+// volume's data. A host that could not be looked at is reported with its
+// error, and the returned error names it.
+func (s *Service) Reconcile(ctx context.Context, o ReconcileOptions) ([]HostDrift, error) {
+	if o.Adopt && !o.Fix {
+		return nil, invalid("--adopt goes with --fix")
+	}
+	if o.Host != "" {
+		if _, ok := s.Config.Hosts[o.Host]; !ok {
+			return nil, fmt.Errorf("host %q: %w (configured: %s)", o.Host, ErrNotFound, strings.Join(slices.Sorted(maps.Keys(s.Config.Hosts)), ", "))
+		}
+	}
+	atts, err := s.State.Attachments(ctx)
+	if err != nil {
+		return nil, err
+	}
+	roles := s.reconcileRoles(atts)
+	reports := map[string]*HostDrift{}
+	for h, rs := range roles {
+		if o.Host == "" || o.Host == h {
+			reports[h] = &HostDrift{Host: h, Roles: rs, Drift: []Drift{}}
+		}
+	}
+
+	// Reality first, every host at once (bounded), then the state file.
+	type looked struct {
+		host    string
+		compare func(*snapshot) []Drift
+	}
+	var mu sync.Mutex
+	var compares []looked
+	hostErrs := map[string][]error{}
+	sem := make(chan struct{}, reconcileParallel)
+	var wg sync.WaitGroup
+	for h, rep := range reports {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			for _, c := range checks {
+				if c.role == roleState || !slices.Contains(rep.Roles, string(c.role)) {
+					continue
+				}
+				compare, err := c.look(ctx, s, h)
+				mu.Lock()
+				if err != nil {
+					hostErrs[h] = append(hostErrs[h], fmt.Errorf("%s: %w", c.name, err))
+				} else if compare != nil {
+					compares = append(compares, looked{h, compare})
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	for _, c := range checks {
+		if c.role != roleState {
+			continue
+		}
+		compare, err := c.look(ctx, s, "")
+		if err != nil {
+			return nil, err
+		}
+		compares = append(compares, looked{"state", compare})
+	}
+	snap, err := s.snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var all []*Drift
+	for _, l := range compares {
+		for _, d := range l.compare(snap) {
+			if d.uuid != "" && snap.busy[d.uuid] {
+				continue // an operation is at work on it
+			}
+			if d.Host == "" {
+				d.Host = l.host
+			}
+			if o.Host != "" && d.Host != o.Host {
+				continue
+			}
+			d.Fixable = d.fix != nil && (!d.adopt || o.Adopt)
+			rep := reports[d.Host]
+			if rep == nil { // an operation's owner on a machine not configured
+				rep = &HostDrift{Host: d.Host, Roles: []string{"admin"}, Drift: []Drift{}}
+				reports[d.Host] = rep
+			}
+			rep.Drift = append(rep.Drift, d)
+		}
+	}
+	for _, rep := range reports {
+		slices.SortStableFunc(rep.Drift, func(a, b Drift) int {
+			return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Object, b.Object))
+		})
+		for i := range rep.Drift {
+			all = append(all, &rep.Drift[i])
+		}
+		if errs := hostErrs[rep.Host]; len(errs) > 0 {
+			rep.Error = errors.Join(errs...).Error()
+		}
+	}
+	if o.Fix {
+		s.fixDrift(ctx, all, o.Adopt)
+	}
+	out := make([]HostDrift, 0, len(reports))
+	for _, h := range slices.Sorted(maps.Keys(reports)) {
+		out = append(out, *reports[h])
+	}
+	if len(hostErrs) > 0 {
+		var down []string
+		for _, h := range slices.Sorted(maps.Keys(hostErrs)) {
+			down = append(down, h+": "+errors.Join(hostErrs[h]...).Error())
+		}
+		return out, fmt.Errorf("reconcile could not look at every host: %s", strings.Join(down, "; "))
+	}
+	return out, nil
+}
+
+// fixDrift runs the repairs in fixOrder, one at a time: each looks again
+// before it acts, as an earlier one (a workflow finished) may have done its
+// work.
+func (s *Service) fixDrift(ctx context.Context, all []*Drift, adopt bool) {
+	slices.SortStableFunc(all, func(a, b *Drift) int {
+		return cmp.Compare(slices.Index(fixOrder, a.Kind), slices.Index(fixOrder, b.Kind))
+	})
+	for _, d := range all {
+		if d.fix == nil || d.adopt && !adopt {
+			continue
+		}
+		if err := d.fix(ctx); err != nil {
+			d.FixError = err.Error()
+			continue
+		}
+		d.Fixed = true
+	}
+}
+
+// Unfixed counts the drift items a report still holds.
+func Unfixed(reports []HostDrift) int {
+	n := 0
+	for _, r := range reports {
+		for _, d := range r.Drift {
+			if !d.Fixed {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// reconcileRoles says what each configured host is to blk: the hosts of backends
+// are storage hosts; the compute hosts are the configured ones, or, when
+// none are, every other host and any host an attachment names.
+func (s *Service) reconcileRoles(atts []state.AttachmentRecord) map[string][]string {
+	roles := map[string][]string{}
+	add := func(h string, r role) {
+		if _, ok := s.Config.Hosts[h]; ok && !slices.Contains(roles[h], string(r)) {
+			roles[h] = append(roles[h], string(r))
+		}
+	}
+	for _, b := range s.Config.Backends {
+		add(b.Host, roleStorage)
+	}
+	compute := s.Config.Compute
+	if len(compute) == 0 {
+		for h := range s.Config.Hosts {
+			if roles[h] == nil {
+				compute = append(compute, h)
+			}
+		}
+		for _, a := range atts {
+			compute = append(compute, a.Host)
+		}
+	}
+	for _, h := range compute {
+		add(h, roleCompute)
+	}
+	for h := range roles {
+		slices.Sort(roles[h])
+	}
+	return roles
+}
+
+// backendsOn are the configured backends of type typ on host, by name.
+func (s *Service) backendsOn(host, typ string) map[string]config.Backend {
+	out := map[string]config.Backend{}
+	for n, b := range s.Config.Backends {
+		if b.Host == host && b.Type == typ {
+			out[n] = b
+		}
+	}
+	return out
+}
+
+func (s *Service) hasBackend(typ string) bool {
+	for _, b := range s.Config.Backends {
+		if b.Type == typ {
+			return true
+		}
+	}
+	return false
+}
+
+// volumeUUID is the UUID in a volume's LV or file name, or "".
+func volumeUUID(name string) string {
+	u, ok := strings.CutPrefix(name, "volume-")
+	if !ok || !uuidRE.MatchString(u) {
+		return ""
+	}
+	return u
+}
+
+// needsStorage are the statuses of a volume whose LV or file must exist.
+var needsStorage = []string{state.Available, state.InUse, state.Attaching, state.Detaching, state.Extending}
+
+// found is a volume's storage as a host shows it.
+type found struct {
+	object string // vg/lv or file path
+	size   int64
+	thin   bool
+	name   string // from a blk-name- tag; "" when none
+}
+
+// lookLVs lists the LVs tagged blk in each lvm backend's group on host.
+// Only volume-<uuid> LVs are volumes: the thin pool carries the tag too,
+// and snapshots are another check's.
+func lookLVs(ctx context.Context, s *Service, host string) (func(*snapshot) []Drift, error) {
+	seen := map[string]map[string]found{} // backend -> uuid -> LV
+	for bn, b := range s.backendsOn(host, "lvm") {
+		l, err := s.lvm(ctx, b)
+		if err != nil {
+			return nil, err
+		}
+		lvs, err := l.Tagged(ctx, lvm.Tag)
+		if err != nil {
+			return nil, err
+		}
+		seen[bn] = map[string]found{}
+		for _, lv := range lvs {
+			u := volumeUUID(lv.Name)
+			if u == "" || !slices.Contains(lv.Tags, lvm.VolumeTag(u)) {
+				continue
+			}
+			f := found{object: lv.VG + "/" + lv.Name, size: lv.SizeBytes, thin: lv.Pool != ""}
+			for _, t := range lv.Tags {
+				if n, ok := strings.CutPrefix(t, "blk-name-"); ok {
+					f.name = n
+				}
+			}
+			seen[bn][u] = f
+		}
+	}
+	return func(snap *snapshot) []Drift {
+		return s.compareStorage(snap, host, seen, "lvm")
+	}, nil
+}
+
+// lookFiles lists the volume files of each nfs backend on host.
+func lookFiles(ctx context.Context, s *Service, host string) (func(*snapshot) []Drift, error) {
+	seen := map[string]map[string]found{}
+	for bn, b := range s.backendsOn(host, "nfs") {
+		r, err := s.Hosts.Runner(host)
+		if err != nil {
+			return nil, err
+		}
+		files, err := nfs.Files{Run: r}.List(ctx, b.Path, "volume-")
+		if err != nil {
+			return nil, err
+		}
+		seen[bn] = map[string]found{}
+		for _, f := range files {
+			if u := volumeUUID(f.Name); u != "" {
+				seen[bn][u] = found{object: b.Path + "/" + f.Name, size: f.SizeBytes, thin: f.AllocatedBytes < f.SizeBytes}
+			}
+		}
+	}
+	return func(snap *snapshot) []Drift {
+		return s.compareStorage(snap, host, seen, "nfs")
+	}, nil
+}
+
+// compareStorage finds the LVs or files with no row, and the rows with
+// none.
+func (s *Service) compareStorage(snap *snapshot, host string, seen map[string]map[string]found, typ string) []Drift {
+	orphan, missing, what := DriftOrphanLV, DriftMissingLV, "LV"
+	if typ == "nfs" {
+		orphan, missing, what = DriftOrphanFile, DriftMissingFile, "file"
+	}
+	var out []Drift
+	for _, bn := range slices.Sorted(maps.Keys(seen)) {
+		b := s.Config.Backends[bn]
+		for _, u := range slices.Sorted(maps.Keys(seen[bn])) {
+			f := seen[bn][u]
+			if _, ok := snap.vols[u]; ok {
+				continue
+			}
+			v := state.Volume{UUID: u, Name: adoptName(snap, f.name, u), Backend: bn, SizeBytes: f.size, Thin: f.thin,
+				Path: f.object, Status: state.Available}
+			if typ == "lvm" {
+				v.Path = "/dev/" + f.object
+			}
+			remove := fmt.Sprintf("lvremove %s", f.object)
+			if typ == "nfs" {
+				remove = "rm " + f.object
+			}
+			rebuilt := fmt.Sprintf("as volume %q (%s, thin=%v)", v.Name, FormatSize(f.size), f.thin)
+			out = append(out, Drift{Host: host, Kind: orphan, Object: f.object, Volume: u, uuid: u, adopt: true,
+				Detail: fmt.Sprintf("%s of volume %s on backend %s has no row in the state file; its name says %s", what, u, bn, rebuilt),
+				Action: fmt.Sprintf("--fix --adopt records it %s; to drop its data instead, run '%s' on %s", rebuilt, remove, host),
+				fix: func(ctx context.Context) error {
+					if err := s.State.AdoptVolume(ctx, &v); err != nil {
+						return err
+					}
+					return nil
+				}})
+		}
+		for _, u := range slices.Sorted(maps.Keys(snap.vols)) {
+			v := snap.vols[u]
+			if v.Backend != bn || !slices.Contains(needsStorage, v.Status) {
+				continue
+			}
+			if _, ok := seen[bn][u]; ok {
+				continue
+			}
+			object := b.VG + "/" + lvName(u)
+			if typ == "nfs" {
+				object = b.Path + "/" + lvName(u)
+			}
+			action := fmt.Sprintf("blk cannot bring data back: if it is lost, 'blk volume reset-state %s --to error --force', then 'blk volume delete %s'", v.Name, v.Name)
+			if v.Attachment != nil {
+				action = fmt.Sprintf("blk cannot bring data back: if it is lost, 'blk volume detach %s --force', then delete it", v.Name)
+			}
+			out = append(out, Drift{Host: host, Kind: missing, Object: object, Volume: v.Name, uuid: u,
+				Detail: fmt.Sprintf("volume %s is %s but its %s is gone", v.Name, v.Status, what), Action: action})
+		}
+	}
+	return out
+}
+
+// adoptName is the name a rebuilt row takes: the one its blk-name- tag
+// records, if it is a valid name no row has; else recovered-<uuid prefix>.
+func adoptName(snap *snapshot, tagged, uuid string) string {
+	taken := func(n string) bool {
+		for _, v := range snap.vols {
+			if v.Name == n {
+				return true
+			}
+		}
+		return false
+	}
+	if tagged != "" && CheckName("volume", tagged) == nil && !taken(tagged) {
+		return tagged
+	}
+	return "recovered-" + uuid[:8]
+}
+
+// blkAccount matches the CHAP users blk makes: blk-<first 8 of the UUID>.
+var blkAccount = regexp.MustCompile(`^blk-[0-9a-f]{8}$`)
+
+// lookTargets reads tgtd's targets and accounts on a storage host of lvm
+// backends.
+func lookTargets(ctx context.Context, s *Service, host string) (func(*snapshot) []Drift, error) {
+	backends := s.backendsOn(host, "lvm")
+	if len(backends) == 0 {
+		return nil, nil
+	}
+	r, err := s.Hosts.Runner(host)
+	if err != nil {
+		return nil, err
+	}
+	t := iscsi.Target{Run: r}
+	targets, err := t.Show(ctx)
+	if err != nil {
+		return nil, err
+	}
+	accounts, err := t.Accounts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return func(snap *snapshot) []Drift {
+		var out []Drift
+		// The targets of blk's backends on this host, by volume UUID.
+		ours := map[string]iscsi.TargetInfo{}
+		for _, iqn := range slices.Sorted(maps.Keys(targets)) {
+			for _, b := range backends {
+				if u, ok := strings.CutPrefix(iqn, b.IQNPrefix+":"); ok && uuidRE.MatchString(u) {
+					ours[u] = targets[iqn]
+				}
+			}
+		}
+		for _, u := range slices.Sorted(maps.Keys(ours)) {
+			ti := ours[u]
+			a, ok := snap.atts[u]
+			if !ok || a.Conn.TargetIQN != ti.IQN {
+				detail := fmt.Sprintf("tgt target %d exports volume %s, which has no attachment", ti.ID, snap.name(u))
+				if len(ti.Sessions) > 0 {
+					detail += "; logged in: " + strings.Join(ti.Sessions, ", ")
+				}
+				out = append(out, Drift{Host: host, Kind: DriftOrphanTarget, Object: ti.IQN, Volume: snap.name(u), uuid: u, Detail: detail,
+					Action: "--fix removes the target (its LUN and ACLs with it), once no initiator is logged in",
+					fix:    func(ctx context.Context) error { return s.removeOrphanTarget(ctx, t, u, ti.IQN) }})
+				continue
+			}
+			v, vok := snap.vols[u]
+			if !vok || a.Status != "attached" || v.Status != state.InUse {
+				continue // a workflow's to finish: see stuck-status
+			}
+			out = append(out, s.compareExport(host, t, v, a, ti, accounts)...)
+		}
+		for _, u := range slices.Sorted(maps.Keys(snap.atts)) {
+			a := snap.atts[u]
+			v, ok := snap.vols[u]
+			b, bok := backends[v.Backend]
+			if !ok || !bok || a.Conn.DriverVolumeType != "iscsi" || a.Status != "attached" || v.Status != state.InUse {
+				continue
+			}
+			if _, exported := ours[u]; exported || !strings.HasPrefix(a.Conn.TargetIQN, b.IQNPrefix+":") {
+				continue
+			}
+			out = append(out, Drift{Host: host, Kind: DriftMissingTarget, Object: a.Conn.TargetIQN, Volume: v.Name, uuid: u,
+				Detail: fmt.Sprintf("volume %s is in use by %s on %s but not exported (tgtd restarted, or the host rebooted: tgt keeps targets in memory only)",
+					v.Name, a.Instance, a.Host),
+				Action: "--fix exports it again as the attachment recorded it (same IQN, LUN, CHAP account, initiator), so the session reconnects",
+				fix:    func(ctx context.Context) error { return s.reexport(ctx, t, u) }})
+		}
+		used := map[string]bool{}
+		for _, a := range snap.atts {
+			used[a.Conn.AuthUsername] = true
+		}
+		for _, user := range accounts {
+			if !blkAccount.MatchString(user) || used[user] {
+				continue
+			}
+			out = append(out, Drift{Host: host, Kind: DriftOrphanAccount, Object: user,
+				Detail: "CHAP account " + user + " is used by no attachment", Action: "--fix deletes the account",
+				fix: func(ctx context.Context) error { return s.removeOrphanAccount(ctx, t, user) }})
+		}
+		return out
+	}, nil
+}
+
+// compareExport checks the target of an in-use volume has what its
+// attachment recorded: LUN 1 on the volume, the one initiator, the account.
+func (s *Service) compareExport(host string, t iscsi.Target, v state.Volume, a state.AttachmentRecord, ti iscsi.TargetInfo, accounts []string) []Drift {
+	var out []Drift
+	var lacks []string
+	if ti.LUNs[lunID] != v.Path {
+		lacks = append(lacks, fmt.Sprintf("LUN %d on %s", lunID, v.Path))
+	}
+	if a.Conn.InitiatorIQN != "" && !slices.Contains(ti.ACLs, a.Conn.InitiatorIQN) {
+		lacks = append(lacks, "initiator "+a.Conn.InitiatorIQN)
+	}
+	if a.Conn.AuthUsername != "" && (!slices.Contains(accounts, a.Conn.AuthUsername) || !slices.Contains(ti.Accounts, a.Conn.AuthUsername)) {
+		lacks = append(lacks, "CHAP account "+a.Conn.AuthUsername)
+	}
+	if len(lacks) > 0 {
+		out = append(out, Drift{Host: host, Kind: DriftIncompleteTarget, Object: ti.IQN, Volume: v.Name, uuid: v.UUID,
+			Detail: fmt.Sprintf("the target of volume %s (in use by %s) lacks %s", v.Name, a.Instance, strings.Join(lacks, ", ")),
+			Action: "--fix adds what the attachment recorded", fix: func(ctx context.Context) error { return s.reexport(ctx, t, v.UUID) }})
+	}
+	for _, acl := range ti.ACLs {
+		if acl == a.Conn.InitiatorIQN {
+			continue
+		}
+		out = append(out, Drift{Host: host, Kind: DriftOrphanACL, Object: ti.IQN + " " + acl, Volume: v.Name, uuid: v.UUID,
+			Detail: fmt.Sprintf("initiator %s may log in to volume %s, attached to %s on %s only", acl, v.Name, a.Instance, a.Host),
+			Action: "--fix unbinds it", fix: func(ctx context.Context) error { return t.Unbind(ctx, ti.ID, acl) }})
+	}
+	return out
+}
+
+// removeOrphanTarget removes a target no attachment has, after looking
+// again: an attach may have reserved the volume since, and an initiator
+// logged in is cut off by nobody but its host.
+func (s *Service) removeOrphanTarget(ctx context.Context, t iscsi.Target, uuid, iqn string) error {
+	if _, err := s.State.Attachment(ctx, uuid); err == nil {
+		return errors.New("the volume has an attachment now: left alone")
+	}
+	infos, err := t.Show(ctx)
+	if err != nil {
+		return err
+	}
+	ti, ok := infos[iqn]
+	if !ok {
+		return nil
+	}
+	if len(ti.Sessions) > 0 {
+		return fmt.Errorf("%s is logged in to it: log it out on its host (iscsiadm -m node -T %s --logout), then run --fix again",
+			strings.Join(ti.Sessions, ", "), iqn)
+	}
+	return t.Delete(ctx, ti.ID)
+}
+
+func (s *Service) removeOrphanAccount(ctx context.Context, t iscsi.Target, user string) error {
+	atts, err := s.State.Attachments(ctx)
+	if err != nil {
+		return err
+	}
+	for _, a := range atts {
+		if a.Conn.AuthUsername == user {
+			return errors.New("an attachment uses it now: left alone")
+		}
+	}
+	return t.DeleteAccount(ctx, user)
+}
+
+// reexport makes the target of an in-use volume again from its attachment,
+// as Cinder's ensure_export: the same IQN, LUN 1 on the volume, the one
+// initiator bound and the same CHAP account, so the compute host's session
+// logs in again by itself. Each step keeps what is already there.
+func (s *Service) reexport(ctx context.Context, t iscsi.Target, uuid string) error {
+	v, err := s.State.Volume(ctx, uuid)
+	if err != nil {
+		return err
+	}
+	a, err := s.State.Attachment(ctx, uuid)
+	if err != nil {
+		return err
+	}
+	if v.Status != state.InUse || a.Status != "attached" {
+		return fmt.Errorf("volume %s is %s now: left to its workflow", v.Name, v.Status)
+	}
+	conn := a.Conn
+	tid, _, err := t.Create(ctx, conn.TargetIQN)
+	if err != nil {
+		return fmt.Errorf("tgtadm new target: %w", err)
+	}
+	if err = t.AddLUN(ctx, tid, lunID, v.Path); err != nil {
+		return fmt.Errorf("tgtadm new logicalunit: %w", err)
+	}
+	if err = t.Bind(ctx, tid, conn.InitiatorIQN); err != nil {
+		return fmt.Errorf("tgtadm bind initiator: %w", err)
+	}
+	if conn.AuthMethod == "CHAP" {
+		if err = t.AddAccount(ctx, tid, conn.AuthUsername, conn.AuthPassword); err != nil {
+			return fmt.Errorf("tgtadm account: %w", err)
+		}
+	}
+	if tid != conn.TargetID {
+		a.Conn.TargetID = tid
+		return s.State.UpdateAttachment(ctx, a)
+	}
+	return nil
+}
+
+// blkPortal is the portal of the lvm backend whose targets iqn belongs
+// to, or "" when none does.
+func (s *Service) blkPortal(iqn string) string {
+	for _, b := range s.Config.Backends {
+		if b.Type == "lvm" && b.IQNPrefix != "" && strings.HasPrefix(iqn, b.IQNPrefix+":") && uuidRE.MatchString(strings.TrimPrefix(iqn, b.IQNPrefix+":")) {
+			return b.Portal
+		}
+	}
+	return ""
+}
+
+// lookSessions reads the iSCSI sessions and node records of a compute host.
+func lookSessions(ctx context.Context, s *Service, host string) (func(*snapshot) []Drift, error) {
+	if !s.hasBackend("lvm") {
+		return nil, nil // no iSCSI here: iscsiadm need not be installed
+	}
+	r, err := s.Hosts.Runner(host)
+	if err != nil {
+		return nil, err
+	}
+	in := iscsi.Initiator{Run: r}
+	sessions, err := in.Sessions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := in.Nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return func(snap *snapshot) []Drift {
+		mine := map[string]state.AttachmentRecord{} // by target IQN
+		for _, a := range snap.atts {
+			if a.Host == host && a.Conn.DriverVolumeType == "iscsi" {
+				mine[a.Conn.TargetIQN] = a
+			}
+		}
+		var out []Drift
+		for _, iqn := range slices.Compact(slices.Sorted(slices.Values(sessions))) {
+			portal := s.blkPortal(iqn)
+			if _, ok := mine[iqn]; ok || portal == "" {
+				continue
+			}
+			u := iqn[strings.LastIndexByte(iqn, ':')+1:]
+			out = append(out, Drift{Host: host, Kind: DriftOrphanSession, Object: iqn, Volume: snap.name(u), uuid: u,
+				Detail: fmt.Sprintf("logged in to volume %s, which has no attachment on %s", snap.name(u), host),
+				Action: "--fix removes the SCSI device, logs out and deletes the node record, unless a domain has a disk on it",
+				fix:    func(ctx context.Context) error { return s.removeOrphanSession(ctx, host, portal, iqn, u) }})
+		}
+		for _, iqn := range slices.Compact(slices.Sorted(slices.Values(nodes))) {
+			portal := s.blkPortal(iqn)
+			if _, ok := mine[iqn]; ok || portal == "" || slices.Contains(sessions, iqn) {
+				continue
+			}
+			u := iqn[strings.LastIndexByte(iqn, ':')+1:]
+			out = append(out, Drift{Host: host, Kind: DriftOrphanNode, Object: iqn, Volume: snap.name(u), uuid: u,
+				Detail: fmt.Sprintf("node record of volume %s, which has no attachment on %s (node.startup would log in at boot)", snap.name(u), host),
+				Action: "--fix deletes the node record",
+				fix: func(ctx context.Context) error {
+					if err := s.stillUnattached(ctx, host, u); err != nil {
+						return err
+					}
+					return in.Logout(ctx, portal, iqn)
+				}})
+		}
+		for _, iqn := range slices.Sorted(maps.Keys(mine)) {
+			a := mine[iqn]
+			v, ok := snap.vols[a.Volume]
+			if !ok || a.Status != "attached" || v.Status != state.InUse || slices.Contains(sessions, iqn) {
+				continue
+			}
+			out = append(out, Drift{Host: host, Kind: DriftMissingSession, Object: iqn, Volume: v.Name, uuid: a.Volume,
+				Detail: fmt.Sprintf("volume %s is in use by %s but %s is not logged in to it", v.Name, a.Instance, host),
+				Action: "--fix logs in again with the recorded node settings and CHAP account",
+				fix:    func(ctx context.Context) error { return s.relogin(ctx, in, a.Volume) }})
+		}
+		return out
+	}, nil
+}
+
+// stillUnattached refuses to clean up after a volume that has an
+// attachment on host now.
+func (s *Service) stillUnattached(ctx context.Context, host, uuid string) error {
+	if a, err := s.State.Attachment(ctx, uuid); err == nil && a.Host == host {
+		return errors.New("the volume has an attachment on this host now: left alone")
+	}
+	return nil
+}
+
+func (s *Service) removeOrphanSession(ctx context.Context, host, portal, iqn, uuid string) error {
+	if err := s.stillUnattached(ctx, host, uuid); err != nil {
+		return err
+	}
+	hv, err := s.Hosts.Hypervisor(ctx, host)
+	if err != nil {
+		return err
+	}
+	link := iscsi.ByPath(portal, iqn, lunID)
+	if user, err := domainOnSource(ctx, hv, func(src string) bool { return src == link }); err != nil || user != "" {
+		if err != nil {
+			return fmt.Errorf("cannot tell whether a domain uses it, so it stays: %w", err)
+		}
+		return fmt.Errorf("domain %s has a disk on %s: detach it from the domain first", user, link)
+	}
+	r, err := s.Hosts.Runner(host)
+	if err != nil {
+		return err
+	}
+	in := iscsi.Initiator{Run: r}
+	if err := in.RemoveDevice(ctx, link); err != nil {
+		return err
+	}
+	return in.Logout(ctx, portal, iqn)
+}
+
+func (s *Service) relogin(ctx context.Context, in iscsi.Initiator, uuid string) error {
+	a, err := s.State.Attachment(ctx, uuid)
+	if err != nil {
+		return err
+	}
+	var chap *iscsi.CHAP
+	if a.Conn.AuthMethod == "CHAP" {
+		chap = &iscsi.CHAP{User: a.Conn.AuthUsername, Password: a.Conn.AuthPassword}
+	}
+	if err := in.Login(ctx, a.Conn.TargetPortal, a.Conn.TargetIQN, chap); err != nil {
+		return err
+	}
+	_, err = in.WaitDevice(ctx, iscsi.ByPath(a.Conn.TargetPortal, a.Conn.TargetIQN, lunID), deviceWait)
+	return err
+}
+
+// lookMounts reads the NFS mounts under blk's mount root on a compute host.
+func lookMounts(ctx context.Context, s *Service, host string) (func(*snapshot) []Drift, error) {
+	if !s.hasBackend("nfs") {
+		return nil, nil
+	}
+	r, err := s.Hosts.Runner(host)
+	if err != nil {
+		return nil, err
+	}
+	m := nfs.Mounts{Run: r}
+	mounts, err := m.Under(ctx, nfs.MountRoot)
+	if err != nil {
+		return nil, err
+	}
+	return func(snap *snapshot) []Drift {
+		using := map[string][]state.AttachmentRecord{} // by mount point
+		for _, a := range snap.atts {
+			if a.Host == host && a.Conn.DriverVolumeType == "nfs" {
+				using[a.Conn.MountPoint] = append(using[a.Conn.MountPoint], a)
+			}
+		}
+		mounted := map[string]nfs.Mount{}
+		var out []Drift
+		for _, mnt := range mounts {
+			mounted[mnt.Target] = mnt
+			if len(using[mnt.Target]) > 0 {
+				continue
+			}
+			out = append(out, Drift{Host: host, Kind: DriftOrphanMount, Object: mnt.Target,
+				Detail: fmt.Sprintf("%s is mounted there and no attachment on %s uses it", mnt.Source, host),
+				Action: "--fix unmounts it, unless a domain has a disk on a file under it",
+				fix: func(ctx context.Context) error {
+					hv, err := s.Hosts.Hypervisor(ctx, host)
+					if err != nil {
+						return err
+					}
+					if err := s.releaseMount(ctx, m, hv, state.ConnectionInfo{MountPoint: mnt.Target, Export: mnt.Source}, ""); err != nil {
+						return err
+					}
+					if _, err := m.At(ctx, mnt.Target); !errors.Is(err, nfs.ErrNotMounted) {
+						return errors.New("still mounted: an attachment or a domain uses it now")
+					}
+					return nil
+				}})
+		}
+		for _, mp := range slices.Sorted(maps.Keys(using)) {
+			if _, ok := mounted[mp]; ok {
+				continue
+			}
+			for _, a := range using[mp] {
+				v, ok := snap.vols[a.Volume]
+				if !ok || a.Status != "attached" || v.Status != state.InUse {
+					continue
+				}
+				out = append(out, Drift{Host: host, Kind: DriftMissingMount, Object: mp, Volume: v.Name, uuid: a.Volume,
+					Detail: fmt.Sprintf("volume %s is in use by %s but %s is not mounted at %s", v.Name, a.Instance, a.Conn.Export, mp),
+					Action: "--fix mounts the export again",
+					fix: func(ctx context.Context) error {
+						if _, err := m.At(ctx, mp); err == nil {
+							return nil
+						}
+						b, err := s.backendOf(v)
+						if err != nil {
+							return err
+						}
+						return m.Mount(ctx, a.Conn.Export, mp, nfsProvider{s, v.Backend, b}.mountOptions())
+					}})
+				break
+			}
+		}
+		return out
+	}, nil
+}
+
+// lookDisks reads the disks of every domain on a compute host, by serial.
+func lookDisks(ctx context.Context, s *Service, host string) (func(*snapshot) []Drift, error) {
+	hv, err := s.Hosts.Hypervisor(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	lister, ok := hv.(interface {
+		Domains(context.Context) ([]string, error)
+	})
+	if !ok {
+		return nil, errors.New("libvirt connection cannot list domains")
+	}
+	doms, err := lister.Domains(ctx)
+	if err != nil {
+		return nil, err
+	}
+	disks := map[string]map[string]string{} // domain -> serial -> target device
+	for _, d := range doms {
+		disks[d] = map[string]string{}
+		for _, persistent := range []bool{false, true} {
+			x, err := hv.DomainXML(ctx, d, persistent)
+			if errors.Is(err, hypervisor.ErrNoDomain) {
+				break
+			}
+			if err != nil {
+				return nil, err
+			}
+			ds, err := hypervisor.Disks(x)
+			if err != nil {
+				return nil, err
+			}
+			for _, disk := range ds {
+				if disk.Serial != "" && disk.Target != nil {
+					disks[d][disk.Serial] = disk.Target.Dev
+				}
+			}
+		}
+	}
+	return func(snap *snapshot) []Drift {
+		var out []Drift
+		for _, u := range slices.Sorted(maps.Keys(snap.atts)) {
+			a := snap.atts[u]
+			v, ok := snap.vols[u]
+			if a.Host != host || !ok || a.Status != "attached" || v.Status != state.InUse {
+				continue
+			}
+			serials, running := disks[a.Instance]
+			if _, in := serials[hypervisor.SerialOf(u)]; running && in {
+				continue
+			}
+			why := fmt.Sprintf("domain %s has no disk with serial %s", a.Instance, hypervisor.SerialOf(u))
+			if !running {
+				why = fmt.Sprintf("domain %s is no longer defined on %s", a.Instance, host)
+			}
+			out = append(out, Drift{Host: host, Kind: DriftMissingDisk, Object: a.Instance + " " + a.Device, Volume: v.Name, uuid: u,
+				Detail: fmt.Sprintf("volume %s is attached to %s as %s, but %s", v.Name, a.Instance, a.Device, why),
+				Action: fmt.Sprintf("'blk volume detach %s' ends the attachment (its export and session with it); or attach the disk back by hand", v.Name)})
+		}
+		bySerial := map[string]string{}
+		for u := range snap.vols {
+			bySerial[hypervisor.SerialOf(u)] = u
+		}
+		for _, d := range slices.Sorted(maps.Keys(disks)) {
+			for _, serial := range slices.Sorted(maps.Keys(disks[d])) {
+				u, ok := bySerial[serial]
+				if !ok {
+					continue
+				}
+				if a, att := snap.atts[u]; att && a.Host == host && a.Instance == d {
+					continue
+				}
+				out = append(out, Drift{Host: host, Kind: DriftOrphanDisk, Object: d + " " + disks[d][serial], Volume: snap.vols[u].Name, uuid: u,
+					Detail: fmt.Sprintf("domain %s has a disk with the serial of volume %s, which is not attached to it", d, snap.vols[u].Name),
+					Action: fmt.Sprintf("remove it from the domain by hand (virsh detach-disk %s %s --live --config) if nothing uses it", d, disks[d][serial])})
+			}
+		}
+		return out
+	}, nil
+}
+
+// domainOnSource names a domain with a disk whose source matches, or "".
+func domainOnSource(ctx context.Context, hv hypervisor.Hypervisor, match func(src string) bool) (string, error) {
+	lister, ok := hv.(interface {
+		Domains(context.Context) ([]string, error)
+	})
+	if !ok {
+		return "", errors.New("libvirt connection cannot list domains")
+	}
+	doms, err := lister.Domains(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, d := range doms {
+		for _, persistent := range []bool{false, true} {
+			x, err := hv.DomainXML(ctx, d, persistent)
+			if errors.Is(err, hypervisor.ErrNoDomain) {
+				break
+			}
+			if err != nil {
+				return "", err
+			}
+			disks, err := hypervisor.Disks(x)
+			if err != nil {
+				return "", err
+			}
+			for _, disk := range disks {
+				if src := disk.Source; src != nil && (src.Block != nil && match(src.Block.Dev) || src.File != nil && match(src.File.File)) {
+					return d, nil
+				}
+			}
+		}
+	}
+	return "", nil
+}
+
+// resumers finish or roll back what a workflow killed in a status left,
+// with the workflow's own rerun: a new workflow that has a transitional
+// status adds its own here.
+var resumers = map[string]struct {
+	action string
+	run    func(ctx context.Context, s *Service, v state.Volume) error
+}{
+	state.Creating: {"--fix finishes the create (as rerunning it would)", func(ctx context.Context, s *Service, v state.Volume) error {
+		o := CreateOptions{Name: v.Name, Backend: v.Backend, Thin: v.Thin}
+		if b, ok := s.Config.Backends[v.Backend]; ok && b.Type == "nfs" {
+			o.Thin, o.Preallocate = false, !v.Thin
+		}
+		_, err := s.create(ctx, o, v.SizeBytes)
+		return err
+	}},
+	state.Deleting: {"--fix finishes the delete (as rerunning it would)", func(ctx context.Context, s *Service, v state.Volume) error {
+		_, err := s.Delete(ctx, DeleteOptions{Refs: []string{v.UUID}})
+		return err
+	}},
+	state.Attaching: {"--fix rolls the attach back (as 'blk volume detach --force' would)", func(ctx context.Context, s *Service, v state.Volume) error {
+		_, err := s.Detach(ctx, DetachOptions{Volume: v.UUID, Force: true})
+		return err
+	}},
+	state.Detaching: {"--fix finishes the detach (as rerunning it would)", func(ctx context.Context, s *Service, v state.Volume) error {
+		_, err := s.Detach(ctx, DetachOptions{Volume: v.UUID})
+		return err
+	}},
+}
+
+// lookOperations reads nothing on a host: it finds the journal's running
+// operations whose owners are gone, and volumes stuck in a transitional
+// status that no live operation holds.
+func lookOperations(_ context.Context, s *Service, _ string) (func(*snapshot) []Drift, error) {
+	return s.compareOperations, nil
+}
+
+func (s *Service) compareOperations(snap *snapshot) []Drift {
+	var out []Drift
+	stuck := map[string]bool{}
+	for _, u := range slices.Sorted(maps.Keys(snap.vols)) {
+		v := snap.vols[u]
+		if !slices.Contains(state.Transitional, v.Status) || snap.busy[u] {
+			continue
+		}
+		stuck[u] = true
+		host := ""
+		if b, ok := s.Config.Backends[v.Backend]; ok {
+			host = b.Host
+		}
+		if a, ok := snap.atts[u]; ok && (v.Status == state.Attaching || v.Status == state.Detaching) {
+			host = a.Host
+		}
+		why := "no operation holds it"
+		for _, o := range snap.ops {
+			if o.Object == u {
+				why = fmt.Sprintf("its %s (by %s since %s) is gone: %s", o.Op, o.Owner, o.Started, o.Why)
+			}
+		}
+		d := Drift{Host: host, Kind: DriftStuckStatus, Object: "volume " + v.Name, Volume: v.Name,
+			Detail: fmt.Sprintf("volume %s is %s and %s", v.Name, v.Status, why),
+			Action: fmt.Sprintf("rerun the command that left it; once reality agrees, 'blk volume reset-state %s --to STATUS'", v.Name)}
+		if r, ok := resumers[v.Status]; ok {
+			d.Action = r.action
+			d.fix = func(ctx context.Context) error { return r.run(ctx, s, v) }
+		}
+		out = append(out, d)
+	}
+	for _, o := range snap.ops {
+		if !o.Gone || stuck[o.Object] {
+			continue
+		}
+		d := Drift{Host: o.Host, Kind: DriftStaleOperation, Object: fmt.Sprintf("operation %d", o.ID), Volume: snap.name(o.Object),
+			Detail: fmt.Sprintf("%s of %s (by %s since %s, step %q) is journaled as running: %s", o.Op, snap.name(o.Object), o.Owner, o.Started, o.Step, o.Why),
+			Action: "--fix marks it failed; the volume's status needs nothing",
+			fix: func(ctx context.Context) error {
+				ended, err := s.State.EndStaleOp(ctx, o.ID)
+				if err == nil && !ended {
+					err = errors.New("it is no longer running")
+				}
+				return err
+			}}
+		out = append(out, d)
+	}
+	return out
+}
