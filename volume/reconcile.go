@@ -83,6 +83,10 @@ type ReconcileOptions struct {
 	Host  string // only this host; "" for every one
 	Fix   bool
 	Adopt bool // with Fix: record orphan LVs and files as volumes
+	// AdoptOnly repairs nothing but adopting: the state file was just
+	// made (the old one lost), so every export and session would look
+	// orphaned, and removing them would cut the guests using them off.
+	AdoptOnly bool
 }
 
 // reconcileParallel bounds how many hosts are looked at at once.
@@ -272,7 +276,7 @@ func (s *Service) Reconcile(ctx context.Context, o ReconcileOptions) ([]HostDrif
 		}
 	}
 	if o.Fix {
-		s.fixDrift(ctx, all, o.Adopt)
+		s.fixDrift(ctx, all, o)
 	}
 	out := make([]HostDrift, 0, len(reports))
 	for _, h := range slices.Sorted(maps.Keys(reports)) {
@@ -291,12 +295,16 @@ func (s *Service) Reconcile(ctx context.Context, o ReconcileOptions) ([]HostDrif
 // fixDrift runs the repairs in fixOrder, one at a time: each looks again
 // before it acts, as an earlier one (a workflow finished) may have done its
 // work.
-func (s *Service) fixDrift(ctx context.Context, all []*Drift, adopt bool) {
+func (s *Service) fixDrift(ctx context.Context, all []*Drift, o ReconcileOptions) {
 	slices.SortStableFunc(all, func(a, b *Drift) int {
 		return cmp.Compare(slices.Index(fixOrder, a.Kind), slices.Index(fixOrder, b.Kind))
 	})
 	for _, d := range all {
-		if d.fix == nil || d.adopt && !adopt {
+		if d.fix == nil || d.adopt && !o.Adopt {
+			continue
+		}
+		if o.AdoptOnly && !d.adopt {
+			d.FixError = "not repaired: the state file was new, so this may be in use; check it, then run --fix again"
 			continue
 		}
 		if err := d.fix(ctx); err != nil {

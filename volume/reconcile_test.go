@@ -499,3 +499,21 @@ func TestReconcileNamesAHostItCouldNotLookAt(t *testing.T) {
 		t.Errorf("--host nosuch: %v", err)
 	}
 }
+
+// A state file made anew (the old one lost) knows no attachment: every
+// export looks orphaned, so only adopting is done.
+func TestAdoptOnlyLeavesExportsAlone(t *testing.T) {
+	s, w, lvs, _ := reconService(t)
+	w.targets[7] = prefix + orphanU
+	lvs["volume-"+orphanU] = struct {
+		tags []string
+		size int64
+	}{lvTags("lost1", orphanU), 8 << 20}
+	reports := reconcile(t, s, ReconcileOptions{Fix: true, Adopt: true, AdoptOnly: true})
+	if w.targets[7] == "" || Unfixed(reports) != 1 {
+		t.Fatalf("adopt only: targets %v, reports %+v", w.targets, reports)
+	}
+	if _, err := s.State.Volume(context.Background(), "lost1"); err != nil {
+		t.Error(err)
+	}
+}

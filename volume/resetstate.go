@@ -35,6 +35,14 @@ type ResetResult struct {
 	Found []string `json:"found" yaml:"found"`
 }
 
+// Validate checks the options alone, before anything is opened.
+func (o ResetOptions) Validate() error {
+	if !slices.Contains(ResetStates, o.To) {
+		return invalid("--to %q: want one of %s", Truncate(o.To), strings.Join(ResetStates, ", "))
+	}
+	return nil
+}
+
 // sighting is what hosts show of one volume.
 type sighting struct {
 	storage  bool     // its LV or file exists
@@ -55,8 +63,8 @@ type sighting struct {
 // left of the export.
 func (s *Service) ResetState(ctx context.Context, o ResetOptions) (ResetResult, error) {
 	var res ResetResult
-	if !slices.Contains(ResetStates, o.To) {
-		return res, invalid("--to %q: want one of %s", Truncate(o.To), strings.Join(ResetStates, ", "))
+	if err := o.Validate(); err != nil {
+		return res, err
 	}
 	v, err := s.State.Volume(ctx, o.Volume)
 	if err != nil {
