@@ -943,9 +943,12 @@ func lookDisks(ctx context.Context, s *Service, host string) (func(*snapshot) []
 	if err != nil {
 		return nil, err
 	}
-	disks := map[string]map[string]string{} // domain -> serial -> target device
+	// domain -> serial -> target device, in either definition, and in the
+	// live one (what the guest sees; a domain shut off shows its
+	// persistent one there).
+	disks, live := map[string]map[string]string{}, map[string]map[string]bool{}
 	for _, d := range doms {
-		disks[d] = map[string]string{}
+		disks[d], live[d] = map[string]string{}, map[string]bool{}
 		for _, persistent := range []bool{false, true} {
 			x, err := hv.DomainXML(ctx, d, persistent)
 			if errors.Is(err, hypervisor.ErrNoDomain) {
@@ -961,6 +964,7 @@ func lookDisks(ctx context.Context, s *Service, host string) (func(*snapshot) []
 			for _, disk := range ds {
 				if disk.Serial != "" && disk.Target != nil {
 					disks[d][disk.Serial] = disk.Target.Dev
+					live[d][disk.Serial] = live[d][disk.Serial] || !persistent
 				}
 			}
 		}
@@ -973,12 +977,15 @@ func lookDisks(ctx context.Context, s *Service, host string) (func(*snapshot) []
 			if a.Host != host || !ok || a.Status != "attached" || v.Status != state.InUse {
 				continue
 			}
-			serials, running := disks[a.Instance]
-			if _, in := serials[hypervisor.SerialOf(u)]; running && in {
+			serials, defined := live[a.Instance]
+			if defined && serials[hypervisor.SerialOf(u)] {
 				continue
 			}
 			why := fmt.Sprintf("domain %s has no disk with serial %s", a.Instance, hypervisor.SerialOf(u))
-			if !running {
+			if defined && disks[a.Instance][hypervisor.SerialOf(u)] != "" {
+				why += " in its live definition (only in its persistent one)"
+			}
+			if !defined {
 				why = fmt.Sprintf("domain %s is no longer defined on %s", a.Instance, host)
 			}
 			out = append(out, Drift{Host: host, Kind: DriftMissingDisk, Object: a.Instance + " " + a.Device, Volume: v.Name, uuid: u,

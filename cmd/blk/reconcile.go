@@ -46,7 +46,8 @@ a time. What is looked for (KIND):
                             extending with no live operation
 
 A volume a live blk process is working on is left out: that is work in
-progress, not drift.
+progress, not drift. A stale operation is reported on the machine its
+process ran on (its hostname), which may be no configured host.
 
 With --fix blk repairs what is safe, and each item says whether it was:
 a stuck create, delete or detach is finished and a stuck attach rolled back,
