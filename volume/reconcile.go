@@ -612,7 +612,7 @@ func lookTargets(ctx context.Context, s *Service, host string) (func(*snapshot) 
 				continue
 			}
 			out = append(out, Drift{Host: host, Kind: DriftOrphanAccount, Object: user,
-				Detail: "CHAP account " + user + " is used by no attachment", Action: "--fix deletes the account",
+				Detail: "CHAP account " + user + " is used by no attachment", Action: "--fix deletes the account, unless a target it is bound to has an initiator logged in",
 				fix: func(ctx context.Context) error { return s.removeOrphanAccount(ctx, t, user) }})
 		}
 		return out
@@ -679,6 +679,17 @@ func (s *Service) removeOrphanAccount(ctx context.Context, t iscsi.Target, user 
 	for _, a := range atts {
 		if a.Conn.AuthUsername == user {
 			return errors.New("an attachment uses it now: left alone")
+		}
+	}
+	// Bound to a target an initiator is logged in to, it is what that
+	// initiator logs in again with.
+	infos, err := t.Show(ctx)
+	if err != nil {
+		return err
+	}
+	for _, ti := range infos {
+		if slices.Contains(ti.Accounts, user) && len(ti.Sessions) > 0 {
+			return fmt.Errorf("it is bound to target %s, which %s is logged in to: left alone", ti.IQN, strings.Join(ti.Sessions, ", "))
 		}
 	}
 	return t.DeleteAccount(ctx, user)

@@ -517,3 +517,22 @@ func TestAdoptOnlyLeavesExportsAlone(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// An account bound to a target someone is logged in to is what they log in
+// again with: --fix leaves it, and says why.
+func TestOrphanAccountOfATargetInUseIsLeft(t *testing.T) {
+	s, w, _, _ := reconService(t)
+	w.targets[7], w.luns[7], w.backing[7] = prefix+orphanU, true, "/dev/blk/volume-"+orphanU
+	w.accounts["blk-0f0f0f0f"], w.bound[7] = true, "blk-0f0f0f0f"
+	w.exported = map[string]string{prefix + orphanU: "iqn.elsewhere:host"}
+	reports := reconcile(t, s, ReconcileOptions{Fix: true})
+	var errs []string
+	for _, d := range reports[1].Drift {
+		errs = append(errs, d.Kind+": "+d.FixError)
+	}
+	if !w.accounts["blk-0f0f0f0f"] || w.targets[7] == "" || len(errs) != 2 ||
+		!strings.Contains(errs[0], "bound to target "+prefix+orphanU+", which iqn.elsewhere:host is logged in to") ||
+		!strings.Contains(errs[1], "iqn.elsewhere:host is logged in to it") {
+		t.Errorf("fix errors %q, accounts %v targets %v", errs, w.accounts, w.targets)
+	}
+}

@@ -53,7 +53,7 @@ With --fix blk repairs what is safe, and each item says whether it was:
 a stuck create, delete or detach is finished and a stuck attach rolled back,
 each by the workflow's own rerun; orphan sessions (unless a domain has a disk
 on one), node records, mounts (the same), ACLs, targets (once no initiator is
-logged in) and accounts are removed; the target of an in-use volume is made
+logged in) and accounts (the same) are removed; the target of an in-use volume is made
 again from its attachment (same IQN, LUN, CHAP account and initiator, as
 Cinder's ensure_export), so the compute host's session logs in again by
 itself; a missing session or mount is made again. A volume's data is never
