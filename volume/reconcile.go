@@ -217,10 +217,10 @@ func (s *Service) Reconcile(ctx context.Context, o ReconcileOptions) ([]HostDrif
 				if c.role == roleState || !slices.Contains(rep.Roles, string(c.role)) {
 					continue
 				}
-				compare, err := c.look(ctx, s, h)
+				compare, lerr := c.look(ctx, s, h)
 				mu.Lock()
-				if err != nil {
-					hostErrs[h] = append(hostErrs[h], fmt.Errorf("%s: %w", c.name, err))
+				if lerr != nil {
+					hostErrs[h] = append(hostErrs[h], fmt.Errorf("%s: %w", c.name, lerr))
 				} else if compare != nil {
 					compares = append(compares, looked{h, compare})
 				}
@@ -233,9 +233,9 @@ func (s *Service) Reconcile(ctx context.Context, o ReconcileOptions) ([]HostDrif
 		if c.role != roleState {
 			continue
 		}
-		compare, err := c.look(ctx, s, "")
-		if err != nil {
-			return nil, err
+		compare, lerr := c.look(ctx, s, "")
+		if lerr != nil {
+			return nil, lerr
 		}
 		compares = append(compares, looked{"state", compare})
 	}
@@ -831,9 +831,9 @@ func (s *Service) removeOrphanSession(ctx context.Context, host, portal, iqn, uu
 		return err
 	}
 	link := iscsi.ByPath(portal, iqn, lunID)
-	if user, err := domainOnSource(ctx, hv, func(src string) bool { return src == link }); err != nil || user != "" {
-		if err != nil {
-			return fmt.Errorf("cannot tell whether a domain uses it, so it stays: %w", err)
+	if user, derr := domainOnSource(ctx, hv, func(src string) bool { return src == link }); derr != nil || user != "" {
+		if derr != nil {
+			return fmt.Errorf("cannot tell whether a domain uses it, so it stays: %w", derr)
 		}
 		return fmt.Errorf("domain %s has a disk on %s: detach it from the domain first", user, link)
 	}
@@ -842,7 +842,7 @@ func (s *Service) removeOrphanSession(ctx context.Context, host, portal, iqn, uu
 		return err
 	}
 	in := iscsi.Initiator{Run: r}
-	if err := in.RemoveDevice(ctx, link); err != nil {
+	if err = in.RemoveDevice(ctx, link); err != nil {
 		return err
 	}
 	return in.Logout(ctx, portal, iqn)
@@ -857,7 +857,7 @@ func (s *Service) relogin(ctx context.Context, in iscsi.Initiator, uuid string) 
 	if a.Conn.AuthMethod == "CHAP" {
 		chap = &iscsi.CHAP{User: a.Conn.AuthUsername, Password: a.Conn.AuthPassword}
 	}
-	if err := in.Login(ctx, a.Conn.TargetPortal, a.Conn.TargetIQN, chap); err != nil {
+	if err = in.Login(ctx, a.Conn.TargetPortal, a.Conn.TargetIQN, chap); err != nil {
 		return err
 	}
 	_, err = in.WaitDevice(ctx, iscsi.ByPath(a.Conn.TargetPortal, a.Conn.TargetIQN, lunID), deviceWait)

@@ -152,9 +152,9 @@ func (s *Service) sight(ctx context.Context, v state.Volume, typ string) sightin
 	}
 	iqn := b.IQNPrefix + ":" + v.UUID
 	if typ == "lvm" {
-		infos, err := iscsi.Target{Run: storage}.Show(ctx)
-		if err != nil {
-			seen.unknown = append(seen.unknown, fmt.Sprintf("could not read the targets of %s: %v", b.Host, err))
+		infos, terr := iscsi.Target{Run: storage}.Show(ctx)
+		if terr != nil {
+			seen.unknown = append(seen.unknown, fmt.Sprintf("could not read the targets of %s: %v", b.Host, terr))
 		} else if ti, ok := infos[iqn]; ok {
 			seen.target = append(seen.target, fmt.Sprintf("target %d on %s exports it", ti.ID, b.Host))
 		}

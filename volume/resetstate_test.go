@@ -29,7 +29,7 @@ func TestResetStateRefusesWhatRealityContradicts(t *testing.T) {
 		t.Errorf("refused reset changed the volume to %s, found %q", v.Status, res.Found)
 	}
 	// in-use agrees with reality; error always does.
-	if res, err := s.ResetState(ctx, ResetOptions{Volume: "db1", To: state.InUse}); err != nil || res.Volume.Status != state.InUse {
+	if res, err = s.ResetState(ctx, ResetOptions{Volume: "db1", To: state.InUse}); err != nil || res.Volume.Status != state.InUse {
 		t.Errorf("reset to in-use: %+v %v", res, err)
 	}
 	res, err = s.ResetState(ctx, ResetOptions{Volume: "db1", To: state.Error})
@@ -37,7 +37,7 @@ func TestResetStateRefusesWhatRealityContradicts(t *testing.T) {
 		t.Fatalf("reset to error: %+v %v", res, err)
 	}
 	// Back to in-use: the attachment is still there and its disk in web1.
-	if _, err := s.ResetState(ctx, ResetOptions{Volume: "db1", To: state.InUse}); err != nil {
+	if _, err = s.ResetState(ctx, ResetOptions{Volume: "db1", To: state.InUse}); err != nil {
 		t.Fatal(err)
 	}
 	// Forced, it is done and says what it overrode; the attachment row goes,
