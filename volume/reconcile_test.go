@@ -6,11 +6,15 @@ import (
 	"fmt"
 	"maps"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/blk-project/blk/hypervisor"
 	"github.com/blk-project/blk/internal/config"
 	blkexec "github.com/blk-project/blk/internal/exec"
 	"github.com/blk-project/blk/internal/exec/exectest"
@@ -534,5 +538,56 @@ func TestOrphanAccountOfATargetInUseIsLeft(t *testing.T) {
 		!strings.Contains(errs[0], "bound to target "+prefix+orphanU+", which iqn.elsewhere:host is logged in to") ||
 		!strings.Contains(errs[1], "iqn.elsewhere:host is logged in to it") {
 		t.Errorf("fix errors %q, accounts %v targets %v", errs, w.accounts, w.targets)
+	}
+}
+
+// slowHV is a libvirt that takes a while to list its domains, counting
+// how many hosts are asked at once.
+type slowHV struct {
+	*fakeHV
+	mu        *sync.Mutex
+	now, most *int
+}
+
+func (h slowHV) Domains(context.Context) ([]string, error) {
+	h.mu.Lock()
+	*h.now++
+	*h.most = max(*h.most, *h.now)
+	h.mu.Unlock()
+	time.Sleep(30 * time.Millisecond)
+	h.mu.Lock()
+	*h.now--
+	h.mu.Unlock()
+	return nil, nil
+}
+
+// 40 compute hosts are looked at together, 16 at a time.
+func TestReconcileLooksAtHostsConcurrentlyBounded(t *testing.T) {
+	cfg := &config.Config{State: filepath.Join(t.TempDir(), "state.db"), Hosts: map[string]config.Host{}}
+	for i := range 40 {
+		h := fmt.Sprintf("comp%d", i)
+		cfg.Hosts[h] = config.Host{Address: "192.0.2.1"}
+		cfg.Compute = append(cfg.Compute, h)
+	}
+	st, err := state.Open(context.Background(), cfg.State, state.ReadWrite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	hs := NewHosts(cfg, nil, nil)
+	hs.New = func(name string, _ config.Host) blkexec.Runner { return exectest.New(t, name) }
+	var mu sync.Mutex
+	var now, most int
+	hs.NewHypervisor = func(context.Context, string, blkexec.Runner) (hypervisor.Hypervisor, error) {
+		return slowHV{fakeHV: newFakeHV(), mu: &mu, now: &now, most: &most}, nil
+	}
+	s := NewService(cfg, "test.yaml", st, hs)
+	start := time.Now()
+	reports := reconcile(t, s, ReconcileOptions{})
+	if len(reports) != 40 || most != reconcileParallel {
+		t.Errorf("%d reports, at most %d hosts at once; want 40 and %d", len(reports), most, reconcileParallel)
+	}
+	if d := time.Since(start); d > 40*30*time.Millisecond/2 {
+		t.Errorf("40 hosts took %v: not looked at together", d)
 	}
 }
