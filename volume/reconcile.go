@@ -296,9 +296,14 @@ func (s *Service) Reconcile(ctx context.Context, o ReconcileOptions) ([]HostDrif
 // before it acts, as an earlier one (a workflow finished) may have done its
 // work.
 func (s *Service) fixDrift(ctx context.Context, all []*Drift, o ReconcileOptions) {
-	slices.SortStableFunc(all, func(a, b *Drift) int {
-		return cmp.Compare(slices.Index(fixOrder, a.Kind), slices.Index(fixOrder, b.Kind))
-	})
+	// A kind fixOrder does not name is repaired last.
+	rank := func(kind string) int {
+		if i := slices.Index(fixOrder, kind); i >= 0 {
+			return i
+		}
+		return len(fixOrder)
+	}
+	slices.SortStableFunc(all, func(a, b *Drift) int { return cmp.Compare(rank(a.Kind), rank(b.Kind)) })
 	for _, d := range all {
 		if d.fix == nil || d.adopt && !o.Adopt {
 			continue
