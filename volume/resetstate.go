@@ -191,37 +191,11 @@ func (s *Service) sight(ctx context.Context, v state.Volume, typ string) sightin
 // sightDisks records the domains of host with a disk of serial, as
 // "domain on host" -> device.
 func (s *Service) sightDisks(ctx context.Context, host, serial string, into map[string]string) error {
-	hv, err := s.Hosts.Hypervisor(ctx, host)
-	if err != nil {
-		return err
-	}
-	lister, ok := hv.(interface {
-		Domains(context.Context) ([]string, error)
-	})
-	if !ok {
-		return errors.New("libvirt connection cannot list domains")
-	}
-	doms, err := lister.Domains(ctx)
-	if err != nil {
-		return err
-	}
-	for _, d := range doms {
-		for _, persistent := range []bool{false, true} {
-			x, err := hv.DomainXML(ctx, d, persistent)
-			if errors.Is(err, hypervisor.ErrNoDomain) {
-				break
-			}
-			if err != nil {
-				return err
-			}
-			dev, err := hypervisor.DiskBySerial(x, serial)
-			if err != nil {
-				return err
-			}
-			if dev != "" {
-				into[d+" on "+host] = dev
-			}
+	disks, _, err := s.domainDisks(ctx, host)
+	for d, serials := range disks {
+		if dev, ok := serials[serial]; ok {
+			into[d+" on "+host] = dev
 		}
 	}
-	return nil
+	return err
 }
