@@ -15,9 +15,11 @@ import (
 
 // iscsiadm exit codes (iscsi_err.h).
 const (
-	exitNoObjsFound    = 21 // no records, no sessions
-	exitSessExists     = 15 // already logged in
+	exitIDBM           = 6 // the node database: its lock not taken in time
 	exitTransportTimer = 8
+	exitSessExists     = 15 // already logged in
+	exitNoObjsFound    = 21 // no records, no sessions
+	exitAgain          = 29 // "retrying later may succeed"
 )
 
 // Initiator drives open-iscsi through iscsiadm on one host.
@@ -44,10 +46,14 @@ func (i Initiator) Name(ctx context.Context) (string, error) {
 	return "", fmt.Errorf("%s: no InitiatorName in /etc/iscsi/initiatorname.iscsi", i.Run.Host())
 }
 
+// node runs one iscsiadm node command, again while it fails in a way that
+// passes (another iscsiadm holds the database lock).
 func (i Initiator) node(ctx context.Context, portal, iqn string, secrets []string, args ...string) error {
 	argv := append([]string{"iscsiadm", "-m", "node", "-T", iqn, "-p", portal}, args...)
-	_, err := i.Run.Run(ctx, exec.Cmd{Args: argv, Mutates: true, Secrets: secrets})
-	return err
+	return retryTransient(ctx, func() error {
+		_, err := i.Run.Run(ctx, exec.Cmd{Args: argv, Mutates: true, Secrets: secrets})
+		return err
+	})
 }
 
 // Login creates the node record, sets CHAP and node.startup, and logs in.
@@ -69,7 +75,7 @@ func (i Initiator) Login(ctx context.Context, portal, iqn string, chap *CHAP) er
 			return fmt.Errorf("iscsiadm node update %s: %w", s[0], err)
 		}
 	}
-	err := retryTransient(ctx, func() error { return i.node(ctx, portal, iqn, nil, "--login") })
+	err := i.node(ctx, portal, iqn, nil, "--login")
 	if exec.ExitCode(err) == exitSessExists {
 		return nil
 	}
@@ -82,7 +88,7 @@ func (i Initiator) Login(ctx context.Context, portal, iqn string, chap *CHAP) er
 // Logout ends the session and deletes the node record of this target only.
 // Both already gone is success.
 func (i Initiator) Logout(ctx context.Context, portal, iqn string) error {
-	err := retryTransient(ctx, func() error { return i.node(ctx, portal, iqn, nil, "--logout") })
+	err := i.node(ctx, portal, iqn, nil, "--logout")
 	if err != nil && exec.ExitCode(err) != exitNoObjsFound {
 		return fmt.Errorf("iscsiadm logout: %w", err)
 	}
@@ -136,6 +142,25 @@ func (i Initiator) RemoveDevice(ctx context.Context, link string) error {
 	return nil
 }
 
+// Nodes lists the target IQNs this host has node records of.
+func (i Initiator) Nodes(ctx context.Context) ([]string, error) {
+	res, err := i.Run.Run(ctx, exec.Cmd{Args: []string{"iscsiadm", "-m", "node"}})
+	if exec.ExitCode(err) == exitNoObjsFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var iqns []string
+	for _, l := range strings.Split(string(res.Stdout), "\n") {
+		// 192.0.2.10:3260,1 iqn.2026-11.org.example.blk:uuid
+		if f := strings.Fields(l); len(f) >= 2 {
+			iqns = append(iqns, f[1])
+		}
+	}
+	return iqns, nil
+}
+
 // Sessions lists the target IQNs this host is logged in to.
 func (i Initiator) Sessions(ctx context.Context) ([]string, error) {
 	res, err := i.Run.Run(ctx, exec.Cmd{Args: []string{"iscsiadm", "-m", "session"}})
@@ -155,13 +180,35 @@ func (i Initiator) Sessions(ctx context.Context) ([]string, error) {
 	return iqns, nil
 }
 
-// retryTransient repeats transient iscsiadm failures (database locks, a
-// transport still settling) with bounded backoff.
+// transientPolicy bounds the retries of a failure that passes; tests
+// shorten it.
+var transientPolicy = retry.Policy{Attempts: 5, Delay: 200 * time.Millisecond, Max: 2 * time.Second}
+
+// retryTransient repeats transient iscsiadm failures (the node database
+// locked by another iscsiadm, a transport still settling) with bounded
+// backoff.
 func retryTransient(ctx context.Context, fn func() error) error {
-	return retry.Do(ctx, retry.Policy{Attempts: 5, Delay: 200 * time.Millisecond, Max: 2 * time.Second, Retry: transient}, fn)
+	p := transientPolicy
+	p.Retry = transient
+	return retry.Do(ctx, p, fn)
 }
 
+// transient is a failure another try may not meet. iscsiadm waits about
+// 30 seconds for the database lock itself, then exits 6 saying "Timeout on
+// acquiring lock on DB" (older versions: "Could not lock discovery DB");
+// a lock it cannot take for good (a read-only /run/lock, not root) says
+// so, and is no reason to try again.
 func transient(err error) bool {
 	var e *exec.Error
-	return errors.As(err, &e) && (e.ExitCode == exitTransportTimer || strings.Contains(e.Stderr, "database") && strings.Contains(e.Stderr, "lock"))
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch e.ExitCode {
+	case exitTransportTimer, exitAgain:
+		return true
+	case exitIDBM:
+		return strings.Contains(e.Stderr, "lock") && !strings.Contains(e.Stderr, "Read-only file system") &&
+			!strings.Contains(e.Stderr, "Permission denied")
+	}
+	return strings.Contains(e.Stderr, "database") && strings.Contains(e.Stderr, "lock")
 }

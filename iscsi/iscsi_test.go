@@ -89,6 +89,7 @@ func TestWaitDeviceGivesUpAfterItsTimeoutNamingTheLink(t *testing.T) {
 }
 
 func TestTransientLoginFailuresAreRetriedAFewTimes(t *testing.T) {
+	fastRetries(t)
 	f := exectest.New(t, "comp1")
 	node := append([]string{"iscsiadm", "-m", "node", "-T", "iqn.a:v", "-p", "10.0.0.1:3260"}, "--logout")
 	for range 5 {
@@ -130,5 +131,88 @@ func TestAddAccountReplacesOneLeftBehind(t *testing.T) {
 	f.Expect("", tgt("--op", "bind", "--mode", "account", "--tid", "3", "--user", "u")...)
 	if err := (Target{Run: f}).AddAccount(context.Background(), 3, "u", "newpass"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func fastRetries(t *testing.T) {
+	old := transientPolicy
+	transientPolicy.Delay, transientPolicy.Max = time.Millisecond, time.Millisecond
+	t.Cleanup(func() { transientPolicy = old })
+}
+
+// Another iscsiadm holding the node database: iscsiadm gives up after its
+// own wait with exit 6, and blk asks again. A lock it can never take (a
+// read-only /run/lock) is not asked again.
+func TestNodeDatabaseLockIsWaitedOut(t *testing.T) {
+	fastRetries(t)
+	node := func(a ...string) []string {
+		return append([]string{"iscsiadm", "-m", "node", "-T", "iqn.a:v", "-p", "10.0.0.1:3260"}, a...)
+	}
+	f := exectest.New(t, "comp1")
+	f.ExpectFail(6, "", "iscsiadm: Timeout on acquiring lock on DB: /run/lock/iscsi/lock.write, errno: 17 File exists", node("-o", "new")...)
+	f.ExpectFail(6, "", "iscsiadm: Could not lock discovery DB: /run/lock/iscsi/lock.write: File exists", node("-o", "new")...)
+	f.Expect("", node("-o", "new")...)
+	f.ExpectFail(6, "", "iscsiadm: Timeout on acquiring lock on DB: /run/lock/iscsi/lock.write, errno: 17 File exists",
+		node("-o", "update", "-n", "node.startup", "-v", "automatic")...)
+	f.Expect("", node("-o", "update", "-n", "node.startup", "-v", "automatic")...)
+	f.Expect("", node("--login")...)
+	if err := (Initiator{Run: f}).Login(context.Background(), "10.0.0.1:3260", "iqn.a:v", nil); err != nil {
+		t.Fatal(err)
+	}
+	g := exectest.New(t, "comp1")
+	g.ExpectFail(6, "", "iscsiadm: Maybe you are not root? Could not lock discovery DB: /run/lock/iscsi/lock.write: 30 Read-only file system",
+		node("-o", "new")...)
+	if err := (Initiator{Run: g}).Login(context.Background(), "10.0.0.1:3260", "iqn.a:v", nil); exec.ExitCode(err) != 6 {
+		t.Fatalf("err = %v, want the one exit 6", err)
+	}
+}
+
+// tgtd serving other tgtadm calls refuses a connection for a moment; a
+// tgtd that is not running is said at once.
+func TestBusyTgtdIsAskedAgain(t *testing.T) {
+	fastRetries(t)
+	lun := tgt("--op", "new", "--mode", "logicalunit", "--tid", "3", "--lun", "1", "--backing-store", "/dev/blk/v")
+	f := exectest.New(t, "stor1")
+	f.ExpectFail(107, "", "tgtadm: can't connect to the tgt daemon, Resource temporarily unavailable", lun...)
+	f.ExpectFail(22, "", "tgtadm: this driver is busy", lun...)
+	f.Expect("", lun...)
+	if err := (Target{Run: f}).AddLUN(context.Background(), 3, 1, "/dev/blk/v"); err != nil {
+		t.Fatal(err)
+	}
+	g := exectest.New(t, "stor1")
+	g.ExpectFail(107, "", "tgtadm: can't connect to the tgt daemon, Connection refused", tgt("--op", "show", "--mode", "target")...)
+	if _, err := (Target{Run: g}).Targets(context.Background()); err == nil {
+		t.Fatal("a tgtd that is not running must fail")
+	}
+}
+
+// udev makes the by-path link a moment after the login: the wait polls
+// until it is there.
+func TestWaitDeviceWaitsOutUdevLag(t *testing.T) {
+	f := exectest.New(t, "comp1")
+	link := "/dev/disk/by-path/ip-10.0.0.1:3260-iscsi-iqn.a:v-lun-1"
+	f.ExpectFail(1, "", "", "readlink", "-e", link)
+	f.ExpectFail(1, "", "", "readlink", "-e", link)
+	f.Expect("/dev/sdc\n", "readlink", "-e", link)
+	dev, err := Initiator{Run: f}.WaitDevice(context.Background(), link, 10*time.Second)
+	if err != nil || dev != "/dev/sdc" {
+		t.Fatalf("dev %q err %v", dev, err)
+	}
+}
+
+func TestAccountsAndNodesAreListed(t *testing.T) {
+	f := exectest.New(t, "stor1").Expect("Account list:\n    blk-0b6f7c1e\n    probeu\n", tgt("--op", "show", "--mode", "account")...)
+	users, err := Target{Run: f}.Accounts(context.Background())
+	if err != nil || !reflect.DeepEqual(users, []string{"blk-0b6f7c1e", "probeu"}) {
+		t.Errorf("accounts %q err %v", users, err)
+	}
+	g := exectest.New(t, "comp1").Expect("127.0.0.1:3260,1 iqn.a:1\n127.0.0.1:3260,1 iqn.a:2\n", "iscsiadm", "-m", "node")
+	nodes, err := Initiator{Run: g}.Nodes(context.Background())
+	if err != nil || !reflect.DeepEqual(nodes, []string{"iqn.a:1", "iqn.a:2"}) {
+		t.Errorf("nodes %q err %v", nodes, err)
+	}
+	h := exectest.New(t, "comp1").ExpectFail(21, "", "iscsiadm: No records found", "iscsiadm", "-m", "node")
+	if nodes, err := (Initiator{Run: h}).Nodes(context.Background()); err != nil || nodes != nil {
+		t.Errorf("no records: %q %v", nodes, err)
 	}
 }

@@ -45,11 +45,36 @@ func (t Target) tgtadm(ctx context.Context, mutates bool, secrets []string, args
 
 func (t Target) run(ctx context.Context, cmd exec.Cmd) (string, error) {
 	cmd.Args = append([]string{"tgtadm", "--lld", "iscsi"}, cmd.Args...)
-	res, err := t.Run.Run(ctx, cmd)
+	var res exec.Result
+	p := transientPolicy
+	p.Retry = tgtBusy
+	err := retry.Do(ctx, p, func() error {
+		var err error
+		res, err = t.Run.Run(ctx, cmd)
+		return err
+	})
 	if err != nil {
 		return "", classifyTgt(err)
 	}
 	return string(res.Stdout), nil
+}
+
+// tgtBusy is a tgtadm failure another try may not meet: tgtd's management
+// socket refusing a connection while it serves others (EAGAIN), or tgtd
+// answering that the driver is busy or a LUN still has commands in flight.
+// A tgtd that is not running ("Connection refused", "No such file") is no
+// such thing: reconcile must see it at once.
+func tgtBusy(err error) bool {
+	var e *exec.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	for _, s := range []string{"Resource temporarily unavailable", "this driver is busy", "is still active"} {
+		if strings.Contains(e.Stderr, s) {
+			return true
+		}
+	}
+	return false
 }
 
 var targetLine = regexp.MustCompile(`(?m)^Target (\d+): (\S+)$`)
@@ -114,6 +139,22 @@ func parseShow(out string) map[string]TargetInfo {
 		targets[cur.IQN] = *cur
 	}
 	return targets
+}
+
+// Accounts lists tgtd's CHAP accounts, bound to a target or not.
+func (t Target) Accounts(ctx context.Context) ([]string, error) {
+	out, err := t.run(ctx, exec.Cmd{Args: []string{"--op", "show", "--mode", "account"}})
+	if err != nil {
+		return nil, err
+	}
+	var users []string
+	for _, l := range strings.Split(out, "\n") {
+		// "Account list:", then one user per indented line.
+		if u := strings.TrimSpace(l); u != "" && !strings.HasSuffix(u, ":") {
+			users = append(users, u)
+		}
+	}
+	return users, nil
 }
 
 // Targets lists the target ids by IQN.

@@ -28,6 +28,11 @@ const Tag = "blk"
 // VolumeTag ties an LV to its volume's UUID.
 func VolumeTag(uuid string) string { return "blk-vol-" + uuid }
 
+// NameTag records the volume's name on its LV, so that a row lost from the
+// state file can be rebuilt with its name (blk reconcile --adopt). Names
+// use only characters LVM allows in tags.
+func NameTag(name string) string { return "blk-name-" + name }
+
 // LVM is one volume group on one host.
 type LVM struct {
 	Run exec.Runner

@@ -153,6 +153,37 @@ func parseStat(out []byte) (File, error) {
 	return File{SizeBytes: n[0], AllocatedBytes: n[1] * n[2]}, nil
 }
 
+// Listed is a volume file of a directory listing.
+type Listed struct {
+	Name string
+	File
+}
+
+// List lists the files of dir whose names start with prefix, with their
+// sizes: one find, however many there are.
+func (f Files) List(ctx context.Context, dir, prefix string) ([]Listed, error) {
+	out, err := run(ctx, f.Run, exec.Cmd{Args: []string{"find", dir, "-maxdepth", "1", "-type", "f", "-name", prefix + "*",
+		"-printf", `%f\t%s\t%b\n`}}, dir)
+	if err != nil {
+		return nil, err
+	}
+	var files []Listed
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		p := strings.Split(line, "\t")
+		if len(p) != 3 {
+			continue // a name with a tab or newline in it is none of blk's
+		}
+		size, err1 := strconv.ParseInt(p[1], 10, 64)
+		blocks, err2 := strconv.ParseInt(p[2], 10, 64)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, fmt.Errorf("parse find output %q: %w", line, err)
+		}
+		// find's %b counts 512-byte blocks.
+		files = append(files, Listed{Name: p[0], File: File{SizeBytes: size, AllocatedBytes: blocks * 512}})
+	}
+	return files, nil
+}
+
 // Remove deletes the file; one already gone is fine.
 func (f Files) Remove(ctx context.Context, file string) error {
 	_, err := run(ctx, f.Run, exec.Cmd{Args: []string{"rm", "--force", "--", file}, Mutates: true}, file)
@@ -242,6 +273,33 @@ func (m Mounts) At(ctx context.Context, dir string) (Mount, error) {
 	}
 	// Mounted over and over, the last one is what paths resolve to.
 	return out.Filesystems[len(out.Filesystems)-1], nil
+}
+
+// Under lists the NFS mounts whose mount point is under root.
+func (m Mounts) Under(ctx context.Context, root string) ([]Mount, error) {
+	res, err := m.Run.Run(ctx, exec.Cmd{Args: []string{"findmnt", "--json", "--list", "--types", "nfs,nfs4",
+		"--output", "TARGET,SOURCE,FSTYPE,OPTIONS"}})
+	// findmnt exits 1, printing nothing, when nothing matches.
+	var e *exec.Error
+	if errors.As(err, &e) && e.ExitCode == 1 && strings.TrimSpace(string(res.Stdout)) == "" && strings.TrimSpace(e.Stderr) == "" {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out struct {
+		Filesystems []Mount `json:"filesystems"`
+	}
+	if err := json.Unmarshal(res.Stdout, &out); err != nil {
+		return nil, fmt.Errorf("parse findmnt output: %w", err)
+	}
+	var under []Mount
+	for _, mnt := range out.Filesystems {
+		if strings.HasPrefix(mnt.Target, root+"/") {
+			under = append(under, mnt)
+		}
+	}
+	return under, nil
 }
 
 // Check stats the mounted filesystem, within a few seconds: a stale handle

@@ -100,11 +100,14 @@ type world struct {
 	failOp string
 	// exported are initiators logged in to a target, as tgtd sees them.
 	exported map[string]string
+	// backing and bound are each target's LUN 1 and CHAP account.
+	backing map[int]string
+	bound   map[int]string
 }
 
 func newWorld() *world {
 	return &world{targets: map[int]string{}, luns: map[int]bool{}, acls: map[int]string{}, accounts: map[string]bool{},
-		nodes: map[string]bool{}, sessions: map[string]bool{}}
+		nodes: map[string]bool{}, sessions: map[string]bool{}, backing: map[int]string{}, bound: map[int]string{}}
 }
 
 func (w *world) empty() string {
@@ -162,6 +165,13 @@ func (w *world) handle(args []string) (string, string, int, bool) {
 				if ini := w.exported[iqn]; ini != "" {
 					fmt.Fprintf(&b, "        I_T nexus: 1\n            Initiator: %s alias: x\n", ini)
 				}
+				if w.luns[id] {
+					fmt.Fprintf(&b, "    LUN information:\n        LUN: 0\n            Type: controller\n        LUN: 1\n            Backing store path: %s\n", w.backing[id])
+				}
+				fmt.Fprintf(&b, "    Account information:\n")
+				if u := w.bound[id]; u != "" && w.accounts[u] {
+					fmt.Fprintf(&b, "        %s\n", u)
+				}
 				fmt.Fprintf(&b, "    ACL information:\n")
 				if acl := w.acls[id]; acl != "" {
 					fmt.Fprintf(&b, "        %s\n", acl)
@@ -175,6 +185,7 @@ func (w *world) handle(args []string) (string, string, int, bool) {
 			w.targets[tid] = arg(args, "--targetname")
 		case "new logicalunit":
 			w.luns[tid] = true
+			w.backing[tid] = arg(args, "--backing-store")
 		case "bind target":
 			w.acls[tid] = arg(args, "--initiator-name")
 		case "unbind target":
@@ -185,6 +196,7 @@ func (w *world) handle(args []string) (string, string, int, bool) {
 			}
 			w.accounts[arg(args, "--user")] = true
 		case "bind account":
+			w.bound[tid] = arg(args, "--user")
 		case "delete account":
 			if !w.accounts[arg(args, "--user")] {
 				return "", "tgtadm: can't find the account", 22, true

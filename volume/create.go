@@ -38,6 +38,12 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (_ Volume, err er
 	if err != nil {
 		return Volume{}, err
 	}
+	return s.create(ctx, o, size)
+}
+
+// create is Create of size bytes (reconcile finishes a killed create with
+// the size its row holds).
+func (s *Service) create(ctx context.Context, o CreateOptions, size int64) (_ Volume, err error) {
 	bname, b, err := s.backend(o.Backend)
 	if err != nil {
 		return Volume{}, err
@@ -128,5 +134,5 @@ func (s *Service) createLV(ctx context.Context, r *reverter, l lvm.LVM, pool str
 		return l.Remove(ctx, name)
 	})
 	return l.Create(ctx, lvm.CreateOptions{Name: name, SizeBytes: v.SizeBytes, ThinPool: pool,
-		Tags: []string{lvm.Tag, lvm.VolumeTag(v.UUID)}})
+		Tags: []string{lvm.Tag, lvm.NameTag(v.Name), lvm.VolumeTag(v.UUID)}})
 }

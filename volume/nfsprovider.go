@@ -244,35 +244,5 @@ func (s *Service) releaseMount(ctx context.Context, m nfs.Mounts, hv hypervisor.
 
 // domainOnMount names a domain with a disk on a file under dir, or "".
 func domainOnMount(ctx context.Context, hv hypervisor.Hypervisor, dir string) (string, error) {
-	lister, ok := hv.(interface {
-		Domains(context.Context) ([]string, error)
-	})
-	if !ok {
-		return "", errors.New("libvirt connection cannot list domains")
-	}
-	doms, err := lister.Domains(ctx)
-	if err != nil {
-		return "", err
-	}
-	for _, d := range doms {
-		for _, persistent := range []bool{false, true} {
-			x, err := hv.DomainXML(ctx, d, persistent)
-			if errors.Is(err, hypervisor.ErrNoDomain) {
-				break // gone meanwhile
-			}
-			if err != nil {
-				return "", err
-			}
-			disks, err := hypervisor.Disks(x)
-			if err != nil {
-				return "", err
-			}
-			for _, disk := range disks {
-				if disk.Source != nil && disk.Source.File != nil && strings.HasPrefix(disk.Source.File.File, dir+"/") {
-					return d, nil
-				}
-			}
-		}
-	}
-	return "", nil
+	return domainOnSource(ctx, hv, func(src string) bool { return strings.HasPrefix(src, dir+"/") })
 }

@@ -164,7 +164,7 @@ func TestAFailedLastStepUndoesTheVolumeItStarted(t *testing.T) {
 	f.ExpectFail(5, "", notFound, lvsOf(u)...)
 	f.Expect(vgsReport("3208642560"), vgsArgs...)
 	f.Expect("", "lvcreate", "--yes", "--name", "volume-"+u, "--size", "1073741824b", "--wipesignatures", "y", "--zero", "y",
-		"--addtag", "blk", "--addtag", "blk-vol-"+u, "blk")
+		"--addtag", "blk", "--addtag", "blk-name-db1", "--addtag", "blk-vol-"+u, "blk")
 	f.Expect(lvsReport(u, "1073741824"), lvsOf(u)...)
 	f.Expect(lvsReport(u, "1073741824"), lvsOf(u)...)
 	f.Expect("", "lvremove", "--yes", "blk/volume-"+u)

@@ -24,6 +24,8 @@ type Store interface {
 	Stale(ctx context.Context, object string) bool
 	ReservedDevices(ctx context.Context, host, instance string) ([]string, error)
 	WipeRequested(ctx context.Context, object string) (bool, error)
+	Attachments(ctx context.Context) ([]state.AttachmentRecord, error)
+	RunningOps(ctx context.Context) ([]state.OpRecord, error)
 
 	// InsertVolume records a new volume and its create operation at once.
 	InsertVolume(ctx context.Context, v *state.Volume) (Op, error)
@@ -38,6 +40,12 @@ type Store interface {
 	// Claim moves the volume and journals op at once, unless a live
 	// process holds it.
 	Claim(ctx context.Context, op, uuid string, from []string, to string) (Op, error)
+	// EndStaleOp closes a running operation whose owner is provably gone.
+	EndStaleOp(ctx context.Context, id int64) (bool, error)
+	// AdoptVolume records a volume found with no row, available.
+	AdoptVolume(ctx context.Context, v *state.Volume) error
+	// ResetVolume sets a volume's status, whatever it was (reset-state).
+	ResetVolume(ctx context.Context, uuid string, r state.Reset) (state.Volume, error)
 	Close() error
 }
 
@@ -196,6 +204,33 @@ func (d *dryStore) Claim(ctx context.Context, _, uuid string, from []string, to 
 		return nil, err
 	}
 	return dryOp{}, nil
+}
+
+func (d *dryStore) EndStaleOp(context.Context, int64) (bool, error) { return true, nil }
+
+func (d *dryStore) AdoptVolume(ctx context.Context, v *state.Volume) error {
+	if old, err := d.Volume(ctx, v.Name); err == nil {
+		return &state.ConflictError{Volume: v.Name, Status: old.Status, Reason: "cannot be adopted: its name is taken by another row"}
+	}
+	v.Status = state.Available
+	d.set(*v, false)
+	return nil
+}
+
+func (d *dryStore) ResetVolume(ctx context.Context, uuid string, r state.Reset) (state.Volume, error) {
+	v, err := d.Volume(ctx, uuid)
+	if err != nil {
+		return v, err
+	}
+	if !d.Stale(ctx, uuid) {
+		return v, &state.ConflictError{Volume: v.Name, Status: v.Status, Holder: d.Holder(ctx, uuid)}
+	}
+	v.PreviousStatus, v.Status, v.LastError = v.Status, r.To, r.Reason
+	if r.DropAttachment {
+		v.Attachment = nil
+	}
+	d.set(v, false)
+	return v, nil
 }
 
 type dryOp struct{}

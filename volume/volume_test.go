@@ -69,7 +69,7 @@ func TestCreateRefusesAGarbledReport(t *testing.T) {
 	f.ExpectFail(5, "", notFound, lvsOf(u)...)
 	f.Expect(vgsReport("3208642560"), vgsArgs...)
 	f.Expect("", "lvcreate", "--yes", "--name", "volume-"+u, "--size", "1073741824b", "--wipesignatures", "y", "--zero", "y",
-		"--addtag", "blk", "--addtag", "blk-vol-"+u, "blk")
+		"--addtag", "blk", "--addtag", "blk-name-db1", "--addtag", "blk-vol-"+u, "blk")
 	f.Expect(lvsReport(u, "X"), lvsOf(u)...)
 	// The half-made LV is removed.
 	f.Expect(lvsReport(u, "1073741824"), lvsOf(u)...)
@@ -90,7 +90,7 @@ func TestCreateThinAndReadBack(t *testing.T) {
 	f.ExpectFail(5, "", notFound, lvsOf(u)...)
 	f.Expect(poolReport, append(append([]string{}, lvsArgs...), "blk/pool")...)
 	f.Expect("", "lvcreate", "--yes", "--name", "volume-"+u, "--type", "thin", "--virtualsize", "2147483648b", "--thinpool", "pool",
-		"--addtag", "blk", "--addtag", "blk-vol-"+u, "blk")
+		"--addtag", "blk", "--addtag", "blk-name-scratch", "--addtag", "blk-vol-"+u, "blk")
 	f.Expect(lvsReport(u, "2151677952"), lvsOf(u)...)
 	v, err := s.Create(ctx, CreateOptions{Name: "scratch", Size: "2G", Thin: true})
 	if err != nil {
@@ -112,7 +112,7 @@ func TestFailedLVCreateLeavesNothing(t *testing.T) {
 	f.Expect(vgsReport("3208642560"), vgsArgs...)
 	f.ExpectFail(5, "", `  Volume group "blk" has insufficient free space (765 extents): 766 required.`,
 		"lvcreate", "--yes", "--name", "volume-"+u, "--size", "3208642560b", "--wipesignatures", "y", "--zero", "y",
-		"--addtag", "blk", "--addtag", "blk-vol-"+u, "blk")
+		"--addtag", "blk", "--addtag", "blk-name-big", "--addtag", "blk-vol-"+u, "blk")
 	f.ExpectFail(5, "", notFound, lvsOf(u)...)
 	_, err := s.Create(ctx, CreateOptions{Name: "big", Size: "3060MiB"})
 	if err == nil || !strings.Contains(err.Error(), `create volume "big"`) || !strings.Contains(err.Error(), "insufficient free space") {
@@ -192,7 +192,7 @@ func TestDryRunCreatePrintsPlanAndKeepsStateEmpty(t *testing.T) {
 	if _, err := s.Create(ctx, CreateOptions{Name: "db1", Size: "1GiB"}); err != nil {
 		t.Fatal(err)
 	}
-	want := "stor1: lvcreate --yes --name volume-" + u + " --size 1073741824b --wipesignatures y --zero y --addtag blk --addtag blk-vol-" + u + " blk\n"
+	want := "stor1: lvcreate --yes --name volume-" + u + " --size 1073741824b --wipesignatures y --zero y --addtag blk --addtag blk-name-db1 --addtag blk-vol-" + u + " blk\n"
 	if plan.String() != want {
 		t.Errorf("plan = %q\nwant %q", plan.String(), want)
 	}
@@ -326,7 +326,7 @@ func TestCreateThatCannotRemoveItsLVKeepsItsRow(t *testing.T) {
 	f.Expect(vgsReport("10737418240"), vgsArgs...)
 	f.ExpectFail(5, "", "  device-mapper: reload ioctl failed: Invalid argument",
 		"lvcreate", "--yes", "--name", "volume-"+u, "--size", "1073741824b", "--wipesignatures", "y", "--zero", "y",
-		"--addtag", "blk", "--addtag", "blk-vol-"+u, "blk")
+		"--addtag", "blk", "--addtag", "blk-name-db9", "--addtag", "blk-vol-"+u, "blk")
 	f.Expect(lvsReport(u, "1073741824"), lvsOf(u)...) // lvcreate failed late: the LV is there
 	f.ExpectFail(5, "", `  Logical volume blk/volume-`+u+` in use.`, "lvremove", "--yes", "blk/volume-"+u)
 	_, err := s.Create(ctx, CreateOptions{Name: "db9", Size: "1GiB"})

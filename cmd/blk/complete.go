@@ -45,6 +45,9 @@ func registerCompletions(a *App, root *cobra.Command) {
 	args("volume attach", a.volumeNames, false)
 	args("volume detach", a.volumeNames, false)
 	args("host check", a.hostNames, true)
+	args("volume reset-state", a.volumeNames, false)
+	flag("volume reset-state", "to", fixed(volume.ResetStates...))
+	flag("reconcile", "host", a.hostNames)
 	flag("volume create", "backend", a.backendNames)
 	flag("volume list", "backend", a.backendNames)
 	flag("volume list", "status", fixed(state.Creating, state.Available, state.Attaching, state.InUse,

@@ -23,6 +23,7 @@ const (
 	ExitConflict    = 3 // state does not allow it, or another operation holds it
 	ExitNotFound    = 4
 	ExitPartial     = 5 // some of several succeeded
+	ExitDrift       = 6 // reconcile found state and hosts disagreeing (and did not fix it all)
 	ExitInterrupted = 130
 )
 
@@ -36,6 +37,7 @@ var exitCodes = []struct {
 	{ExitConflict, "conflict: the volume's state does not allow it, or another operation holds it"},
 	{ExitNotFound, "not found"},
 	{ExitPartial, "partial: a multi-volume command where some succeeded"},
+	{ExitDrift, "drift: reconcile found the state file and the hosts disagreeing, and did not fix it all"},
 	{ExitInterrupted, "interrupted (Ctrl-C, SIGTERM)"},
 }
 
@@ -141,6 +143,8 @@ func exitCode(err error) int {
 		return ExitUsage
 	case errors.Is(err, volume.ErrPartial):
 		return ExitPartial
+	case errors.Is(err, volume.ErrDrift):
+		return ExitDrift
 	case errors.Is(err, volume.ErrConflict), errors.Is(err, volume.ErrNoSpace):
 		return ExitConflict
 	case errors.Is(err, volume.ErrNotFound):

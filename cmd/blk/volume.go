@@ -17,11 +17,68 @@ func newVolumeCmd(a *App) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "volume",
 		Aliases: []string{"vol"},
-		Short:   "Create, list, show, attach, detach and delete volumes",
+		Short:   "Create, list, show, attach, detach, delete and reset volumes",
 	}
 	cmd.AddCommand(newVolumeCreateCmd(a), newVolumeListCmd(a), newVolumeShowCmd(a), newVolumeDeleteCmd(a),
-		newVolumeAttachCmd(a), newVolumeDetachCmd(a))
+		newVolumeAttachCmd(a), newVolumeDetachCmd(a), newVolumeResetStateCmd(a))
 	return cmd
+}
+
+func newVolumeResetStateCmd(a *App) *cobra.Command {
+	var o volume.ResetOptions
+	return withFlags(&cobra.Command{
+		Use:   "reset-state NAME|UUID --to available|in-use|error [--force]",
+		Short: "Set a volume's status by hand, once the hosts agree (the admin's escape hatch)",
+		Long: `Set a volume's status, whatever it is now: for a volume stuck in a status that
+nothing moves it from. Prefer rerunning the command that left it, or
+'blk reconcile --fix', which finish or roll back a killed workflow.
+
+blk first looks at the hosts and refuses (exit 3), saying what it found, when
+they contradict the status asked for:
+  available  its LV or file is gone, or it still has an attachment, a tgt
+             target, an iSCSI session on a compute host, or a disk with its
+             serial in a domain;
+  in-use     it has no attachment, or the attachment's domain has no disk
+             with its serial, or its LV or file is gone;
+  error      nothing: error is the operator's "I do not know".
+A host that cannot be looked at counts as a contradiction too.
+
+--force sets the status anyway and records what it overrode as the volume's
+last error; reset to available then drops the attachment row, and
+'blk reconcile' lists what is left of the export for --fix to remove. A
+running operation whose process may be alive is never overridden, with
+--force or not.`,
+		Example: `  blk volume reset-state db1 --to available
+  blk volume reset-state db1 --to error
+  blk volume reset-state db1 --to available --force`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Volume = args[0]
+			if err := volume.CheckRef(args[0]); err != nil {
+				return err
+			}
+			if o.To == "" {
+				return flagError(cmd, fmt.Errorf("--to is required (%s)", strings.Join(volume.ResetStates, ", ")))
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return a.withReader(cmd, state.Existing, func(ctx context.Context, svc *volume.Service) error {
+				res, err := svc.ResetState(ctx, o)
+				if err != nil {
+					return err
+				}
+				for _, f := range res.Found {
+					a.warn("volume %s set to %s despite: %s", res.Volume.Name, o.To, f)
+				}
+				a.note("volume %s: %s -> %s", res.Volume.Name, res.From, res.Volume.Status)
+				return a.print(volumeView(res.Volume))
+			})
+		},
+	}, func(cmd *cobra.Command) {
+		cmd.Flags().StringVar(&o.To, "to", "", "the status to set: "+strings.Join(volume.ResetStates, ", "))
+		cmd.Flags().BoolVar(&o.Force, "force", false, "set it even when the hosts contradict it")
+	})
 }
 
 func newVolumeCreateCmd(a *App) *cobra.Command {

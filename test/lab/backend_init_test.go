@@ -90,7 +90,7 @@ func volumesOnInitBackend(t *testing.T, cfg string) {
 		}
 		v := decode[volume](t, ok(t, args...))
 		lv := strings.Fields(sh(t, "lvs", "--noheadings", "-o", "vg_name,lv_tags,pool_lv", "blkinit/volume-"+v.UUID))
-		if len(lv) < 2 || lv[0] != "blkinit" || lv[1] != "blk,blk-vol-"+v.UUID || thin != (len(lv) == 3 && lv[2] == "pool") {
+		if len(lv) < 2 || lv[0] != "blkinit" || lv[1] != "blk,blk-name-"+name+",blk-vol-"+v.UUID || thin != (len(lv) == 3 && lv[2] == "pool") {
 			t.Errorf("thin=%v: LV %q", thin, lv)
 		}
 		a := decode[attached](t, ok(t, "--config", cfg, "volume", "attach", name, "--instance", "lab-vm1", "--bus", "scsi", "-o", "json"))

@@ -23,7 +23,7 @@ import (
 // recovers the way an operator would, and checks the outcome against the
 // guest itself: the volume's row, its LV, tgt targets and CHAP accounts,
 // iSCSI sessions, node records and by-path links, disks in lab-vm1, and the
-// volume's bytes.
+// volume's bytes; then 'blk reconcile' must find no drift either.
 //
 // It runs BLK_FAULT_BIN, blk built with -tags faultinject (lab/test.sh
 // builds it): BLK_FAULT_KILL_AFTER=N makes it SIGKILL itself right after
@@ -136,6 +136,8 @@ func crashMatrix(t *testing.T, m *matrix, every int, fl flow) {
 			problems = append(problems, fl.check(t, &f)...)
 			added, removed := fl.changed(f)
 			problems = append(problems, settledDrift(t, f.base, added, removed)...)
+			// And blk itself agrees: the state file and the guest match.
+			problems = append(problems, reconciled(t)...)
 		}
 		if fl.cleanup != nil {
 			fl.cleanup(t, f)
@@ -290,7 +292,7 @@ func createFlow(thin bool) flow {
 			switch {
 			case !found:
 				p = append(p, "no LV")
-			case l.Tags != "blk,blk-vol-"+v.UUID || l.Size != strconv.FormatInt(v.SizeBytes, 10) || thin != (l.Pool == "pool"):
+			case l.Tags != "blk,blk-name-"+v.Name+",blk-vol-"+v.UUID || l.Size != strconv.FormatInt(v.SizeBytes, 10) || thin != (l.Pool == "pool"):
 				p = append(p, fmt.Sprintf("LV %+v does not match the row (%d bytes)", l, v.SizeBytes))
 			}
 			return p

@@ -203,7 +203,7 @@ func TestVolumeLifecycle(t *testing.T) {
 			if strconv.FormatInt(v.SizeBytes, 10) != l.Size || v.SizeBytes < 10<<20 {
 				t.Errorf("recorded %d bytes, LVM made %s", v.SizeBytes, l.Size)
 			}
-			if l.Tags != "blk,blk-vol-"+v.UUID {
+			if l.Tags != "blk,blk-name-"+name+",blk-vol-"+v.UUID {
 				t.Errorf("tags = %q", l.Tags)
 			}
 			if thin != (l.Pool == "pool") || v.Thin != thin || v.Status != "available" {
