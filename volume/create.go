@@ -15,7 +15,10 @@ type CreateOptions struct {
 	Name    string
 	Size    string
 	Backend string
-	Thin    bool
+	// BackendType, without Backend, places the volume on the backend of
+	// this type (lvm or nfs) with the most free space that fits it.
+	BackendType string
+	Thin        bool
 	// Preallocate writes an NFS volume's file in full instead of sparse.
 	Preallocate bool
 }
@@ -38,7 +41,7 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (_ Volume, err er
 	if err != nil {
 		return Volume{}, err
 	}
-	bname, b, err := s.backend(o.Backend)
+	bname, b, err := s.createBackend(ctx, o)
 	if err != nil {
 		return Volume{}, err
 	}
