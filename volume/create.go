@@ -21,6 +21,8 @@ type CreateOptions struct {
 	Thin        bool
 	// Preallocate writes an NFS volume's file in full instead of sparse.
 	Preallocate bool
+	// Placed, when set, is shown how the backend was chosen, when it was.
+	Placed func(Placement)
 }
 
 // Validate checks the options alone, before anything is opened or run, and

@@ -25,9 +25,10 @@ type Candidate struct {
 	FreeBytes int64 `json:"free_bytes" yaml:"free_bytes"`
 	// Thin is how the volume would be provisioned there.
 	Thin bool `json:"thin" yaml:"thin"`
+	// Skipped: its host did not answer.
+	Skipped bool `json:"skipped,omitempty" yaml:"skipped,omitempty"`
 
 	invalid bool // the request itself is wrong for this backend
-	failed  bool // its host did not answer
 }
 
 // Placement is the backend chosen for a new volume, and every backend
@@ -52,7 +53,15 @@ func Placing(cfg *config.Config, o CreateOptions) (bool, error) {
 		}
 		return false, err
 	}
-	if o.BackendType != "" || cfg.Defaults.Backend == config.AutoBackend {
+	if o.BackendType != "" {
+		for _, b := range cfg.Backends {
+			if b.Type == o.BackendType {
+				return true, nil
+			}
+		}
+		return false, invalid("no %s backend is configured", o.BackendType)
+	}
+	if cfg.Defaults.Backend == config.AutoBackend {
 		return true, nil
 	}
 	if cfg.Defaults.Backend == "" && len(cfg.Backends) > 1 {
@@ -79,6 +88,9 @@ func (s *Service) createBackend(ctx context.Context, o CreateOptions) (string, c
 		}
 	}
 	p, err := s.Place(ctx, o)
+	if o.Placed != nil && p.Candidates != nil {
+		o.Placed(p)
+	}
 	if err != nil {
 		return "", config.Backend{}, err
 	}
@@ -139,7 +151,7 @@ func noBackend(pl Placement) error {
 		if c.invalid {
 			invalids++
 		}
-		if c.failed {
+		if c.Skipped {
 			failed++
 		}
 	}
@@ -157,7 +169,7 @@ func noBackend(pl Placement) error {
 func weigh(info BackendInfo, b config.Backend, size int64, thin bool) Candidate {
 	c := Candidate{Backend: info.Name, Type: info.Type, Host: info.Host, Thin: thin}
 	if info.Error != "" {
-		c.Reason, c.failed = "skipped: "+info.Error, true
+		c.Reason, c.Skipped = "skipped: "+info.Error, true
 		return c
 	}
 	no := func(format string, args ...any) Candidate {

@@ -86,6 +86,7 @@ func TestPlacingOnlyWhenNothingNamesABackend(t *testing.T) {
 		{"--backend and a type it is not", two, "", CreateOptions{Backend: "nfs-1", BackendType: "lvm"}, false, `backend "nfs-1" is nfs, not lvm`},
 		{"unknown type", two, "", CreateOptions{BackendType: "ceph"}, false, `--backend-type "ceph": want lvm or nfs`},
 		{"unknown backend", two, "", CreateOptions{Backend: "x"}, false, `backend "x" is not configured`},
+		{"no backend of the type", map[string]config.Backend{"lvm-1": {Type: "lvm"}}, "", CreateOptions{BackendType: "nfs"}, false, "no nfs backend is configured"},
 	} {
 		cfg := &config.Config{Backends: c.backends, Defaults: config.Defaults{Backend: c.def}}
 		placing, err := Placing(cfg, c.o)

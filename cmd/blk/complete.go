@@ -46,6 +46,7 @@ func registerCompletions(a *App, root *cobra.Command) {
 	args("volume detach", a.volumeNames, false)
 	args("host check", a.hostNames, true)
 	flag("volume create", "backend", a.backendNames)
+	flag("volume create", "backend-type", fixed("lvm", "nfs"))
 	flag("volume list", "backend", a.backendNames)
 	flag("volume list", "status", fixed(state.Creating, state.Available, state.Attaching, state.InUse,
 		state.Detaching, state.Deleting, state.Extending, state.Error, state.ErrorDeleting))
