@@ -6,7 +6,7 @@
 # tgt tools first on PATH (sshd's SetEnv). Each stand-in sleeps a few ms,
 # as the real tool would take, and prints a healthy host's answer.
 #
-# blk talks to at most 32 hosts at once (volume.DefaultParallel), over one
+# blk talks to at most 128 hosts at once (volume.DefaultParallel), over one
 # SSH connection each. The goal: 100 hosts in at most 2 s.
 #
 # Runs as root (sshd logs in as root, as blk does). Nothing leaves

@@ -115,26 +115,45 @@ func (s *Service) Place(ctx context.Context, o CreateOptions) (Placement, error)
 	if len(names) == 0 {
 		return Placement{}, invalid("no %s backend is configured", o.BackendType)
 	}
-	infos, _ := s.backendInfos(ctx, names)
+	// Backends the request does not suit (--thin where there is no thin
+	// pool, --preallocate on lvm) are named, but their hosts not asked.
 	pl := Placement{SizeBytes: size}
-	var best *Candidate
-	for i, n := range names {
+	var asked []string
+	for _, n := range names {
 		b := s.Config.Backends[n]
 		c := Candidate{Backend: n, Type: b.Type, Host: b.Host}
-		if p, err := s.provider(n, b); err != nil {
-			c.Reason, c.invalid = err.Error(), true
-		} else if c.Thin, err = p.thin(o); err != nil {
+		p, err := s.provider(n, b)
+		if err == nil {
+			c.Thin, err = p.thin(o)
+		}
+		if err != nil {
 			c.Reason, c.invalid = err.Error(), true
 		} else {
-			c = weigh(infos[i], b, size, c.Thin)
+			asked = append(asked, n)
 		}
 		pl.Candidates = append(pl.Candidates, c)
-		if c.Fits && (best == nil || c.FreeBytes > best.FreeBytes) {
-			best = &pl.Candidates[len(pl.Candidates)-1]
+	}
+	var infos []BackendInfo
+	if len(asked) > 0 {
+		// A backend that failed is in infos with its error: weigh skips it.
+		if infos, err = s.backendInfos(ctx, asked); infos == nil {
+			return pl, err
 		}
 	}
-	if best != nil {
-		pl.Backend = best.Backend
+	best := -1
+	for i := range pl.Candidates {
+		c := &pl.Candidates[i]
+		if c.invalid {
+			continue
+		}
+		*c = weigh(infos[0], s.Config.Backends[c.Backend], size, c.Thin)
+		infos = infos[1:]
+		if c.Fits && (best < 0 || c.FreeBytes > pl.Candidates[best].FreeBytes) {
+			best = i
+		}
+	}
+	if best >= 0 {
+		pl.Backend = pl.Candidates[best].Backend
 		return pl, nil
 	}
 	return pl, noBackend(pl)

@@ -28,7 +28,7 @@ volumes), VIRTUAL FREE what placement may still promise there:
 max_over_subscription_ratio × the pool's (export's) size − provisioned.
 -o wide adds the pool's data and metadata use and the ratio.
 
-Hosts are asked in parallel, at most 32 at once.`,
+Hosts are asked in parallel, at most ` + strconv.Itoa(volume.DefaultParallel) + ` at once.`,
 		Example: "  blk backend list\n  blk backend list -o wide",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
