@@ -25,7 +25,7 @@ type Candidate struct {
 	FreeBytes int64 `json:"free_bytes" yaml:"free_bytes"`
 	// Thin is how the volume would be provisioned there.
 	Thin bool `json:"thin" yaml:"thin"`
-	// Skipped: its host did not answer.
+	// Skipped: its capacity could not be read (host down, group gone).
 	Skipped bool `json:"skipped,omitempty" yaml:"skipped,omitempty"`
 
 	invalid bool // the request itself is wrong for this backend
@@ -74,10 +74,10 @@ func Placing(cfg *config.Config, o CreateOptions) (bool, error) {
 // createBackend is the backend a create of o goes to.
 func (s *Service) createBackend(ctx context.Context, o CreateOptions) (string, config.Backend, error) {
 	placing, err := Placing(s.Config, o)
-	if err != nil || !placing {
-		if err != nil {
-			return "", config.Backend{}, err
-		}
+	if err != nil {
+		return "", config.Backend{}, err
+	}
+	if !placing {
 		return s.backend(o.Backend)
 	}
 	// A create killed part-way is finished where it began, whatever the

@@ -273,7 +273,7 @@ func volumeView(vol volume.Volume) view {
 
 // showPlacement tells how create chose its backend: every backend weighed
 // in a dry run or with -v, else only the backends skipped because their
-// host did not answer.
+// capacity could not be read.
 func (a *App) showPlacement(pl volume.Placement) {
 	for _, c := range pl.Candidates {
 		if c.Skipped && pl.Backend != "" {
