@@ -152,10 +152,10 @@ func run(ctx context.Context, r exec.Runner, mutates bool, args ...string) (exec
 
 // DefaultParallel bounds how many hosts one blk run talks to at once. It
 // is high enough that 100 hosts cost about as long as the slowest one
-// (bench/hosts.sh: with tools that take 0.5 s, 32 at once made 100 hosts
-// take 4.5 times as long as one, 100 at once 1.7 times), and low enough
-// that the admin machine's open files (one TCP connection a host) and CPU
-// (an SSH handshake a host, about 3 ms) stay bounded.
+// (bench/hosts.sh, tools that take 0.5 s: 32 at once made host check of
+// 100 hosts take 4.5 times as long as of one, 128 at once 1.5 times), and
+// low enough that the admin machine's open files (one TCP connection a
+// host) and CPU (an SSH handshake a host, a few ms) stay bounded.
 const DefaultParallel = 128
 
 // Each runs fn for each of names, at most limit at once (0:
