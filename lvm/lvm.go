@@ -269,3 +269,54 @@ func (l LVM) Fits(ctx context.Context, size int64, thinPool string) error {
 	}
 	return nil
 }
+
+// Pool is a thin pool and what its thin LVs promise.
+type Pool struct {
+	SizeBytes       int64
+	DataPercent     float64
+	MetadataPercent float64
+	// ProvisionedBytes is the sum of the virtual sizes of the pool's thin
+	// LVs, blk's or not: what Cinder calls provisioned capacity.
+	ProvisionedBytes int64
+	ThinCount        int
+}
+
+// ThinPool reads the pool name and its thin LVs in one report.
+func (l LVM) ThinPool(ctx context.Context, name string) (Pool, error) {
+	out, err := l.run(ctx, exec.Cmd{Args: []string{"lvs", "--reportformat", "json", "--units", "b", "--nosuffix",
+		"-o", "lv_name,lv_size,pool_lv,lv_attr,data_percent,metadata_percent",
+		"--select", `lv_name="` + name + `" || pool_lv="` + name + `"`, l.VG}})
+	if err != nil {
+		return Pool{}, err
+	}
+	var r report
+	if err := json.Unmarshal(out, &r); err != nil {
+		return Pool{}, fmt.Errorf("parse lvs report: %w", err)
+	}
+	var p Pool
+	found := false
+	for _, rep := range r.Report {
+		for _, m := range rep.LV {
+			size, err := strconv.ParseInt(m["lv_size"], 10, 64)
+			if err != nil {
+				return Pool{}, fmt.Errorf("parse lvs report: lv_size %q: %w", m["lv_size"], err)
+			}
+			if m["lv_name"] != name {
+				p.ProvisionedBytes += size
+				p.ThinCount++
+				continue
+			}
+			if !strings.HasPrefix(m["lv_attr"], "t") {
+				return Pool{}, fault.New(fault.ErrInvalid, "%s/%s is not a thin pool", l.VG, name)
+			}
+			found = true
+			p.SizeBytes = size
+			p.DataPercent, _ = strconv.ParseFloat(m["data_percent"], 64)
+			p.MetadataPercent, _ = strconv.ParseFloat(m["metadata_percent"], 64)
+		}
+	}
+	if !found {
+		return Pool{}, fmt.Errorf("thin pool %s/%s: %w", l.VG, name, ErrNotFound)
+	}
+	return p, nil
+}

@@ -147,3 +147,32 @@ func TestFitsChecksTheGroupOrThePool(t *testing.T) {
 		t.Errorf("missing pool: %v", err)
 	}
 }
+
+var thinPoolArgs = []string{"lvs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o",
+	"lv_name,lv_size,pool_lv,lv_attr,data_percent,metadata_percent", "--select", `lv_name="pool" || pool_lv="pool"`, "blk"}
+
+func TestThinPoolSumsWhatItsLVsPromise(t *testing.T) {
+	f := exectest.New(t, "stor1")
+	f.Expect(golden(t, "lvs-thinpool.json"), thinPoolArgs...)
+	p, err := LVM{Run: f, VG: "blk"}.ThinPool(context.Background(), "pool")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Pool{SizeBytes: 4294967296, DataPercent: 12.5, MetadataPercent: 3.25, ProvisionedBytes: 12884901888, ThinCount: 2}
+	if p != want {
+		t.Errorf("pool = %+v, want %+v", p, want)
+	}
+}
+
+func TestThinPoolMissingOrNotAPool(t *testing.T) {
+	f := exectest.New(t, "stor1")
+	f.Expect(`{"report":[{"lv":[]}]}`, thinPoolArgs...)
+	if _, err := (LVM{Run: f, VG: "blk"}).ThinPool(context.Background(), "pool"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("no pool: err = %v, want ErrNotFound", err)
+	}
+	f = exectest.New(t, "stor1")
+	f.Expect(`{"report":[{"lv":[{"lv_name":"pool","lv_size":"1024","pool_lv":"","lv_attr":"-wi-a-----","data_percent":"","metadata_percent":""}]}]}`, thinPoolArgs...)
+	if _, err := (LVM{Run: f, VG: "blk"}).ThinPool(context.Background(), "pool"); err == nil || !strings.Contains(err.Error(), "not a thin pool") {
+		t.Errorf("plain LV: err = %v", err)
+	}
+}

@@ -15,9 +15,14 @@ type CreateOptions struct {
 	Name    string
 	Size    string
 	Backend string
-	Thin    bool
+	// BackendType, without Backend, places the volume on the backend of
+	// this type (lvm or nfs) with the most free space that fits it.
+	BackendType string
+	Thin        bool
 	// Preallocate writes an NFS volume's file in full instead of sparse.
 	Preallocate bool
+	// Placed, when set, is shown how the backend was chosen, when it was.
+	Placed func(Placement)
 }
 
 // Validate checks the options alone, before anything is opened or run, and
@@ -44,7 +49,7 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (_ Volume, err er
 // create is Create of size bytes (reconcile finishes a killed create with
 // the size its row holds).
 func (s *Service) create(ctx context.Context, o CreateOptions, size int64) (_ Volume, err error) {
-	bname, b, err := s.backend(o.Backend)
+	bname, b, err := s.createBackend(ctx, o)
 	if err != nil {
 		return Volume{}, err
 	}

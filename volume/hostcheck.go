@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/blk-project/blk/hypervisor"
 	"github.com/blk-project/blk/internal/config"
@@ -69,7 +68,7 @@ func (s *Service) roles(host string) []string {
 var ErrUnreachable = errors.New("unreachable")
 
 // CheckHosts contacts the named hosts (all when none are named) in
-// parallel and checks that each has what its roles need. The error names
+// parallel, DefaultParallel at a time, and checks that each has what its roles need. The error names
 // every failed check and what to do about it.
 func (s *Service) CheckHosts(ctx context.Context, names []string) ([]HostReport, error) {
 	all := s.HostList()
@@ -84,16 +83,7 @@ func (s *Service) CheckHosts(ctx context.Context, names []string) ([]HostReport,
 			reports = append(reports, all[i])
 		}
 	}
-	errs := make([]error, len(reports))
-	var wg sync.WaitGroup
-	for i := range reports {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = s.checkHost(ctx, &reports[i])
-		}()
-	}
-	wg.Wait()
+	errs := each(ctx, len(reports), 0, func(i int) error { return s.checkHost(ctx, &reports[i]) })
 	return reports, errors.Join(errs...)
 }
 

@@ -106,8 +106,16 @@ func (p nfsProvider) fill(ctx context.Context, info *BackendInfo) error {
 		return err
 	}
 	fs, err := f.Usage(ctx, p.b.Path)
+	if err != nil {
+		return err
+	}
 	info.SizeBytes, info.FreeBytes = fs.SizeBytes, fs.FreeBytes
-	return err
+	if fs.SizeBytes > 0 {
+		info.UsedPercent = 100 * float64(fs.SizeBytes-fs.FreeBytes) / float64(fs.SizeBytes)
+	}
+	// Sparse files promise what the state file says blk made there.
+	thinCapacity(info, p.b.OverSubscription(), fs.SizeBytes, info.AllocatedBytes)
+	return nil
 }
 
 // allocated asks the storage host: the state file cannot know how much of

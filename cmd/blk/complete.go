@@ -49,6 +49,7 @@ func registerCompletions(a *App, root *cobra.Command) {
 	flag("volume reset-state", "to", fixed(volume.ResetStates...))
 	flag("reconcile", "host", a.hostNames)
 	flag("volume create", "backend", a.backendNames)
+	flag("volume create", "backend-type", fixed("lvm", "nfs"))
 	flag("volume list", "backend", a.backendNames)
 	flag("volume list", "status", fixed(state.Creating, state.Available, state.Attaching, state.InUse,
 		state.Detaching, state.Deleting, state.Extending, state.Error, state.ErrorDeleting))

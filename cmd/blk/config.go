@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/blk-project/blk/internal/config"
@@ -119,6 +120,8 @@ func (a *App) settings(cfg *config.Config) []Setting {
 				out = append(out, Setting{prefix, fmt.Sprint(v), source(prefix)})
 			} else if d := sshDefault(cfg, prefix); d != "" {
 				out = append(out, Setting{prefix, d, "default"})
+			} else if d := placementDefault(prefix); d != "" {
+				out = append(out, Setting{prefix, d, "default"})
 			}
 		}
 	}
@@ -156,6 +159,20 @@ func sshDefault(cfg *config.Config, key string) string {
 		"identity":    "ssh-agent, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa",
 		"known_hosts": "~/.ssh/known_hosts",
 	}[rest[i+1:]]
+}
+
+// placementDefault is the default of a backend's placement key.
+func placementDefault(key string) string {
+	if !strings.HasPrefix(key, "backends.") {
+		return ""
+	}
+	switch key[strings.LastIndex(key, ".")+1:] {
+	case "max_over_subscription_ratio":
+		return strconv.Itoa(config.DefaultOverSubscription)
+	case "max_pool_usage_percent":
+		return strconv.Itoa(config.DefaultPoolUsagePercent)
+	}
+	return ""
 }
 
 func join(prefix, key string) string {

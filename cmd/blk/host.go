@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strconv"
 	"strings"
 
 	"github.com/blk-project/blk/state"
@@ -38,7 +39,9 @@ iscsid running (or socket-activated), a valid initiator name in
 backends add exportfs (storage) and mount.nfs (compute).
 
 Each failed check says what to install, start or create, and the command
-exits 1; an unreachable host too. Nothing is changed on any host.
+exits 1; an unreachable host too. Nothing is changed on any host. Hosts are
+checked in parallel, at most ` + strconv.Itoa(volume.DefaultParallel) + ` at once, and reported
+in name order (or in the order named).
 
 It also warns, without failing, when a host's LVM would scan blk's volumes
 and could activate the volume groups guests make inside them: scan_lvs = 1

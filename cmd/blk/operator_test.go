@@ -201,6 +201,8 @@ func TestConfigShowSaysWhereEachValueCameFrom(t *testing.T) {
 		{"defaults.backend", "lvm-1", "env BLK_DEFAULTS_BACKEND"},
 		{"backends.lvm-1.vg", "blk", "file " + file + ":6"},
 		{"hosts.stor1.port", "22", "default"},
+		{"backends.lvm-1.max_over_subscription_ratio", "20", "default"},
+		{"backends.lvm-1.max_pool_usage_percent", "90", "default"},
 		{"--timeout", "5m0s", "env BLK_TIMEOUT"},
 		{"--dry-run", "false", "default"},
 	} {

@@ -84,7 +84,7 @@ running operation whose process may be alive is never overridden, with
 func newVolumeCreateCmd(a *App) *cobra.Command {
 	var o volume.CreateOptions
 	cmd := &cobra.Command{
-		Use:   "create NAME --size SIZE [--backend B] [--thin | --preallocate]",
+		Use:   "create NAME --size SIZE [--backend B | --backend-type lvm|nfs] [--thin | --preallocate]",
 		Short: "Create a volume (an LVM logical volume, or a file on an NFS export)",
 		Long: `Create a volume: on an lvm backend, an LV named volume-<uuid> in the
 backend's volume group, tagged blk and blk-vol-<uuid>; the size recorded is
@@ -96,11 +96,26 @@ its host; --preallocate allocates it in full instead.
 
 Sizes take a unit: 512MiB, 20GiB, 1TiB, or LVM's 20G (GiB).
 
-If a create is killed part-way, running the same command again finishes it.`,
+Which backend: --backend names one; else defaults.backend, when it names
+one. With --backend-type, defaults.backend: auto, or several backends and no
+default, blk places the volume as cinder-scheduler's capacity filter and
+weigher do: of the backends (of that type) where it fits, the one with the
+most free space. A thick volume must fit in the volume group's free space
+(or the export's); a thin one (--thin, or an nfs file that is not
+preallocated) must keep what the thin pool or export promises within
+max_over_subscription_ratio × its size (default 20), with the pool's data
+and metadata (or the export) used under max_pool_usage_percent (default 90),
+and is weighed by that virtual free space. A backend whose host does not
+answer is skipped and named. --dry-run (or -v) shows every backend weighed
+and why it fits or not.
+
+If a create is killed part-way, running the same command again finishes it,
+on the backend it began on.`,
 		Example: `  blk volume create db1 --size 20GiB
   blk volume create scratch --size 100G --thin --backend lvm-1
   blk volume create files1 --size 20GiB --backend nfs-1
-  blk volume create db2 --size 1TiB --dry-run`,
+  blk volume create db2 --size 1TiB --dry-run
+  blk volume create logs --size 50GiB --thin --backend-type lvm --dry-run`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Name = args[0]
@@ -115,9 +130,10 @@ If a create is killed part-way, running the same command again finishes it.`,
 			if err != nil {
 				return err
 			}
-			if _, _, err := volume.Backend(cfg, o.Backend); err != nil {
+			if _, err := volume.Placing(cfg, o); err != nil {
 				return err
 			}
+			o.Placed = a.showPlacement
 			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
 				v, err := svc.Create(ctx, o)
 				if err != nil {
@@ -131,7 +147,8 @@ If a create is killed part-way, running the same command again finishes it.`,
 		},
 	}
 	cmd.Flags().StringVar(&o.Size, "size", "", "size with a unit: 512MiB, 20GiB, 1TiB, 20G")
-	cmd.Flags().StringVar(&o.Backend, "backend", "", "backend to create it on (default: defaults.backend)")
+	cmd.Flags().StringVar(&o.Backend, "backend", "", "backend to create it on (default: defaults.backend, else placed by free space)")
+	cmd.Flags().StringVar(&o.BackendType, "backend-type", "", "place it on the lvm or nfs backend with the most free space that fits")
 	cmd.Flags().BoolVar(&o.Thin, "thin", false, "thin-provision it in the backend's thin pool")
 	cmd.Flags().BoolVar(&o.Preallocate, "preallocate", false, "nfs backends: allocate the file in full (default: sparse)")
 	return cmd
@@ -309,4 +326,41 @@ func volumeView(vol volume.Volume) view {
 		v.rows = append(v.rows, []string{"last error", vol.LastError})
 	}
 	return v
+}
+
+// showPlacement tells how create chose its backend: every backend weighed
+// in a dry run or with -v, else only the backends skipped because their
+// capacity could not be read.
+func (a *App) showPlacement(pl volume.Placement) {
+	for _, c := range pl.Candidates {
+		if c.Skipped && pl.Backend != "" {
+			a.warn("backend %s %s", c.Backend, c.Reason)
+		}
+	}
+	if !a.DryRun && !a.Verbose {
+		return
+	}
+	if pl.Backend != "" {
+		a.note("placement: %s, the most free space of the backends that fit %s:", pl.Backend, volume.FormatSize(pl.SizeBytes))
+	} else {
+		a.note("placement: no backend fits %s:", volume.FormatSize(pl.SizeBytes))
+	}
+	for _, c := range pl.Candidates {
+		mark, what := " ", "fits"
+		if c.Backend == pl.Backend {
+			mark = "*"
+		}
+		if !c.Fits {
+			what = c.Reason
+		}
+		free := "free"
+		if c.Thin {
+			free = "virtual free"
+		}
+		if c.Skipped || (!c.Fits && c.FreeBytes == 0) {
+			a.note(" %s %s (%s): %s", mark, c.Backend, c.Type, what)
+			continue
+		}
+		a.note(" %s %s (%s): %s %s; %s", mark, c.Backend, c.Type, volume.FormatSize(c.FreeBytes), free, what)
+	}
 }

@@ -44,12 +44,45 @@ type Backend struct {
 	Export       string `yaml:"export"`
 	Path         string `yaml:"path"`
 	MountOptions string `yaml:"mount_options"`
+	// Placement (cinder-scheduler's capacity filter): thin volumes may
+	// promise this many times the pool's (or export's) size; 0 is the
+	// default, DefaultOverSubscription.
+	MaxOverSubscriptionRatio float64 `yaml:"max_over_subscription_ratio"`
+	// No new volume goes to a thin pool or export used above this percent
+	// (data or metadata): a full thin pool stops every volume in it.
+	MaxPoolUsagePercent int `yaml:"max_pool_usage_percent"`
+}
+
+// Cinder's defaults for placement.
+const (
+	DefaultOverSubscription = 20
+	DefaultPoolUsagePercent = 90
+)
+
+// OverSubscription is the backend's max_over_subscription_ratio, or the default.
+func (b Backend) OverSubscription() float64 {
+	if b.MaxOverSubscriptionRatio == 0 {
+		return DefaultOverSubscription
+	}
+	return b.MaxOverSubscriptionRatio
+}
+
+// PoolUsageLimit is the backend's max_pool_usage_percent, or the default.
+func (b Backend) PoolUsageLimit() int {
+	if b.MaxPoolUsagePercent == 0 {
+		return DefaultPoolUsagePercent
+	}
+	return b.MaxPoolUsagePercent
 }
 
 type BackupRepo struct {
 	Host string `yaml:"host"`
 	Path string `yaml:"path"`
 }
+
+// AutoBackend as defaults.backend places each new volume on the backend
+// with the most free space that fits it.
+const AutoBackend = "auto"
 
 type Defaults struct {
 	Backend    string `yaml:"backend"`
@@ -208,6 +241,15 @@ func (c *Config) Validate(file string) error {
 		if err := checkName("backend", name); err != nil {
 			return bad(key, "%v", err)
 		}
+		if name == AutoBackend {
+			return bad(key, "%q is reserved: defaults.backend: auto means placement by free space", name)
+		}
+		if r := b.MaxOverSubscriptionRatio; r != 0 && r < 1 {
+			return bad(key+".max_over_subscription_ratio", "%g: must be 1 (no over-subscription) or more", r)
+		}
+		if p := b.MaxPoolUsagePercent; p < 0 || p > 100 {
+			return bad(key+".max_pool_usage_percent", "%d: must be 1 to 100", p)
+		}
 		if _, ok := c.Hosts[b.Host]; !ok {
 			if b.Host == "" {
 				return bad(key+".host", "missing")
@@ -272,7 +314,7 @@ func (c *Config) Validate(file string) error {
 			return bad("backup_repos."+name+".path", "missing or not absolute")
 		}
 	}
-	if d := c.Defaults.Backend; d != "" {
+	if d := c.Defaults.Backend; d != "" && d != AutoBackend {
 		if _, ok := c.Backends[d]; !ok {
 			return bad("defaults.backend", "backend %q is not defined under backends", d)
 		}

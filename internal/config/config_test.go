@@ -41,6 +41,24 @@ func TestGoodConfig(t *testing.T) {
 	}
 }
 
+func TestPlacementSettings(t *testing.T) {
+	body := strings.Replace(good, "    vg: blk", "    vg: blk\n    max_over_subscription_ratio: 1.5\n    max_pool_usage_percent: 80", 1)
+	body = strings.Replace(body, "{backend: lvm-1}", "{backend: auto}", 1)
+	c, err := Parse("blk.yaml", []byte(body))
+	if err == nil {
+		err = c.Validate("blk.yaml")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := c.Backends["lvm-1"]; b.OverSubscription() != 1.5 || b.PoolUsageLimit() != 80 {
+		t.Errorf("got ratio %g, limit %d", b.OverSubscription(), b.PoolUsageLimit())
+	}
+	if b := (Backend{}); b.OverSubscription() != 20 || b.PoolUsageLimit() != 90 {
+		t.Errorf("defaults: ratio %g, limit %d; want Cinder's 20 and 90", b.OverSubscription(), b.PoolUsageLimit())
+	}
+}
+
 func TestInputThatMustBeRefused(t *testing.T) {
 	for _, c := range []struct{ old, new, want string }{
 		// Each names the file, the line and the key.
@@ -70,6 +88,11 @@ func TestInputThatMustBeRefused(t *testing.T) {
 		{"defaults: {backend: lvm-1}", "defaults: {backend: lvm-1, bogus: 1}", `line 14: defaults.bogus: unknown key "bogus" (valid here: backend, backup_repo)`},
 		{"state: /var/lib/blk/state.db", "state: [a]", `line 1: state: want a single value, not a list`},
 		{"    type: lvm", "    type: lvm\n   bad", `blk.yaml: (file): line`},
+		{"    vg: blk", "    vg: blk\n    max_over_subscription_ratio: 0.5", `backends.lvm-1.max_over_subscription_ratio: 0.5: must be 1 (no over-subscription) or more`},
+		{"    vg: blk", "    vg: blk\n    max_over_subscription_ratio: lots", `line 11: backends.lvm-1.max_over_subscription_ratio: "lots" is not a number`},
+		{"    vg: blk", "    vg: blk\n    max_pool_usage_percent: 101", `backends.lvm-1.max_pool_usage_percent: 101: must be 1 to 100`},
+		{"  lvm-1:", "  auto:", `backends.auto: "auto" is reserved`},
+		{"defaults: {backend: lvm-1}", "defaults: {backend: lvm-2}", `defaults.backend: backend "lvm-2" is not defined`},
 	} {
 		body := strings.Replace(good, c.old, c.new, 1)
 		if body == good {

@@ -115,6 +115,10 @@ func (c *Config) check(file string, n *yaml.Node, t reflect.Type, path string) e
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
 			return bad(n, path, "%s is not a whole number", describe(n))
 		}
+	case reflect.Float64:
+		if n.Kind != yaml.ScalarNode || (n.Tag != "!!int" && n.Tag != "!!float") {
+			return bad(n, path, "%s is not a number", describe(n))
+		}
 	case reflect.Bool:
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
 			return bad(n, path, "%s is not true or false", describe(n))
