@@ -84,9 +84,6 @@ type ReconcileOptions struct {
 	AdoptOnly bool
 }
 
-// reconcileParallel bounds how many hosts are looked at at once.
-const reconcileParallel = 16
-
 // role is what a host is to blk, which says what is looked at there.
 type role string
 
@@ -200,30 +197,23 @@ func (s *Service) Reconcile(ctx context.Context, o ReconcileOptions) ([]HostDrif
 	var mu sync.Mutex
 	var compares []looked
 	hostErrs := map[string][]error{}
-	sem := make(chan struct{}, reconcileParallel)
-	var wg sync.WaitGroup
-	for h, rep := range reports {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			for _, c := range checks {
-				if c.role == roleState || !slices.Contains(rep.Roles, string(c.role)) {
-					continue
-				}
-				compare, lerr := c.look(ctx, s, h)
-				mu.Lock()
-				if lerr != nil {
-					hostErrs[h] = append(hostErrs[h], fmt.Errorf("%s: %w", c.name, lerr))
-				} else if compare != nil {
-					compares = append(compares, looked{h, compare})
-				}
-				mu.Unlock()
+	names := slices.Sorted(maps.Keys(reports))
+	s.Hosts.Each(ctx, names, 0, func(ctx context.Context, h string) error {
+		for _, c := range checks {
+			if c.role == roleState || !slices.Contains(reports[h].Roles, string(c.role)) {
+				continue
 			}
-		}()
-	}
-	wg.Wait()
+			compare, lerr := c.look(ctx, s, h)
+			mu.Lock()
+			if lerr != nil {
+				hostErrs[h] = append(hostErrs[h], fmt.Errorf("%s: %w", c.name, lerr))
+			} else if compare != nil {
+				compares = append(compares, looked{h, compare})
+			}
+			mu.Unlock()
+		}
+		return nil
+	})
 	for _, c := range checks {
 		if c.role != roleState {
 			continue
