@@ -1,0 +1,98 @@
+package lvm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/blk-project/blk/internal/exec"
+)
+
+// SnapshotTag ties a snapshot LV to its snapshot's UUID.
+func SnapshotTag(uuid string) string { return "blk-snap-" + uuid }
+
+// SnapshotOptions describe a snapshot of Origin (an LV of the group).
+// SizeBytes is zero for a thin snapshot (it shares the pool), else the COW
+// space of a thick one.
+type SnapshotOptions struct {
+	Name      string
+	Origin    string
+	SizeBytes int64
+	Tags      []string
+}
+
+// cowOverhead is what a thick snapshot needs beyond its origin's size for
+// its exception table: asked for, LVM trims the request to the most the
+// snapshot can ever use, so a snapshot so sized never overflows.
+func cowOverhead(origin int64) int64 { return origin/100 + 8<<20 }
+
+// ThickSnapshotSize is the COW size that holds every block of origin.
+func ThickSnapshotSize(origin int64) int64 { return origin + cowOverhead(origin) }
+
+// Snapshot makes a snapshot LV and returns it as LVM made it. A thin one is
+// made without the activation-skip flag LVM gives thin snapshots by
+// default, so it is active and readable at once (a copy reads it, a clone
+// is a volume like any other).
+func (l LVM) Snapshot(ctx context.Context, o SnapshotOptions) (LV, error) {
+	args := []string{"lvcreate", "--yes", "--snapshot", "--name", o.Name}
+	if o.SizeBytes > 0 {
+		args = append(args, "--size", strconv.FormatInt((o.SizeBytes+511)/512*512, 10)+"b")
+	} else {
+		args = append(args, "--setactivationskip", "n", "--activate", "y")
+	}
+	for _, t := range o.Tags {
+		args = append(args, "--addtag", t)
+	}
+	if _, err := l.run(ctx, exec.Cmd{Args: append(args, l.VG+"/"+o.Origin), Mutates: true}); err != nil {
+		return LV{}, err
+	}
+	lv, err := l.lv(ctx, o.Name, true)
+	if errors.Is(err, errEmptyReport) {
+		return LV{Name: o.Name, VG: l.VG, Tags: o.Tags}, nil
+	}
+	if err != nil {
+		return LV{}, fmt.Errorf("read back: %w", err)
+	}
+	// blk's tags say what an LV is: one copied from the origin would make
+	// the snapshot pass for the volume.
+	for _, t := range lv.Tags {
+		if strings.HasPrefix(t, "blk-") && !slices.Contains(o.Tags, t) {
+			if _, err := l.run(ctx, exec.Cmd{Args: []string{"lvchange", "--deltag", t, l.VG + "/" + o.Name}, Mutates: true}); err != nil {
+				return lv, err
+			}
+		}
+	}
+	return lv, nil
+}
+
+// Merge rolls the origin of the snapshot LV name back to it, and LVM then
+// removes the snapshot. The origin must not be open (blk only merges into
+// an available volume): LVM would otherwise defer the merge to the next
+// activation. A thick merge copies back, and lvconvert waits for it,
+// polling every second rather than LVM's 15.
+func (l LVM) Merge(ctx context.Context, name string, thin bool) error {
+	args := []string{"lvconvert", "--yes", "--merge"}
+	if !thin {
+		args = append(args, "--interval", "1")
+	}
+	_, err := l.run(ctx, exec.Cmd{Args: append(args, l.VG+"/"+name), Mutates: true})
+	return err
+}
+
+// Extend grows the LV to size bytes (whole sectors; LVM rounds up to whole
+// extents) and returns it as LVM made it.
+func (l LVM) Extend(ctx context.Context, name string, size int64) (LV, error) {
+	sectors := (size + 511) / 512 * 512
+	if _, err := l.run(ctx, exec.Cmd{Args: []string{"lvextend", "--yes", "--size", strconv.FormatInt(sectors, 10) + "b",
+		l.VG + "/" + name}, Mutates: true}); err != nil {
+		return LV{}, err
+	}
+	lv, err := l.lv(ctx, name, true)
+	if errors.Is(err, errEmptyReport) {
+		return LV{Name: name, VG: l.VG, SizeBytes: sectors}, nil
+	}
+	return lv, err
+}
