@@ -58,14 +58,28 @@ func (l LVM) Snapshot(ctx context.Context, o SnapshotOptions) (LV, error) {
 	}
 	// blk's tags say what an LV is: one copied from the origin would make
 	// the snapshot pass for the volume.
+	return lv, l.Retag(ctx, lv, o.Tags)
+}
+
+// Retag gives lv blk's tags want, taking off any other blk tag (one LVM
+// carried over from an origin, or from a snapshot merged into it).
+func (l LVM) Retag(ctx context.Context, lv LV, want []string) error {
+	var args []string
 	for _, t := range lv.Tags {
-		if strings.HasPrefix(t, "blk-") && !slices.Contains(o.Tags, t) {
-			if _, err := l.run(ctx, exec.Cmd{Args: []string{"lvchange", "--deltag", t, l.VG + "/" + o.Name}, Mutates: true}); err != nil {
-				return lv, err
-			}
+		if (t == Tag || strings.HasPrefix(t, "blk-")) && !slices.Contains(want, t) {
+			args = append(args, "--deltag", t)
 		}
 	}
-	return lv, nil
+	for _, t := range want {
+		if !slices.Contains(lv.Tags, t) {
+			args = append(args, "--addtag", t)
+		}
+	}
+	if len(args) == 0 {
+		return nil
+	}
+	_, err := l.run(ctx, exec.Cmd{Args: append(append([]string{"lvchange"}, args...), l.VG+"/"+lv.Name), Mutates: true})
+	return err
 }
 
 // Merge rolls the origin of the snapshot LV name back to it, and LVM then
