@@ -71,7 +71,9 @@ func snapService(t *testing.T, thin, inUse bool) (*Service, *exectest.Fake, *fak
 	_ = comp
 	ev := &events{}
 	s.Hosts.New = func(name string, _ config.Host) exec.Runner { return loggedRunner{stor, ev} }
-	s.Hosts.NewHypervisor = func(context.Context, string, exec.Runner) (hypervisor.Hypervisor, error) { return loggedHV{hv, ev}, nil }
+	s.Hosts.NewHypervisor = func(context.Context, string, exec.Runner) (hypervisor.Hypervisor, error) {
+		return loggedHV{hv, ev}, nil
+	}
 	addAvailable(t, s, state.Volume{UUID: volUUID, Name: "db1", Backend: "lvm-1", SizeBytes: 1 << 30, Thin: thin,
 		Path: "/dev/blk/volume-" + volUUID})
 	if inUse {
@@ -335,4 +337,3 @@ func TestNFSSnapshotIsASparseCopyOfAnAvailableVolume(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
-
