@@ -18,13 +18,29 @@ type CreateOptions struct {
 	Thin    bool
 	// Preallocate writes an NFS volume's file in full instead of sparse.
 	Preallocate bool
+	// FromSnapshot or FromVolume name what the volume starts as a copy of;
+	// Size may then be left out (the source's) or larger.
+	FromSnapshot, FromVolume string
 }
 
 // Validate checks the options alone, before anything is opened or run, and
-// returns the size in bytes.
+// returns the size in bytes (0: the source's).
 func (o CreateOptions) Validate() (int64, error) {
 	if err := CheckName("volume", o.Name); err != nil {
 		return 0, err
+	}
+	if o.FromSnapshot != "" && o.FromVolume != "" {
+		return 0, invalid("--from-snapshot and --from-volume: choose one")
+	}
+	for _, ref := range []string{o.FromSnapshot, o.FromVolume} {
+		if ref != "" {
+			if err := CheckRef(ref); err != nil {
+				return 0, err
+			}
+			if o.Size == "" {
+				return 0, nil
+			}
+		}
 	}
 	return ParseSize(o.Size)
 }
@@ -37,6 +53,15 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (_ Volume, err er
 	size, err := o.Validate()
 	if err != nil {
 		return Volume{}, err
+	}
+	var src *cloneSource
+	if o.FromSnapshot != "" || o.FromVolume != "" {
+		if src, err = s.resolveSource(ctx, o); err != nil {
+			return Volume{}, err
+		}
+		if size, err = src.fit(&o, size); err != nil {
+			return Volume{}, err
+		}
 	}
 	bname, b, err := s.backend(o.Backend)
 	if err != nil {
@@ -51,6 +76,9 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (_ Volume, err er
 		return Volume{}, err
 	}
 	v := state.Volume{UUID: s.newUUID(), Name: o.Name, Backend: bname, SizeBytes: size, Thin: thin, Status: state.Creating}
+	if src != nil {
+		v.Source = src.ref()
+	}
 	op, err := s.State.InsertVolume(ctx, &v)
 	if err != nil {
 		var ce *state.ConflictError
@@ -61,7 +89,7 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (_ Volume, err er
 		// the same command, run again, finishes it.
 		old, gerr := s.State.Volume(ctx, o.Name)
 		if gerr != nil || old.Status != state.Creating ||
-			old.Backend != bname || old.Thin != thin || old.SizeBytes != size {
+			old.Backend != bname || old.Thin != thin || old.SizeBytes != size || old.Source != v.Source {
 			return Volume{}, err
 		}
 		v = old
@@ -89,7 +117,7 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (_ Volume, err er
 	})
 	r.journal(op)
 
-	made, path, err := p.make(ctx, r, v)
+	made, path, err := s.makeVolume(ctx, r, p, b, v, src)
 	if err != nil {
 		return volumeOf(v), fmt.Errorf("create volume %q: %w", o.Name, err)
 	}

@@ -192,6 +192,7 @@ type hold struct {
 	v    state.Volume
 	orig string // the status to go back to
 	op   Op
+	done bool
 }
 
 // holdVolume moves v to snapshotting, journaling op, and registers the way
@@ -210,15 +211,23 @@ func (s *Service) holdVolume(ctx context.Context, r *reverter, op string, v stat
 	if err != nil {
 		return nil, err
 	}
-	h := &hold{s, v, orig, o}
+	h := &hold{s: s, v: v, orig: orig, op: o}
 	r.add("volume status", func(ctx context.Context) error { return h.release(ctx, errors.New("undone")) })
 	return h, nil
 }
 
-// release puts the volume back, and ends the hold's operation with err.
+// release puts the volume back, and ends the hold's operation with err;
+// once done, it does nothing.
 func (h *hold) release(ctx context.Context, err error) error {
+	if h.done {
+		return nil
+	}
 	_, merr := h.s.State.MoveVolume(ctx, h.v.UUID, state.Move{From: []string{state.Snapshotting}, To: h.orig})
-	return errors.Join(merr, h.op.End(ctx, err))
+	if merr != nil {
+		return merr
+	}
+	h.done = true
+	return h.op.End(ctx, err)
 }
 
 // CreateSnapshot takes a snapshot of a volume. Of an in-use volume, the

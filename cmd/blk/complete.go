@@ -51,6 +51,8 @@ func registerCompletions(a *App, root *cobra.Command) {
 	args("snapshot delete", a.snapshotNames, true)
 	args("snapshot revert", a.snapshotNames, false)
 	flag("snapshot create", "quiesce", fixed("auto", "require", "off"))
+	flag("volume create", "from-snapshot", a.snapshotNames)
+	flag("volume create", "from-volume", a.volumeNames)
 	flag("volume create", "backend", a.backendNames)
 	flag("volume list", "backend", a.backendNames)
 	flag("volume list", "status", fixed(state.Creating, state.Available, state.Attaching, state.InUse,

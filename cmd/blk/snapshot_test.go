@@ -54,3 +54,24 @@ func TestSnapshotCommandsEndToEnd(t *testing.T) {
 		t.Errorf("delete after the snapshot went: %d %q", r.code, r.errOut)
 	}
 }
+
+// A dry run of a copy shows the volume it would make and the stream into
+// it, and neither makes nor copies anything.
+func TestCreateFromVolumeDryRun(t *testing.T) {
+	dir := writeConfig(t, goodConfig)
+	f := exectest.New(t, "stor1")
+	f.Handle(fakeLVM())
+	if r := blk(t, dir, f, "volume", "create", "db1", "--size", "1GiB"); r.code != 0 {
+		t.Fatalf("create: %d %q", r.code, r.errOut)
+	}
+	r := blk(t, dir, f, "volume", "create", "db2", "--from-volume", "db1", "--dry-run")
+	if r.code != 0 || !strings.Contains(r.out, "lvcreate") || !strings.Contains(r.out, "(streamed copy)") {
+		t.Fatalf("dry run: %d %q %q", r.code, r.out, r.errOut)
+	}
+	if r := blk(t, dir, f, "volume", "show", "db2"); r.code != 4 {
+		t.Errorf("the dry run made db2: %d %q", r.code, r.out)
+	}
+	if r := blk(t, dir, f, "volume", "create", "db3"); r.code != 2 || !strings.Contains(r.errOut, "--size is required") {
+		t.Errorf("no size, no source: %d %q", r.code, r.errOut)
+	}
+}
