@@ -57,7 +57,9 @@ func cloneService(t *testing.T, thin, inUse bool) (*Service, *exectest.Fake, fil
 	s, stor, hv, ev := snapService(t, thin, inUse)
 	fr := fileRunner{loggedRunner{stor, ev}, map[string]string{}}
 	s.Hosts.New = func(string, config.Host) exec.Runner { return fr }
-	s.Hosts.NewHypervisor = func(context.Context, string, exec.Runner) (hypervisor.Hypervisor, error) { return loggedHV{hv, ev}, nil }
+	s.Hosts.NewHypervisor = func(context.Context, string, exec.Runner) (hypervisor.Hypervisor, error) {
+		return loggedHV{hv, ev}, nil
+	}
 	return s, stor, fr, ev
 }
 
