@@ -56,7 +56,7 @@ func registerCompletions(a *App, root *cobra.Command) {
 	flag("volume create", "backend", a.backendNames)
 	flag("volume list", "backend", a.backendNames)
 	flag("volume list", "status", fixed(state.Creating, state.Available, state.Attaching, state.InUse,
-		state.Detaching, state.Deleting, state.Extending, state.Error, state.ErrorDeleting))
+		state.Detaching, state.Deleting, state.Extending, state.Error, state.ErrorDeleting, state.Snapshotting, state.Reverting))
 	flag("volume list", "instance", a.instances)
 	flag("volume attach", "instance", a.instances)
 	flag("volume detach", "instance", a.instances)

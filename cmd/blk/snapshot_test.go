@@ -75,3 +75,22 @@ func TestCreateFromVolumeDryRun(t *testing.T) {
 		t.Errorf("no size, no source: %d %q", r.code, r.errOut)
 	}
 }
+
+func TestSnapshotDryRunChangesNothing(t *testing.T) {
+	dir := writeConfig(t, goodConfig)
+	f := exectest.New(t, "stor1")
+	f.Handle(fakeLVM())
+	if r := blk(t, dir, f, "volume", "create", "db1", "--size", "1GiB"); r.code != 0 {
+		t.Fatalf("create: %d %q", r.code, r.errOut)
+	}
+	r := blk(t, dir, f, "snapshot", "create", "db1", "--name", "s1", "--dry-run")
+	if r.code != 0 || !strings.Contains(r.out, "lvcreate --yes --snapshot --name _snapshot-") {
+		t.Fatalf("dry run: %d %q %q", r.code, r.out, r.errOut)
+	}
+	if r := blk(t, dir, f, "snapshot", "show", "s1"); r.code != 4 {
+		t.Errorf("the dry run made s1: %d", r.code)
+	}
+	if r := blk(t, dir, f, "volume", "show", "db1", "-o", "json"); !strings.Contains(r.out, `"status": "available"`) && !strings.Contains(r.out, `"status":"available"`) {
+		t.Errorf("volume after a dry run: %s", r.out)
+	}
+}
