@@ -61,12 +61,13 @@ func (l LVM) Snapshot(ctx context.Context, o SnapshotOptions) (LV, error) {
 	return lv, l.Retag(ctx, lv, o.Tags)
 }
 
-// Retag gives lv blk's tags want, taking off any other blk tag (one LVM
-// carried over from an origin, or from a snapshot merged into it).
+// Retag gives lv the tags want, taking off any other tag that names a
+// volume or snapshot (one LVM carried over from an origin, or from a
+// snapshot merged into it). Other tags stay.
 func (l LVM) Retag(ctx context.Context, lv LV, want []string) error {
 	var args []string
 	for _, t := range lv.Tags {
-		if (t == Tag || strings.HasPrefix(t, "blk-")) && !slices.Contains(want, t) {
+		if (strings.HasPrefix(t, "blk-vol-") || strings.HasPrefix(t, "blk-snap-")) && !slices.Contains(want, t) {
 			args = append(args, "--deltag", t)
 		}
 	}
