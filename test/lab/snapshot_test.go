@@ -29,7 +29,7 @@ type sourced struct {
 // fill writes 4MiB of a repeated word at offset MiB of path, synced.
 func fill(t *testing.T, path, word string, offsetMiB int) {
 	t.Helper()
-	sh(t, "sh", "-c", fmt.Sprintf("yes %s | head -c 4194304 | dd of=%s bs=1M seek=%d oflag=direct conv=notrunc,fsync status=none",
+	sh(t, "sh", "-c", fmt.Sprintf("yes %s | head -c 4194304 | dd of=%s bs=1M seek=%d iflag=fullblock oflag=direct conv=notrunc,fsync status=none",
 		word, path, offsetMiB))
 }
 
