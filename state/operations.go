@@ -270,6 +270,13 @@ func rerunHint(op, name string) string {
 		return fmt.Sprintf("roll the killed attach back with 'blk volume detach --force %s'", name)
 	case "detach":
 		return fmt.Sprintf("rerun 'blk volume detach %s' to finish it (with --force if a step keeps failing)", name)
+	case "snapshot", "clone":
+		return fmt.Sprintf("run 'blk snapshot create %s' to take the volume back (it thaws a guest the killed run may have left frozen first), "+
+			"then delete the snapshot you do not want", name)
+	case "revert":
+		return fmt.Sprintf("rerun the 'blk snapshot revert' of %s to finish it", name)
+	case "snapshot create", "snapshot delete":
+		return fmt.Sprintf("'blk snapshot delete %s' removes what it left", name)
 	}
 	return "rerun the same command to finish or roll it back"
 }

@@ -213,6 +213,16 @@ func (s *Service) holdVolume(ctx context.Context, r *reverter, op string, v stat
 	}
 	h := &hold{s: s, v: v, orig: orig, op: o}
 	r.add("volume status", func(ctx context.Context) error { return h.release(ctx, errors.New("undone")) })
+	// The run taken over may have died with the guest frozen: its I/O
+	// hangs until thawed, so thaw first (a thawed guest is unaffected).
+	if v.Status == state.Snapshotting && orig == state.InUse {
+		if att, aerr := s.State.Attachment(ctx, v.UUID); aerr == nil {
+			terr := s.thaw(ctx, att.Host, att.Instance)
+			if terr != nil && !errors.Is(terr, hypervisor.ErrNoAgent) && !errors.Is(terr, hypervisor.ErrNotRunning) {
+				return nil, terr
+			}
+		}
+	}
 	return h, nil
 }
 

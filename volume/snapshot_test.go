@@ -337,3 +337,24 @@ func TestNFSSnapshotIsASparseCopyOfAnAvailableVolume(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// A snapshot run killed between freeze and thaw left the volume held and
+// maybe the guest frozen: the next snapshot takes the volume over and thaws
+// the guest before anything else.
+func TestTakeoverOfAKilledSnapshotThawsFirst(t *testing.T) {
+	s, stor, _, ev := snapService(t, true, true)
+	ctx := context.Background()
+	op, err := s.State.Claim(ctx, "snapshot", volUUID, []string{state.InUse}, state.Snapshotting)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op.End(ctx, errors.New("killed"))
+	expectThinSnapshot(stor)
+	if _, err := s.CreateSnapshot(ctx, SnapshotOptions{Volume: "db1"}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"fsthaw", "fsfreeze", "lvcreate", "fsthaw"}; !slices.Equal(ev.log, want) {
+		t.Errorf("ran %v, want %v", ev.log, want)
+	}
+	checkVolume(t, s, state.InUse, 1)
+}
