@@ -445,12 +445,21 @@ func (s *Service) RevertSnapshot(ctx context.Context, ref string) (_ RevertResul
 	if err != nil {
 		return RevertResult{}, err
 	}
-	if sn.Status != state.Available {
+	// A revert that was killed left both held: Claim takes them over from
+	// a process proven gone.
+	snapFrom := []string{state.Available}
+	if sn.Status == state.Restoring {
+		snapFrom = []string{state.Restoring}
+	} else if sn.Status != state.Available {
 		return RevertResult{}, &state.ConflictError{Kind: "snapshot", Volume: sn.Name, Status: sn.Status,
 			Reason: "is " + sn.Status + ": only an available snapshot can be reverted to", Holder: s.State.Holder(ctx, sn.UUID)}
 	}
 	// A revert that failed part-way left the volume in error, and is rerun.
-	vop, err := s.State.Claim(ctx, "revert", v.UUID, []string{state.Available, state.Error}, state.Reverting)
+	volFrom := []string{state.Available, state.Error}
+	if v.Status == state.Reverting {
+		volFrom = []string{state.Reverting}
+	}
+	vop, err := s.State.Claim(ctx, "revert", v.UUID, volFrom, state.Reverting)
 	if err != nil {
 		var ce *state.ConflictError
 		if errors.As(err, &ce) && ce.Holder == "" {
@@ -465,6 +474,9 @@ func (s *Service) RevertSnapshot(ctx context.Context, ref string) (_ RevertResul
 	defer r.fail(ctx, &err)
 	r.journal(vop)
 	back, partial := v.Status, false
+	if back == state.Reverting {
+		back = state.Error // what the killed run did to it is unknown
+	}
 	r.add("volume status", func(ctx context.Context) error {
 		m := state.Move{From: []string{state.Reverting}, To: back}
 		if partial {
@@ -474,7 +486,7 @@ func (s *Service) RevertSnapshot(ctx context.Context, ref string) (_ RevertResul
 		_, merr := s.State.MoveVolume(ctx, v.UUID, m)
 		return merr
 	})
-	sop, err := s.State.ClaimSnapshot(ctx, "snapshot revert", sn.UUID, []string{state.Available}, state.Restoring)
+	sop, err := s.State.ClaimSnapshot(ctx, "snapshot revert", sn.UUID, snapFrom, state.Restoring)
 	if err != nil {
 		return RevertResult{}, err
 	}

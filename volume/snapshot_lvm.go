@@ -89,8 +89,13 @@ func (p lvmProvider) revert(ctx context.Context, v state.Volume, sn state.Snapsh
 	if err != nil {
 		return false, err
 	}
-	if err := l.Merge(ctx, snapLVName(sn.UUID), v.Thin); err != nil {
+	// A revert killed after its merge finds the snapshot merged already.
+	if _, err := l.LV(ctx, snapLVName(sn.UUID)); err != nil && !errors.Is(err, lvm.ErrNotFound) {
 		return false, err
+	} else if err == nil {
+		if err := l.Merge(ctx, snapLVName(sn.UUID), v.Thin); err != nil {
+			return false, err
+		}
 	}
 	lv, err := l.LV(ctx, lvName(v.UUID))
 	if err != nil {

@@ -248,6 +248,7 @@ func TestRevertRefusedWhileInUse(t *testing.T) {
 func TestRevertMergesAndConsumesTheSnapshot(t *testing.T) {
 	s, stor, _, _ := snapService(t, true, false)
 	takeSnapshot(t, s, stor)
+	stor.Expect(snapReport(snapLV, "1073741824", "blk"), lvsOfName(snapLV)...)
 	stor.Expect("", "lvconvert", "--yes", "--merge", "blk/"+snapLV)
 	// The merged LV came back with the snapshot's tags: they are put right.
 	stor.Expect(snapReport("volume-"+volUUID, "1073741824", "blk,blk-snap-"+snapUUID+",blk-vol-"+volUUID), lvsOf(volUUID)...)
@@ -357,4 +358,23 @@ func TestTakeoverOfAKilledSnapshotThawsFirst(t *testing.T) {
 		t.Errorf("ran %v, want %v", ev.log, want)
 	}
 	checkVolume(t, s, state.InUse, 1)
+}
+
+// A revert killed after its merge: the rerun takes the volume and the
+// snapshot over, finds the merge done, and finishes.
+func TestRevertKilledAfterTheMergeIsFinishedByARerun(t *testing.T) {
+	s, stor, _, _ := snapService(t, true, false)
+	takeSnapshot(t, s, stor)
+	ctx := context.Background()
+	vop, _ := s.State.Claim(ctx, "revert", volUUID, []string{state.Available}, state.Reverting)
+	sop, _ := s.State.ClaimSnapshot(ctx, "snapshot revert", snapUUID, []string{state.Available}, state.Restoring)
+	vop.End(ctx, errors.New("killed"))
+	sop.End(ctx, errors.New("killed"))
+	stor.ExpectFail(5, "", notFound, lvsOfName(snapLV)...)
+	stor.Expect(snapReport("volume-"+volUUID, "1073741824", "blk,blk-vol-"+volUUID), lvsOf(volUUID)...)
+	res, err := s.RevertSnapshot(ctx, "s1")
+	if err != nil || !res.Consumed {
+		t.Fatalf("rerun: %+v, %v", res, err)
+	}
+	checkVolume(t, s, state.Available, 0)
 }
