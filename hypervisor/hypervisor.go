@@ -195,18 +195,18 @@ func (v *Libvirt) DetachDevice(ctx context.Context, domain, xml string, f Flags)
 
 func (v *Libvirt) FSFreeze(ctx context.Context, domain string) (n int, err error) {
 	err = v.onDomain(ctx, "domfsfreeze", domain, func(d libvirt.Domain) error {
-		r, err := v.l.DomainFsfreeze(d, nil, 0)
+		r, ferr := v.l.DomainFsfreeze(d, nil, 0)
 		n = int(r)
-		return agentError(err)
+		return agentError(ferr)
 	})
 	return n, err
 }
 
 func (v *Libvirt) FSThaw(ctx context.Context, domain string) (n int, err error) {
 	err = v.onDomain(ctx, "domfsthaw", domain, func(d libvirt.Domain) error {
-		r, err := v.l.DomainFsthaw(d, nil, 0)
+		r, terr := v.l.DomainFsthaw(d, nil, 0)
 		n = int(r)
-		return agentError(err)
+		return agentError(terr)
 	})
 	return n, err
 }

@@ -25,11 +25,11 @@ func TestSnapshotRowsMoveByCompareAndSet(t *testing.T) {
 	}
 	// Taken name: a conflict that says so.
 	dup := Snapshot{UUID: "s2", Name: "snap1", Volume: "v1", Status: Creating}
-	if _, err := s.InsertSnapshot(ctx, &dup); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), `snapshot "snap1" already exists (creating)`) {
+	if _, err = s.InsertSnapshot(ctx, &dup); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), `snapshot "snap1" already exists (creating)`) {
 		t.Errorf("duplicate: %v", err)
 	}
 	// A running create holds it: delete cannot claim it.
-	if _, err := s.ClaimSnapshot(ctx, "snapshot delete", "s1", []string{Creating}, Deleting); !errors.Is(err, ErrConflict) ||
+	if _, err = s.ClaimSnapshot(ctx, "snapshot delete", "s1", []string{Creating}, Deleting); !errors.Is(err, ErrConflict) ||
 		!strings.Contains(err.Error(), "still running") {
 		t.Errorf("claim of a held snapshot: %v", err)
 	}
@@ -38,7 +38,7 @@ func TestSnapshotRowsMoveByCompareAndSet(t *testing.T) {
 		t.Fatalf("move: %+v, %v", got, err)
 	}
 	sop.End(ctx, nil)
-	if _, err := s.MoveSnapshot(ctx, "s1", SnapshotMove{From: []string{Creating}, To: Error}); !errors.Is(err, ErrConflict) {
+	if _, err = s.MoveSnapshot(ctx, "s1", SnapshotMove{From: []string{Creating}, To: Error}); !errors.Is(err, ErrConflict) {
 		t.Errorf("a move from a status it is not in: %v", err)
 	}
 	if vol, _ := s.Volume(ctx, "db1"); vol.SnapshotCount != 1 {

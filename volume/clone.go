@@ -190,7 +190,7 @@ func (s *Service) copyFromTemporarySnapshot(ctx context.Context, r *reverter, p 
 	}
 	// The snapshot holds the data now: the volume may be detached or
 	// snapshotted again while the copy runs.
-	if err := h.release(ctx, nil); err != nil {
+	if err = h.release(ctx, nil); err != nil {
 		return 0, "", err
 	}
 	made, path, err := p.make(ctx, r, v)

@@ -245,7 +245,7 @@ func (h *hold) release(ctx context.Context, err error) error {
 // o.Quiesce is off; with no guest agent, auto takes a crash-consistent one
 // and says so, require takes none.
 func (s *Service) CreateSnapshot(ctx context.Context, o SnapshotOptions) (_ Snapshot, err error) {
-	if err := o.Validate(); err != nil {
+	if err = o.Validate(); err != nil {
 		return Snapshot{}, err
 	}
 	if o.Quiesce == "" {
@@ -263,7 +263,7 @@ func (s *Service) CreateSnapshot(ctx context.Context, o SnapshotOptions) (_ Snap
 	if status == state.Snapshotting {
 		status = v.PreviousStatus
 	}
-	if err := sp.snapshotIn(v, status); err != nil {
+	if err = sp.snapshotIn(v, status); err != nil {
 		return Snapshot{}, err
 	}
 	sn := state.Snapshot{UUID: s.newUUID(), Name: o.Name, Volume: v.UUID, VolumeName: v.Name, Backend: v.Backend,
@@ -510,7 +510,7 @@ func (s *Service) RevertSnapshot(ctx context.Context, ref string) (_ RevertResul
 	if err != nil {
 		return res, err
 	}
-	if err := sop.End(ctx, nil); err != nil {
+	if err = sop.End(ctx, nil); err != nil {
 		return res, err
 	}
 	after, err := s.State.MoveVolume(ctx, v.UUID, state.Move{From: []string{state.Reverting}, To: state.Available, LastError: new(string)})

@@ -90,12 +90,14 @@ func (p lvmProvider) revert(ctx context.Context, v state.Volume, sn state.Snapsh
 		return false, err
 	}
 	// A revert killed after its merge finds the snapshot merged already.
-	if _, err := l.LV(ctx, snapLVName(sn.UUID)); err != nil && !errors.Is(err, lvm.ErrNotFound) {
-		return false, err
-	} else if err == nil {
-		if err := l.Merge(ctx, snapLVName(sn.UUID), v.Thin); err != nil {
+	_, err = l.LV(ctx, snapLVName(sn.UUID))
+	switch {
+	case err == nil:
+		if err = l.Merge(ctx, snapLVName(sn.UUID), v.Thin); err != nil {
 			return false, err
 		}
+	case !errors.Is(err, lvm.ErrNotFound):
+		return false, err
 	}
 	lv, err := l.LV(ctx, lvName(v.UUID))
 	if err != nil {
