@@ -144,9 +144,11 @@ func (s *Service) quiesced(ctx context.Context, v state.Volume, inUse bool, mode
 	fctx, cancel := context.WithTimeout(ctx, freezeTimeout)
 	_, ferr := hv.FSFreeze(fctx, att.Instance)
 	cancel()
-	noAgent := errors.Is(ferr, hypervisor.ErrNoAgent) || errors.Is(ferr, hypervisor.ErrNotRunning)
-	// A freeze that failed for another reason (timed out) may have frozen
+	// Nothing was frozen when no agent answers, the domain does not run or
+	// is gone; a freeze that failed otherwise (timed out) may have frozen
 	// some filesystems: thaw those too.
+	noAgent := errors.Is(ferr, hypervisor.ErrNoAgent) || errors.Is(ferr, hypervisor.ErrNotRunning) ||
+		errors.Is(ferr, hypervisor.ErrNoDomain)
 	if !noAgent {
 		defer func() {
 			if terr := s.thaw(ctx, att.Host, att.Instance); terr != nil {

@@ -378,3 +378,18 @@ func TestRevertKilledAfterTheMergeIsFinishedByARerun(t *testing.T) {
 	}
 	checkVolume(t, s, state.Available, 0)
 }
+
+// A freeze that failed for another reason than a missing agent may have
+// frozen some filesystems: auto goes on crash-consistent and thaws after.
+func TestFailedFreezeIsThawedAll(t *testing.T) {
+	s, stor, hv, ev := snapService(t, true, true)
+	hv.freezeErr = errors.New("guest agent timed out")
+	expectThinSnapshot(stor)
+	sn, err := s.CreateSnapshot(context.Background(), SnapshotOptions{Volume: "db1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"fsfreeze", "lvcreate", "fsthaw"}; !slices.Equal(ev.log, want) || sn.Consistency != Crash {
+		t.Errorf("ran %v, want %v; consistency %q", ev.log, want, sn.Consistency)
+	}
+}
