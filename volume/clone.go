@@ -19,6 +19,8 @@ type cloneSource struct {
 	snap    *state.Snapshot // nil for a volume
 	backend config.Backend
 	size    int64 // bytes to copy
+	inUse   bool  // a volume in use: copied quiesced
+	warning string
 }
 
 // ref is what the new volume records as its source.
@@ -118,7 +120,8 @@ func (s *Service) makeVolume(ctx context.Context, r *reverter, p provider, b con
 			return 0, "", err
 		}
 		defer h.release(context.WithoutCancel(ctx), nil)
-		if h.orig == state.InUse && !(s.instant(v, b, src)) {
+		src.inUse = h.orig == state.InUse
+		if src.inUse && !s.instant(v, b, src) {
 			return s.copyFromTemporarySnapshot(ctx, r, p, b, v, src, h)
 		}
 	} else {
@@ -152,7 +155,7 @@ func (s *Service) thinClone(ctx context.Context, r *reverter, b config.Backend, 
 		return 0, "", err
 	}
 	var lv lvm.LV
-	_, _, err = s.quiesced(ctx, src.vol, src.snap == nil && src.vol.Status == state.InUse, QuiesceAuto, func() (err error) {
+	_, src.warning, err = s.quiesced(ctx, src.vol, src.inUse, QuiesceAuto, func() (err error) {
 		lv, err = s.snapshotOf(ctx, r, l, b.ThinPool, src.lv(), src.size, true, lvName(v.UUID), []string{lvm.Tag, lvm.VolumeTag(v.UUID)})
 		return err
 	})
@@ -180,7 +183,7 @@ func (s *Service) copyFromTemporarySnapshot(ctx context.Context, r *reverter, p 
 	}
 	tmp := snapLVName(v.UUID) // named by the new volume: a rerun finds it
 	var snap lvm.LV
-	_, _, err = s.quiesced(ctx, src.vol, true, QuiesceAuto, func() (err error) {
+	_, src.warning, err = s.quiesced(ctx, src.vol, true, QuiesceAuto, func() (err error) {
 		snap, err = s.snapshotOf(ctx, r, l, src.backend.ThinPool, src.lv(), src.size, src.vol.Thin, tmp,
 			[]string{lvm.Tag, lvm.VolumeTag(src.vol.UUID)})
 		return err

@@ -126,7 +126,11 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (_ Volume, err er
 		return volumeOf(v), err
 	}
 	r.success()
-	return volumeOf(v), nil
+	out := volumeOf(v)
+	if src != nil {
+		out.Warning = src.warning
+	}
+	return out, nil
 }
 
 // createLV makes the volume's LV, unless a previous run already did, once

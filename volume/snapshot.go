@@ -165,7 +165,7 @@ func (s *Service) quiesced(ctx context.Context, v state.Volume, inUse bool, mode
 	case ctx.Err() != nil:
 		return "", "", ferr
 	}
-	warning = fmt.Sprintf("cannot freeze the filesystems of %s on %s (%v): the snapshot of %s is crash-consistent only "+
+	warning = fmt.Sprintf("cannot freeze the filesystems of %s on %s (%v): %s is snapshotted crash-consistent only "+
 		"(install and start qemu-guest-agent in the guest, with an agent channel in the domain, for filesystem consistency)",
 		att.Instance, att.Host, ferr, v.Name)
 	return Crash, warning, fn()

@@ -84,6 +84,9 @@ If a create is killed part-way, running the same command again finishes it.`,
 				if err != nil {
 					return err
 				}
+				if v.Warning != "" {
+					a.warn("%s", v.Warning)
+				}
 				if a.DryRun {
 					return a.dryRunDone()
 				}
