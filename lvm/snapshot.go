@@ -58,16 +58,17 @@ func (l LVM) Snapshot(ctx context.Context, o SnapshotOptions) (LV, error) {
 	}
 	// blk's tags say what an LV is: one copied from the origin would make
 	// the snapshot pass for the volume.
-	return lv, l.Retag(ctx, lv, o.Tags)
+	return lv, l.Retag(ctx, lv, o.Tags, "blk-vol-", "blk-snap-", "blk-name-")
 }
 
-// Retag gives lv the tags want, taking off any other tag that names a
-// volume or snapshot (one LVM carried over from an origin, or from a
-// snapshot merged into it). Other tags stay.
-func (l LVM) Retag(ctx context.Context, lv LV, want []string) error {
+// Retag gives lv the tags want, taking off any other tag that starts with
+// one of drop (one LVM carried over from an origin, or from a snapshot
+// merged into it). Other tags stay.
+func (l LVM) Retag(ctx context.Context, lv LV, want []string, drop ...string) error {
 	var args []string
 	for _, t := range lv.Tags {
-		if (strings.HasPrefix(t, "blk-vol-") || strings.HasPrefix(t, "blk-snap-")) && !slices.Contains(want, t) {
+		dropped := slices.ContainsFunc(drop, func(p string) bool { return strings.HasPrefix(t, p) })
+		if dropped && !slices.Contains(want, t) {
 			args = append(args, "--deltag", t)
 		}
 	}

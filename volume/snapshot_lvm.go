@@ -103,5 +103,5 @@ func (p lvmProvider) revert(ctx context.Context, v state.Volume, sn state.Snapsh
 	if err != nil {
 		return true, err
 	}
-	return true, l.Retag(ctx, lv, []string{lvm.Tag, lvm.VolumeTag(v.UUID)})
+	return true, l.Retag(ctx, lv, []string{lvm.Tag, lvm.VolumeTag(v.UUID)}, "blk-snap-")
 }
