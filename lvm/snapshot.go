@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/blk-project/blk/internal/exec"
+	"github.com/blk-project/blk/internal/fault"
 )
 
 // SnapshotTag ties a snapshot LV to its snapshot's UUID.
@@ -94,8 +95,18 @@ func (l LVM) Merge(ctx context.Context, name string, thin bool) error {
 	if !thin {
 		args = append(args, "--interval", "1")
 	}
-	_, err := l.run(ctx, exec.Cmd{Args: append(args, l.VG+"/"+name), Mutates: true})
-	return err
+	if _, err := l.run(ctx, exec.Cmd{Args: append(args, l.VG+"/"+name), Mutates: true}); err != nil {
+		return err
+	}
+	// LVM defers a merge into an open origin, and says so only in passing:
+	// a snapshot still there was not merged.
+	if _, err := l.lv(ctx, name, true); err == nil {
+		return fault.New(ErrInUse, "lvconvert deferred the merge of %s/%s (the volume's LV is open): it completes when the LV is next activated; "+
+			"close what holds it ('lvs -o lv_name,lv_device_open %s'), then 'lvchange -an' and 'lvchange -ay' it", l.VG, name, l.VG)
+	} else if !errors.Is(err, ErrNotFound) && !errors.Is(err, errEmptyReport) {
+		return fmt.Errorf("read back: %w", err)
+	}
+	return nil
 }
 
 // Extend grows the LV to size bytes (whole sectors; LVM rounds up to whole

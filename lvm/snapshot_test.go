@@ -2,6 +2,8 @@ package lvm
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 
 	"github.com/blk-project/blk/internal/exec/exectest"
@@ -43,7 +45,9 @@ func TestThickSnapshotSizedToOriginAndForeignTagDropped(t *testing.T) {
 func TestMergeAndExtendArgv(t *testing.T) {
 	f := exectest.New(t, "stor1")
 	f.Expect("", "lvconvert", "--yes", "--merge", "blk/_snapshot-s1")
+	f.ExpectFail(5, "", `  Failed to find logical volume "blk/_snapshot-s1"`, append(lvsArgs, "blk/_snapshot-s1")...)
 	f.Expect("", "lvconvert", "--yes", "--merge", "--interval", "1", "blk/_snapshot-s2")
+	f.ExpectFail(5, "", `  Failed to find logical volume "blk/_snapshot-s2"`, append(lvsArgs, "blk/_snapshot-s2")...)
 	f.Expect("", "lvextend", "--yes", "--size", "2147483648b", "blk/volume-v1")
 	f.Expect(lvJSON("volume-v1", "2147483648", "blk"), append(lvsArgs, "blk/volume-v1")...)
 	l := LVM{Run: f, VG: "blk"}
@@ -56,5 +60,16 @@ func TestMergeAndExtendArgv(t *testing.T) {
 	}
 	if lv, err := l.Extend(ctx, "volume-v1", 2<<30); err != nil || lv.SizeBytes != 2<<30 {
 		t.Fatalf("lv = %+v, err = %v", lv, err)
+	}
+}
+
+// A merge LVM deferred leaves the snapshot: said, not taken for done.
+func TestDeferredMergeIsAnError(t *testing.T) {
+	f := exectest.New(t, "stor1")
+	f.Expect("  Delaying merge since origin is open.", "lvconvert", "--yes", "--merge", "blk/_snapshot-s1")
+	f.Expect(lvJSON("_snapshot-s1", "1073741824", "blk"), append(lvsArgs, "blk/_snapshot-s1")...)
+	err := LVM{Run: f, VG: "blk"}.Merge(context.Background(), "_snapshot-s1", true)
+	if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "deferred the merge") {
+		t.Fatalf("err = %v", err)
 	}
 }

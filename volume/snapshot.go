@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/blk-project/blk/hypervisor"
+	"github.com/blk-project/blk/lvm"
 	"github.com/blk-project/blk/state"
 )
 
@@ -498,7 +499,10 @@ func (s *Service) RevertSnapshot(ctx context.Context, ref string) (_ RevertResul
 	})
 	consumed, err := sp.revert(ctx, v, sn)
 	if err != nil {
-		partial = isCopyRevert(sp)
+		// A copy back may have rewritten part of the volume; a merge LVM
+		// deferred changes it at the next activation: either way it is
+		// not the volume it was.
+		partial = isCopyRevert(sp) || errors.Is(err, lvm.ErrInUse)
 		return RevertResult{}, fmt.Errorf("revert volume %q to snapshot %q: %w", v.Name, sn.Name, err)
 	}
 	res := RevertResult{Consumed: consumed, Snapshot: snapshotOf(sn)}

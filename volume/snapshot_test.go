@@ -250,6 +250,7 @@ func TestRevertMergesAndConsumesTheSnapshot(t *testing.T) {
 	takeSnapshot(t, s, stor)
 	stor.Expect(snapReport(snapLV, "1073741824", "blk"), lvsOfName(snapLV)...)
 	stor.Expect("", "lvconvert", "--yes", "--merge", "blk/"+snapLV)
+	stor.ExpectFail(5, "", notFound, lvsOfName(snapLV)...)
 	// The merged LV came back with the snapshot's tags: they are put right.
 	stor.Expect(snapReport("volume-"+volUUID, "1073741824", "blk,blk-snap-"+snapUUID+",blk-vol-"+volUUID), lvsOf(volUUID)...)
 	stor.Expect("", "lvchange", "--deltag", "blk-snap-"+snapUUID, "blk/volume-"+volUUID)
