@@ -190,8 +190,9 @@ copies the changed blocks back, and takes time in proportion to them.
 On an nfs backend the snapshot's file is copied back over the volume's
 (sparse), and the snapshot is kept.
 
-If an nfs revert fails part-way, the volume is left in error: rerun the
-revert. On a terminal blk asks first; without one, --yes is required.`,
+If an nfs revert fails part-way, or LVM defers the merge (something holds
+the volume's LV open: the error says how to finish it), the volume is left
+in error: rerun the revert. On a terminal blk asks first; without one, --yes is required.`,
 		Example: "  blk snapshot revert db1-before-upgrade --yes",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
