@@ -90,3 +90,22 @@ func (d *DryRun) Domains(ctx context.Context) ([]string, error) {
 	}
 	return l.Domains(ctx)
 }
+
+// FSFreeze freezes nothing in a dry run: it says it would, and whether the
+// domain is there to ask.
+func (d *DryRun) FSFreeze(ctx context.Context, domain string) (int, error) {
+	if _, err := d.Hypervisor.DomainXML(ctx, domain, false); err != nil {
+		return 0, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fmt.Fprintf(d.out, "%s: libvirt domfsfreeze %s\n", d.host, domain)
+	return 0, nil
+}
+
+func (d *DryRun) FSThaw(_ context.Context, domain string) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fmt.Fprintf(d.out, "%s: libvirt domfsthaw %s\n", d.host, domain)
+	return 0, nil
+}

@@ -30,8 +30,25 @@ type Hypervisor interface {
 	DomainXML(ctx context.Context, domain string, persistent bool) (string, error)
 	AttachDevice(ctx context.Context, domain, xml string, flags Flags) error
 	DetachDevice(ctx context.Context, domain, xml string, flags Flags) error
+	// FSFreeze freezes the guest's mounted filesystems through the QEMU
+	// guest agent, and says how many; ErrNoAgent when the domain has no
+	// agent that answers, ErrNotRunning when it is not running.
+	FSFreeze(ctx context.Context, domain string) (int, error)
+	// FSThaw thaws what FSFreeze froze (all of the guest's filesystems).
+	FSThaw(ctx context.Context, domain string) (int, error)
 	Close() error
 }
+
+// The guest-agent failures a caller acts on.
+var (
+	// ErrNoAgent: libvirt error 74 (VIR_ERR_ARGUMENT_UNSUPPORTED, "QEMU
+	// guest agent is not configured") or 86 (VIR_ERR_AGENT_UNRESPONSIVE,
+	// "QEMU guest agent is not connected").
+	ErrNoAgent = errors.New("no QEMU guest agent answers in the domain")
+	// ErrNotRunning: libvirt error 55 (VIR_ERR_OPERATION_INVALID), "domain
+	// is not running": nothing in it writes.
+	ErrNotRunning = errors.New("domain is not running")
+)
 
 // Flags choose which definitions a device change touches.
 type Flags struct{ Live, Persistent bool }
@@ -174,6 +191,40 @@ func (v *Libvirt) DetachDevice(ctx context.Context, domain, xml string, f Flags)
 	return v.onDomain(ctx, "detach-device", domain, func(d libvirt.Domain) error {
 		return v.l.DomainDetachDeviceFlags(d, xml, f.libvirt())
 	})
+}
+
+func (v *Libvirt) FSFreeze(ctx context.Context, domain string) (n int, err error) {
+	err = v.onDomain(ctx, "domfsfreeze", domain, func(d libvirt.Domain) error {
+		r, ferr := v.l.DomainFsfreeze(d, nil, 0)
+		n = int(r)
+		return agentError(ferr)
+	})
+	return n, err
+}
+
+func (v *Libvirt) FSThaw(ctx context.Context, domain string) (n int, err error) {
+	err = v.onDomain(ctx, "domfsthaw", domain, func(d libvirt.Domain) error {
+		r, terr := v.l.DomainFsthaw(d, nil, 0)
+		n = int(r)
+		return agentError(terr)
+	})
+	return n, err
+}
+
+// agentError types libvirt's answers for a domain whose agent cannot act,
+// keeping libvirt's own message.
+func agentError(err error) error {
+	var e libvirt.Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	switch libvirt.ErrorNumber(e.Code) {
+	case libvirt.ErrArgumentUnsupported, libvirt.ErrAgentUnresponsive:
+		return fmt.Errorf("%w: %w", ErrNoAgent, err)
+	case libvirt.ErrOperationInvalid:
+		return fmt.Errorf("%w: %w", ErrNotRunning, err)
+	}
+	return err
 }
 
 // onDomain looks the domain up and runs op on it, both bounded by ctx.

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	libvirt "github.com/digitalocean/go-libvirt"
 )
 
 // oneDomain is libvirt with a domain "web1" whose XML never changes.
@@ -19,6 +21,12 @@ func (oneDomain) AttachDevice(context.Context, string, string, Flags) error {
 }
 func (oneDomain) DetachDevice(context.Context, string, string, Flags) error {
 	return errors.New("real detach in a test")
+}
+func (oneDomain) FSFreeze(context.Context, string) (int, error) {
+	return 0, errors.New("real fsfreeze in a test")
+}
+func (oneDomain) FSThaw(context.Context, string) (int, error) {
+	return 0, errors.New("real fsthaw in a test")
 }
 func (oneDomain) Close() error { return nil }
 
@@ -119,5 +127,19 @@ func TestACallOutlivingItsContextKillsTheConnection(t *testing.T) {
 	}
 	if err := v.call(context.Background(), func() error { return nil }); !errors.Is(err, ErrConnClosed) {
 		t.Errorf("a call on the dead connection: %v, want ErrConnClosed", err)
+	}
+}
+
+// libvirt's codes for a domain whose agent cannot freeze, as go-libvirt
+// numbers them.
+func TestAgentErrorsAreTyped(t *testing.T) {
+	for code, want := range map[uint32]error{74: ErrNoAgent, 86: ErrNoAgent, 55: ErrNotRunning} {
+		err := agentError(libvirt.Error{Code: code, Message: "from libvirt"})
+		if !errors.Is(err, want) || !strings.Contains(err.Error(), "from libvirt") {
+			t.Errorf("code %d: %v", code, err)
+		}
+	}
+	if err := agentError(libvirt.Error{Code: 1, Message: "internal"}); errors.Is(err, ErrNoAgent) || errors.Is(err, ErrNotRunning) {
+		t.Errorf("code 1 typed: %v", err)
 	}
 }

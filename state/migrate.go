@@ -71,6 +71,10 @@ var migrations = []string{
 		state      TEXT NOT NULL
 	);
 	CREATE INDEX operations_object ON operations(object, state);`,
+	// Snapshots: how consistent each is (filesystem, crash, clean) and why
+	// the last step on it failed.
+	`ALTER TABLE snapshots ADD COLUMN consistency TEXT NOT NULL DEFAULT '';
+	ALTER TABLE snapshots ADD COLUMN last_error TEXT NOT NULL DEFAULT '';`,
 }
 
 func (s *Store) migrate(ctx context.Context, readOnly bool) error {

@@ -270,6 +270,13 @@ func rerunHint(op, name string) string {
 		return fmt.Sprintf("roll the killed attach back with 'blk volume detach --force %s'", name)
 	case "detach":
 		return fmt.Sprintf("rerun 'blk volume detach %s' to finish it (with --force if a step keeps failing)", name)
+	case "snapshot", "clone":
+		return fmt.Sprintf("run 'blk snapshot create %s' to take the volume back (it thaws a guest the killed run may have left frozen first), "+
+			"then delete the snapshot you do not want", name)
+	case "revert":
+		return fmt.Sprintf("rerun the 'blk snapshot revert' of %s to finish it", name)
+	case "snapshot create", "snapshot delete":
+		return fmt.Sprintf("'blk snapshot delete %s' removes what it left", name)
 	}
 	return "rerun the same command to finish or roll it back"
 }
@@ -327,18 +334,25 @@ func ownerGone(own string) bool {
 // meanwhile finished (and undo its work), or a volume moved but not yet
 // journaled could look abandoned.
 func (s *Store) Claim(ctx context.Context, op, uuid string, from []string, to string) (*Op, error) {
+	return s.claim(ctx, "volume", op, uuid, from, to)
+}
+
+// claim is Claim on a row of the volumes or the snapshots table (kind
+// "volume" or "snapshot", never input).
+func (s *Store) claim(ctx context.Context, kind, op, uuid string, from []string, to string) (*Op, error) {
 	var o *Op
 	var conflict *ConflictError
+	table := kind + "s"
 	txErr := s.tx(ctx, func(t *sql.Tx) error {
 		var name, st string
-		err := t.QueryRowContext(ctx, `SELECT name, status FROM volumes WHERE uuid = ?`, uuid).Scan(&name, &st)
+		err := t.QueryRowContext(ctx, `SELECT name, status FROM `+table+` WHERE uuid = ?`, uuid).Scan(&name, &st)
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("volume %s: %w", uuid, ErrNotFound)
+			return fmt.Errorf("%s %s: %w", kind, uuid, ErrNotFound)
 		}
 		if err != nil {
 			return err
 		}
-		conflict = &ConflictError{Volume: name, Status: st}
+		conflict = &ConflictError{Kind: kind, Volume: name, Status: st}
 		if !slices.Contains(from, st) {
 			return nil
 		}
@@ -370,8 +384,11 @@ func (s *Store) Claim(ctx context.Context, op, uuid string, from []string, to st
 			ts, uuid); err != nil {
 			return err
 		}
-		if _, err = t.ExecContext(ctx, `UPDATE volumes SET status = ?, updated_at = ?, previous_status = status WHERE uuid = ?`,
-			to, ts, uuid); err != nil {
+		set := `status = ?, updated_at = ?, previous_status = status`
+		if kind == "snapshot" {
+			set = `status = ?, updated_at = ?`
+		}
+		if _, err = t.ExecContext(ctx, `UPDATE `+table+` SET `+set+` WHERE uuid = ?`, to, ts, uuid); err != nil {
 			return err
 		}
 		o, err = s.beginOp(ctx, t, op, uuid)

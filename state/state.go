@@ -37,6 +37,14 @@ const (
 	Error     = "error"
 	// ErrorDeleting is a delete that failed part-way; delete may be rerun.
 	ErrorDeleting = "error_deleting"
+	// Snapshotting holds a volume while a snapshot (or a copy) of it is
+	// taken: available|in-use → snapshotting → (previous).
+	Snapshotting = "snapshotting"
+	// Reverting is a volume being rolled back to a snapshot: available →
+	// reverting → available, as Cinder's revert.
+	Reverting = "reverting"
+	// Restoring is a snapshot being merged or copied back into its volume.
+	Restoring = "restoring"
 )
 
 // Store is an open state file.

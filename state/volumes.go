@@ -39,6 +39,7 @@ type Attachment struct {
 
 // ConflictError says why a volume cannot move, and who holds it.
 type ConflictError struct {
+	Kind   string // what Volume names: "volume" when empty, or "snapshot"
 	Volume string
 	Status string
 	Holder string // owner of the running operation, if any
@@ -46,9 +47,13 @@ type ConflictError struct {
 }
 
 func (e *ConflictError) Error() string {
-	msg := fmt.Sprintf("volume %q is %s", e.Volume, e.Status)
+	kind := e.Kind
+	if kind == "" {
+		kind = "volume"
+	}
+	msg := fmt.Sprintf("%s %q is %s", kind, e.Volume, e.Status)
 	if e.Reason != "" {
-		msg = fmt.Sprintf("volume %q %s", e.Volume, e.Reason)
+		msg = fmt.Sprintf("%s %q %s", kind, e.Volume, e.Reason)
 	}
 	if e.Holder != "" {
 		msg += ": held by " + e.Holder

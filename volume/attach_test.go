@@ -23,7 +23,8 @@ type fakeHV struct {
 	domains   map[string]*libvirtxml.Domain
 	failOn    string // "attach" or "detach": that call fails; "attach-lost": it plugs the disk, then fails (the answer was lost)
 	calls     []string
-	stuckLive int // live detaches the guest ignores before releasing
+	stuckLive int   // live detaches the guest ignores before releasing
+	freezeErr error // what FSFreeze answers
 }
 
 func newFakeHV(domains ...string) *fakeHV {
@@ -79,6 +80,16 @@ func (h *fakeHV) DetachDevice(_ context.Context, name, xml string, f hypervisor.
 		d.Devices.Disks = slices.DeleteFunc(d.Devices.Disks, func(x libvirtxml.DomainDisk) bool { return x.Serial == disk.Serial })
 	}
 	return nil
+}
+
+func (h *fakeHV) FSFreeze(_ context.Context, name string) (int, error) {
+	h.calls = append(h.calls, "fsfreeze "+name)
+	return 2, h.freezeErr
+}
+
+func (h *fakeHV) FSThaw(_ context.Context, name string) (int, error) {
+	h.calls = append(h.calls, "fsthaw "+name)
+	return 2, nil
 }
 
 func (h *fakeHV) Close() error { return nil }

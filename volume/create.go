@@ -23,13 +23,29 @@ type CreateOptions struct {
 	Preallocate bool
 	// Placed, when set, is shown how the backend was chosen, when it was.
 	Placed func(Placement)
+	// FromSnapshot or FromVolume name what the volume starts as a copy of;
+	// Size may then be left out (the source's) or larger.
+	FromSnapshot, FromVolume string
 }
 
 // Validate checks the options alone, before anything is opened or run, and
-// returns the size in bytes.
+// returns the size in bytes (0: the source's).
 func (o CreateOptions) Validate() (int64, error) {
 	if err := CheckName("volume", o.Name); err != nil {
 		return 0, err
+	}
+	if o.FromSnapshot != "" && o.FromVolume != "" {
+		return 0, invalid("--from-snapshot and --from-volume: choose one")
+	}
+	for _, ref := range []string{o.FromSnapshot, o.FromVolume} {
+		if ref != "" {
+			if err := CheckRef(ref); err != nil {
+				return 0, err
+			}
+			if o.Size == "" {
+				return 0, nil
+			}
+		}
 	}
 	return ParseSize(o.Size)
 }
@@ -49,6 +65,15 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (_ Volume, err er
 // create is Create of size bytes (reconcile finishes a killed create with
 // the size its row holds).
 func (s *Service) create(ctx context.Context, o CreateOptions, size int64) (_ Volume, err error) {
+	var src *cloneSource
+	if o.FromSnapshot != "" || o.FromVolume != "" {
+		if src, err = s.resolveSource(ctx, o); err != nil {
+			return Volume{}, err
+		}
+		if size, err = src.fit(&o, size); err != nil {
+			return Volume{}, err
+		}
+	}
 	bname, b, err := s.createBackend(ctx, o)
 	if err != nil {
 		return Volume{}, err
@@ -62,6 +87,9 @@ func (s *Service) create(ctx context.Context, o CreateOptions, size int64) (_ Vo
 		return Volume{}, err
 	}
 	v := state.Volume{UUID: s.newUUID(), Name: o.Name, Backend: bname, SizeBytes: size, Thin: thin, Status: state.Creating}
+	if src != nil {
+		v.Source = src.ref()
+	}
 	op, err := s.State.InsertVolume(ctx, &v)
 	if err != nil {
 		var ce *state.ConflictError
@@ -72,7 +100,7 @@ func (s *Service) create(ctx context.Context, o CreateOptions, size int64) (_ Vo
 		// the same command, run again, finishes it.
 		old, gerr := s.State.Volume(ctx, o.Name)
 		if gerr != nil || old.Status != state.Creating ||
-			old.Backend != bname || old.Thin != thin || old.SizeBytes != size {
+			old.Backend != bname || old.Thin != thin || old.SizeBytes != size || old.Source != v.Source {
 			return Volume{}, err
 		}
 		v = old
@@ -100,7 +128,7 @@ func (s *Service) create(ctx context.Context, o CreateOptions, size int64) (_ Vo
 	})
 	r.journal(op)
 
-	made, path, err := p.make(ctx, r, v)
+	made, path, err := s.makeVolume(ctx, r, p, b, v, src)
 	if err != nil {
 		return volumeOf(v), fmt.Errorf("create volume %q: %w", o.Name, err)
 	}
@@ -109,7 +137,11 @@ func (s *Service) create(ctx context.Context, o CreateOptions, size int64) (_ Vo
 		return volumeOf(v), err
 	}
 	r.success()
-	return volumeOf(v), nil
+	out := volumeOf(v)
+	if src != nil {
+		out.Warning = src.warning
+	}
+	return out, nil
 }
 
 // createLV makes the volume's LV, unless a previous run already did, once

@@ -73,7 +73,7 @@ func (s *Service) deleteOne(ctx context.Context, ref string, wipe bool, res *Del
 	}
 	res.UUID = v.UUID
 	if v.SnapshotCount > 0 {
-		return conflict("volume %q has %d snapshot(s) in the state file: delete them first, with the blk version that made them (this one has no snapshot commands)", v.Name, v.SnapshotCount)
+		return conflict("volume %q has %s: delete them first ('blk snapshot delete NAME...')", v.Name, s.snapshotsOf(ctx, v))
 	}
 	from := deletable
 	if v.Status == state.Creating || v.Status == state.Deleting {

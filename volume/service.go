@@ -34,6 +34,9 @@ type Volume struct {
 	// AllocatedBytes is what a sparse file volume really takes on its
 	// export; show sets it, for NFS volumes only.
 	AllocatedBytes *int64 `json:"allocated_bytes,omitempty" yaml:"allocated_bytes,omitempty"`
+	// Warning is what a person should hear about how it was made (a copy of
+	// an in-use volume whose guest could not be frozen); not output.
+	Warning string `json:"-" yaml:"-"`
 }
 
 // Attachment is where a volume is plugged in.

@@ -46,6 +46,14 @@ type Store interface {
 	AdoptVolume(ctx context.Context, v *state.Volume) error
 	// ResetVolume sets a volume's status, whatever it was (reset-state).
 	ResetVolume(ctx context.Context, uuid string, r state.Reset) (state.Volume, error)
+
+	Snapshot(ctx context.Context, ref string) (state.Snapshot, error)
+	ListSnapshots(ctx context.Context, volume string) ([]state.Snapshot, error)
+	// InsertSnapshot records a new snapshot and its create operation at once.
+	InsertSnapshot(ctx context.Context, sn *state.Snapshot) (Op, error)
+	MoveSnapshot(ctx context.Context, uuid string, m state.SnapshotMove) (state.Snapshot, error)
+	DeleteSnapshot(ctx context.Context, uuid, from string) error
+	ClaimSnapshot(ctx context.Context, op, uuid string, from []string, to string) (Op, error)
 	Close() error
 }
 
@@ -83,14 +91,36 @@ func (s stateStore) Claim(ctx context.Context, op, uuid string, from []string, t
 	return o, nil
 }
 
+func (s stateStore) InsertSnapshot(ctx context.Context, sn *state.Snapshot) (Op, error) {
+	o, err := s.Store.InsertSnapshot(ctx, sn)
+	if err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+func (s stateStore) ClaimSnapshot(ctx context.Context, op, uuid string, from []string, to string) (Op, error) {
+	o, err := s.Store.ClaimSnapshot(ctx, op, uuid, from, to)
+	if err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
 // dryStore is the state file in a dry run: reads pass through, and each
 // change is checked as the real one would be (a compare-and-set on the
 // status) and then kept in memory only, so the later steps of the same
 // workflow see it and the file never does.
 type dryStore struct {
 	Store
-	mu   sync.Mutex
-	rows map[string]dryRow // by UUID
+	mu    sync.Mutex
+	rows  map[string]dryRow // by UUID
+	snaps map[string]drySnap
+}
+
+type drySnap struct {
+	sn   state.Snapshot
+	gone bool
 }
 
 type dryRow struct {
@@ -98,7 +128,9 @@ type dryRow struct {
 	gone bool
 }
 
-func newDryStore(s Store) *dryStore { return &dryStore{Store: s, rows: map[string]dryRow{}} }
+func newDryStore(s Store) *dryStore {
+	return &dryStore{Store: s, rows: map[string]dryRow{}, snaps: map[string]drySnap{}}
+}
 
 func (d *dryStore) Volume(ctx context.Context, ref string) (state.Volume, error) {
 	d.mu.Lock()
@@ -237,3 +269,85 @@ type dryOp struct{}
 
 func (dryOp) Step(context.Context, string) error { return nil }
 func (dryOp) End(context.Context, error) error   { return nil }
+
+func (d *dryStore) Snapshot(ctx context.Context, ref string) (state.Snapshot, error) {
+	d.mu.Lock()
+	for uuid, r := range d.snaps {
+		if uuid == ref || r.sn.Name == ref {
+			d.mu.Unlock()
+			if r.gone {
+				return state.Snapshot{}, fmt.Errorf("snapshot %q: %w", ref, ErrNotFound)
+			}
+			return r.sn, nil
+		}
+	}
+	d.mu.Unlock()
+	return d.Store.Snapshot(ctx, ref)
+}
+
+func (d *dryStore) setSnap(sn state.Snapshot, gone bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.snaps[sn.UUID] = drySnap{sn, gone}
+}
+
+func (d *dryStore) moveSnap(ctx context.Context, uuid string, from []string, to string) (state.Snapshot, error) {
+	sn, err := d.Snapshot(ctx, uuid)
+	if err != nil {
+		return sn, err
+	}
+	if !slices.Contains(from, sn.Status) {
+		return sn, &state.ConflictError{Kind: "snapshot", Volume: sn.Name, Status: sn.Status, Holder: d.Holder(ctx, uuid)}
+	}
+	sn.Status = to
+	d.setSnap(sn, false)
+	return sn, nil
+}
+
+func (d *dryStore) InsertSnapshot(ctx context.Context, sn *state.Snapshot) (Op, error) {
+	if old, err := d.Snapshot(ctx, sn.Name); err == nil {
+		return nil, &state.ConflictError{Kind: "snapshot", Volume: sn.Name, Status: old.Status, Reason: "already exists (" + old.Status + ")"}
+	}
+	d.setSnap(*sn, false)
+	return dryOp{}, nil
+}
+
+func (d *dryStore) MoveSnapshot(ctx context.Context, uuid string, m state.SnapshotMove) (state.Snapshot, error) {
+	sn, err := d.moveSnap(ctx, uuid, m.From, m.To)
+	if err != nil {
+		return sn, err
+	}
+	if m.SizeBytes != 0 {
+		sn.SizeBytes = m.SizeBytes
+	}
+	if m.Path != "" {
+		sn.Path = m.Path
+	}
+	if m.Consistency != "" {
+		sn.Consistency = m.Consistency
+	}
+	d.setSnap(sn, false)
+	return sn, nil
+}
+
+func (d *dryStore) DeleteSnapshot(ctx context.Context, uuid, from string) error {
+	sn, err := d.moveSnap(ctx, uuid, []string{from}, "")
+	if err == nil {
+		d.setSnap(sn, true)
+	}
+	return err
+}
+
+func (d *dryStore) ClaimSnapshot(ctx context.Context, _, uuid string, from []string, to string) (Op, error) {
+	sn, err := d.Snapshot(ctx, uuid)
+	if err != nil {
+		return nil, err
+	}
+	if slices.Contains(from, sn.Status) && !d.Stale(ctx, uuid) {
+		return nil, &state.ConflictError{Kind: "snapshot", Volume: sn.Name, Status: sn.Status, Holder: d.Holder(ctx, uuid)}
+	}
+	if _, err := d.moveSnap(ctx, uuid, from, to); err != nil {
+		return nil, err
+	}
+	return dryOp{}, nil
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -165,7 +166,14 @@ func fakeLVM() func(args []string) (string, string, int, bool) {
 					size = strings.TrimSuffix(args[i+1], "b")
 				}
 			}
+			if slices.Contains(args, "--snapshot") { // of the LV last, as big
+				vg, _, _ := strings.Cut(last, "/")
+				lvs[vg+"/"+name] = lvs[last]
+				return "", "", 0, true
+			}
 			lvs[last+"/"+name] = size
+			return "", "", 0, true
+		case "lvchange":
 			return "", "", 0, true
 		case "lvs":
 			size, ok := lvs[last]

@@ -48,11 +48,19 @@ func registerCompletions(a *App, root *cobra.Command) {
 	args("volume reset-state", a.volumeNames, false)
 	flag("volume reset-state", "to", fixed(volume.ResetStates...))
 	flag("reconcile", "host", a.hostNames)
+	args("snapshot create", a.volumeNames, false)
+	args("snapshot list", a.volumeNames, false)
+	args("snapshot show", a.snapshotNames, false)
+	args("snapshot delete", a.snapshotNames, true)
+	args("snapshot revert", a.snapshotNames, false)
+	flag("snapshot create", "quiesce", fixed("auto", "require", "off"))
+	flag("volume create", "from-snapshot", a.snapshotNames)
+	flag("volume create", "from-volume", a.volumeNames)
 	flag("volume create", "backend", a.backendNames)
 	flag("volume create", "backend-type", fixed("lvm", "nfs"))
 	flag("volume list", "backend", a.backendNames)
 	flag("volume list", "status", fixed(state.Creating, state.Available, state.Attaching, state.InUse,
-		state.Detaching, state.Deleting, state.Extending, state.Error, state.ErrorDeleting))
+		state.Detaching, state.Deleting, state.Extending, state.Error, state.ErrorDeleting, state.Snapshotting, state.Reverting))
 	flag("volume list", "instance", a.instances)
 	flag("volume attach", "instance", a.instances)
 	flag("volume detach", "instance", a.instances)
@@ -84,29 +92,50 @@ func yamlFiles(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirec
 
 // volumeNames reads the state file, if there is one, read-only.
 func (a *App) volumeNames(string) []string {
+	var names []string
+	a.readState(func(ctx context.Context, st *state.Store) {
+		vols, err := st.ListVolumes(ctx, state.VolumeFilter{})
+		if err == nil {
+			for _, v := range vols {
+				names = append(names, v.Name)
+			}
+		}
+	})
+	return names
+}
+
+// snapshotNames reads the state file, if there is one, read-only.
+func (a *App) snapshotNames(string) []string {
+	var names []string
+	a.readState(func(ctx context.Context, st *state.Store) {
+		sns, err := st.ListSnapshots(ctx, "")
+		if err == nil {
+			for _, sn := range sns {
+				names = append(names, sn.Name)
+			}
+		}
+	})
+	return names
+}
+
+// readState runs fn on the state file opened for a look that leaves no
+// trace, if there is one, within completeTimeout.
+func (a *App) readState(fn func(ctx context.Context, st *state.Store)) {
 	cfg, err := a.loadConfig()
 	if err != nil {
-		return nil
+		return
 	}
 	if _, serr := os.Stat(cfg.State); serr != nil {
-		return nil
+		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), completeTimeout)
 	defer cancel()
 	st, err := state.OpenSnapshot(ctx, cfg.State)
 	if err != nil {
-		return nil
+		return
 	}
 	defer st.Close()
-	vols, err := st.ListVolumes(ctx, state.VolumeFilter{})
-	if err != nil {
-		return nil
-	}
-	names := make([]string, len(vols))
-	for i, v := range vols {
-		names[i] = v.Name
-	}
-	return names
+	fn(ctx, st)
 }
 
 func (a *App) hostNames(string) []string {

@@ -71,6 +71,7 @@ KbdInteractiveAuthentication no
 UsePAM no
 StrictModes no
 LogLevel ERROR
+Subsystem sftp internal-sftp
 `, hostKeyFile, authKeys)))
 	cmd := osexec.Command(sshd, "-D", "-e", "-f", conf, "-p", port)
 	var log strings.Builder
