@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-
 )
 
 type snapshot struct {
@@ -218,4 +217,3 @@ func TestInUseSnapshotWithAgentIsFilesystemConsistent(t *testing.T) {
 		t.Errorf("after the snapshot the guest is %s", status)
 	}
 }
-
