@@ -20,6 +20,13 @@ func (oneDomain) AttachDevice(context.Context, string, string, Flags) error {
 func (oneDomain) DetachDevice(context.Context, string, string, Flags) error {
 	return errors.New("real detach in a test")
 }
+func (oneDomain) Active(context.Context, string) (bool, error) { return true, nil }
+func (oneDomain) DefineXML(context.Context, string) error {
+	return errors.New("real define in a test")
+}
+func (oneDomain) BlockResize(context.Context, string, string, int64) error {
+	return errors.New("real blockresize in a test")
+}
 func (oneDomain) Close() error { return nil }
 
 func domainWith(t *testing.T, d Disk) string {

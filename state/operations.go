@@ -270,6 +270,8 @@ func rerunHint(op, name string) string {
 		return fmt.Sprintf("roll the killed attach back with 'blk volume detach --force %s'", name)
 	case "detach":
 		return fmt.Sprintf("rerun 'blk volume detach %s' to finish it (with --force if a step keeps failing)", name)
+	case "extend":
+		return fmt.Sprintf("rerun the same 'blk volume extend %s --size ...' to finish it", name)
 	}
 	return "rerun the same command to finish or roll it back"
 }

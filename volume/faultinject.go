@@ -10,7 +10,8 @@
 //	                        second line the last one (host: argv, masked)
 //
 // A step is one Runner.Run on any host or one libvirt call (DomainXML,
-// AttachDevice, DetachDevice, Domains), counted in the order they complete. The
+// AttachDevice, DetachDevice, Domains, Active, DefineXML, BlockResize),
+// counted in the order they complete. The
 // count is kept up to date after each step rather than written at exit, so
 // it is there after a kill too, and after an exit blk did not plan.
 
@@ -142,4 +143,19 @@ func (c countedHypervisor) AttachDevice(ctx context.Context, domain, xml string,
 func (c countedHypervisor) DetachDevice(ctx context.Context, domain, xml string, f hypervisor.Flags) error {
 	defer c.step("detach-device "+f.String(), domain)
 	return c.Hypervisor.DetachDevice(ctx, domain, xml, f)
+}
+
+func (c countedHypervisor) Active(ctx context.Context, domain string) (bool, error) {
+	defer c.step("domstate", domain)
+	return c.Hypervisor.Active(ctx, domain)
+}
+
+func (c countedHypervisor) DefineXML(ctx context.Context, xml string) error {
+	defer c.step("define", "")
+	return c.Hypervisor.DefineXML(ctx, xml)
+}
+
+func (c countedHypervisor) BlockResize(ctx context.Context, domain, disk string, size int64) error {
+	defer c.step("blockresize "+disk, domain)
+	return c.Hypervisor.BlockResize(ctx, domain, disk, size)
 }

@@ -44,6 +44,7 @@ func registerCompletions(a *App, root *cobra.Command) {
 	args("volume delete", a.volumeNames, true)
 	args("volume attach", a.volumeNames, false)
 	args("volume detach", a.volumeNames, false)
+	args("volume extend", a.volumeNames, false)
 	args("host check", a.hostNames, true)
 	flag("volume create", "backend", a.backendNames)
 	flag("volume list", "backend", a.backendNames)

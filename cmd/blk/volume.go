@@ -17,10 +17,10 @@ func newVolumeCmd(a *App) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "volume",
 		Aliases: []string{"vol"},
-		Short:   "Create, list, show, attach, detach and delete volumes",
+		Short:   "Create, list, show, attach, detach, extend and delete volumes",
 	}
 	cmd.AddCommand(newVolumeCreateCmd(a), newVolumeListCmd(a), newVolumeShowCmd(a), newVolumeDeleteCmd(a),
-		newVolumeAttachCmd(a), newVolumeDetachCmd(a))
+		newVolumeAttachCmd(a), newVolumeDetachCmd(a), newVolumeExtendCmd(a))
 	return cmd
 }
 
