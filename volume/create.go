@@ -18,13 +18,22 @@ type CreateOptions struct {
 	Thin    bool
 	// Preallocate writes an NFS volume's file in full instead of sparse.
 	Preallocate bool
+	// FromImage is a raw or qcow2 image on the storage host to fill the
+	// volume with; ImageFormat, when given, is its format (never probed).
+	FromImage, ImageFormat string
 }
 
 // Validate checks the options alone, before anything is opened or run, and
-// returns the size in bytes.
+// returns the size in bytes (0: the image's).
 func (o CreateOptions) Validate() (int64, error) {
 	if err := CheckName("volume", o.Name); err != nil {
 		return 0, err
+	}
+	if err := o.checkImage(); err != nil {
+		return 0, err
+	}
+	if o.FromImage != "" && o.Size == "" {
+		return 0, nil
 	}
 	return ParseSize(o.Size)
 }
@@ -50,7 +59,15 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (_ Volume, err er
 	if err != nil {
 		return Volume{}, err
 	}
-	v := state.Volume{UUID: s.newUUID(), Name: o.Name, Backend: bname, SizeBytes: size, Thin: thin, Status: state.Creating}
+	var img *image
+	var source string
+	if o.FromImage != "" {
+		if img, size, err = s.inspectImage(ctx, b.Host, o, size); err != nil {
+			return Volume{}, err
+		}
+		source = "image:" + img.Path
+	}
+	v := state.Volume{UUID: s.newUUID(), Name: o.Name, Backend: bname, SizeBytes: size, Thin: thin, Status: state.Creating, Source: source}
 	op, err := s.State.InsertVolume(ctx, &v)
 	if err != nil {
 		var ce *state.ConflictError
@@ -61,7 +78,7 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (_ Volume, err er
 		// the same command, run again, finishes it.
 		old, gerr := s.State.Volume(ctx, o.Name)
 		if gerr != nil || old.Status != state.Creating ||
-			old.Backend != bname || old.Thin != thin || old.SizeBytes != size {
+			old.Backend != bname || old.Thin != thin || old.SizeBytes != size || old.Source != source {
 			return Volume{}, err
 		}
 		v = old
@@ -89,7 +106,16 @@ func (s *Service) Create(ctx context.Context, o CreateOptions) (_ Volume, err er
 	})
 	r.journal(op)
 
+	var zero bool
+	if img != nil {
+		if zero, err = s.imageTarget(ctx, p, v); err != nil {
+			return volumeOf(v), fmt.Errorf("create volume %q: %w", o.Name, err)
+		}
+	}
 	made, path, err := p.make(ctx, r, v)
+	if err == nil && img != nil {
+		err = s.fillFromImage(ctx, b.Host, v.Name, img, path, zero)
+	}
 	if err != nil {
 		return volumeOf(v), fmt.Errorf("create volume %q: %w", o.Name, err)
 	}

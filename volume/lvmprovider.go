@@ -111,3 +111,15 @@ func (p lvmProvider) grow(ctx context.Context, v state.Volume, size int64) (int6
 func (p lvmProvider) reveal(ctx context.Context, v state.Volume, rec state.AttachmentRecord, size int64) error {
 	return p.s.revealISCSI(ctx, p.b.Host, v, rec, size)
 }
+
+func (p lvmProvider) exists(ctx context.Context, v state.Volume) (bool, error) {
+	l, err := p.s.lvm(ctx, p.b)
+	if err != nil {
+		return false, err
+	}
+	_, err = l.LV(ctx, lvName(v.UUID))
+	if errors.Is(err, lvm.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}

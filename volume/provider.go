@@ -16,6 +16,8 @@ type provider interface {
 	// it made, registering its undo on r; it returns the size really made
 	// and the path on the storage host.
 	make(ctx context.Context, r *reverter, v state.Volume) (size int64, path string, err error)
+	// exists says whether the storage of v is there.
+	exists(ctx context.Context, v state.Volume) (bool, error)
 	// remove wipes (when asked) and removes the storage; already gone is
 	// done.
 	remove(ctx context.Context, v state.Volume, wipe bool) error

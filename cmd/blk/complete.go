@@ -47,6 +47,7 @@ func registerCompletions(a *App, root *cobra.Command) {
 	args("volume extend", a.volumeNames, false)
 	args("host check", a.hostNames, true)
 	flag("volume create", "backend", a.backendNames)
+	flag("volume create", "image-format", fixed("raw", "qcow2"))
 	flag("volume list", "backend", a.backendNames)
 	flag("volume list", "status", fixed(state.Creating, state.Available, state.Attaching, state.InUse,
 		state.Detaching, state.Deleting, state.Extending, state.Error, state.ErrorDeleting))

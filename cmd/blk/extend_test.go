@@ -33,3 +33,22 @@ func TestExtendGrowsAndRefusesWhatDoesNotGrow(t *testing.T) {
 		t.Errorf("help: %q", r.out)
 	}
 }
+
+// --from-image makes --size optional; a relative path is bad input that
+// touches nothing.
+func TestCreateFromImageFlags(t *testing.T) {
+	dir := writeConfig(t, goodConfig)
+	f := exectest.New(t, "stor1")
+	if r := blk(t, dir, f, "volume", "create", "root1", "--from-image", "deb.qcow2"); r.code != ExitUsage || !strings.Contains(r.errOut, "absolute, clean path") {
+		t.Errorf("relative: %d %q", r.code, r.errOut)
+	}
+	if r := blk(t, dir, f, "volume", "create", "root1", "--image-format", "raw"); r.code != ExitUsage || !strings.Contains(r.errOut, "--size is required") {
+		t.Errorf("no image, no size: %d %q", r.code, r.errOut)
+	}
+	f.Expect("regular file\n", "stat", "--dereference", "--format", "%F", "--", "/srv/i/deb.qcow2").
+		Expect(`{"virtual-size": 1073741824, "format": "qcow2"}`, "qemu-img", "info", "--output=json", "/srv/i/deb.qcow2")
+	r := blk(t, dir, f, "volume", "create", "root1", "--from-image", "/srv/i/deb.qcow2", "--size", "512MiB")
+	if r.code != ExitUsage || !strings.Contains(r.errOut, "is smaller than image") {
+		t.Errorf("smaller size: %d %q", r.code, r.errOut)
+	}
+}

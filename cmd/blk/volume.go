@@ -27,7 +27,7 @@ func newVolumeCmd(a *App) *cobra.Command {
 func newVolumeCreateCmd(a *App) *cobra.Command {
 	var o volume.CreateOptions
 	cmd := &cobra.Command{
-		Use:   "create NAME --size SIZE [--backend B] [--thin | --preallocate]",
+		Use:   "create NAME --size SIZE [--backend B] [--thin | --preallocate] [--from-image PATH [--image-format raw|qcow2]]",
 		Short: "Create a volume (an LVM logical volume, or a file on an NFS export)",
 		Long: `Create a volume: on an lvm backend, an LV named volume-<uuid> in the
 backend's volume group, tagged blk and blk-vol-<uuid>; the size recorded is
@@ -39,15 +39,26 @@ its host; --preallocate allocates it in full instead.
 
 Sizes take a unit: 512MiB, 20GiB, 1TiB, or LVM's 20G (GiB).
 
+--from-image PATH fills the new volume with a disk image that is on the
+backend's storage host (an absolute path to a regular file there): blk reads
+it with qemu-img info --output=json (the format is probed unless
+--image-format says it), takes only raw and qcow2 images that name no backing
+file and no external data file, makes the volume (--size defaults to the
+image's virtual size, and may not be smaller), then writes it with qemu-img
+convert -n -O raw (on a thin volume it just made, with --target-is-zero, so the
+image's zeros are not written), with a progress bar. If the copy fails the
+volume is removed. The volume's source is recorded as image:PATH.
+
 If a create is killed part-way, running the same command again finishes it.`,
 		Example: `  blk volume create db1 --size 20GiB
   blk volume create scratch --size 100G --thin --backend lvm-1
   blk volume create files1 --size 20GiB --backend nfs-1
-  blk volume create db2 --size 1TiB --dry-run`,
+  blk volume create db2 --size 1TiB --dry-run
+  blk volume create root1 --from-image /srv/images/debian-12.qcow2 --thin`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Name = args[0]
-			if o.Size == "" {
+			if o.Size == "" && o.FromImage == "" {
 				return flagError(cmd, fmt.Errorf("--size is required"))
 			}
 			if _, err := o.Validate(); err != nil {
@@ -77,6 +88,8 @@ If a create is killed part-way, running the same command again finishes it.`,
 	cmd.Flags().StringVar(&o.Backend, "backend", "", "backend to create it on (default: defaults.backend)")
 	cmd.Flags().BoolVar(&o.Thin, "thin", false, "thin-provision it in the backend's thin pool")
 	cmd.Flags().BoolVar(&o.Preallocate, "preallocate", false, "nfs backends: allocate the file in full (default: sparse)")
+	cmd.Flags().StringVar(&o.FromImage, "from-image", "", "absolute path, on the storage host, of a raw or qcow2 image to fill it with")
+	cmd.Flags().StringVar(&o.ImageFormat, "image-format", "", "format of --from-image: raw or qcow2 (default: read by qemu-img info)")
 	return cmd
 }
 
@@ -247,6 +260,9 @@ func volumeView(vol volume.Volume) view {
 	}
 	if vol.Attachment != nil {
 		v.rows = append(v.rows, []string{"device path", vol.Attachment.DevicePath})
+	}
+	if vol.Source != "" {
+		v.rows = append(v.rows, []string{"source", vol.Source})
 	}
 	if vol.LastError != "" {
 		v.rows = append(v.rows, []string{"last error", vol.LastError})
