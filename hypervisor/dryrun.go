@@ -85,6 +85,20 @@ func (d *DryRun) DefineXML(_ context.Context, xml string) error {
 	return nil
 }
 
+func (d *DryRun) Suspend(_ context.Context, domain string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fmt.Fprintf(d.out, "%s: libvirt suspend %s\n", d.host, domain)
+	return nil
+}
+
+func (d *DryRun) Resume(_ context.Context, domain string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fmt.Fprintf(d.out, "%s: libvirt resume %s\n", d.host, domain)
+	return nil
+}
+
 func (d *DryRun) BlockResize(_ context.Context, domain, disk string, size int64) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -35,6 +35,12 @@ type Hypervisor interface {
 	Active(ctx context.Context, domain string) (bool, error)
 	// DefineXML replaces the domain's persistent definition.
 	DefineXML(ctx context.Context, xml string) error
+	// Paused reports whether the domain is paused.
+	Paused(ctx context.Context, domain string) (bool, error)
+	// Suspend pauses a running domain; QEMU completes the I/O in flight
+	// before it returns. Resume lets it run again.
+	Suspend(ctx context.Context, domain string) error
+	Resume(ctx context.Context, domain string) error
 	// BlockResize tells the running domain that its disk (by target, vdb)
 	// now has size bytes, so the guest sees it.
 	BlockResize(ctx context.Context, domain, disk string, size int64) error
@@ -191,6 +197,23 @@ func (v *Libvirt) Active(ctx context.Context, domain string) (active bool, err e
 		return err
 	})
 	return active, err
+}
+
+func (v *Libvirt) Paused(ctx context.Context, domain string) (paused bool, err error) {
+	err = v.onDomain(ctx, "domstate", domain, func(d libvirt.Domain) error {
+		st, _, err := v.l.DomainGetState(d, 0)
+		paused = libvirt.DomainState(st) == libvirt.DomainPaused
+		return err
+	})
+	return paused, err
+}
+
+func (v *Libvirt) Suspend(ctx context.Context, domain string) error {
+	return v.onDomain(ctx, "suspend", domain, v.l.DomainSuspend)
+}
+
+func (v *Libvirt) Resume(ctx context.Context, domain string) error {
+	return v.onDomain(ctx, "resume", domain, v.l.DomainResume)
 }
 
 func (v *Libvirt) DefineXML(ctx context.Context, xml string) error {

@@ -28,6 +28,13 @@ func (oneDomain) DefineXML(context.Context, string) error {
 func (oneDomain) BlockResize(context.Context, string, string, int64) error {
 	return errors.New("real blockresize in a test")
 }
+func (oneDomain) Paused(context.Context, string) (bool, error) { return false, nil }
+func (oneDomain) Suspend(context.Context, string) error {
+	return errors.New("real suspend in a test")
+}
+func (oneDomain) Resume(context.Context, string) error {
+	return errors.New("real resume in a test")
+}
 func (oneDomain) Close() error { return nil }
 
 func domainWith(t *testing.T, d Disk) string {

@@ -23,13 +23,14 @@ import (
 type fakeHV struct {
 	domains   map[string]*libvirtxml.Domain
 	shutOff   map[string]bool
+	paused    map[string]bool
 	failOn    string // "attach" or "detach": that call fails; "attach-lost": it plugs the disk, then fails (the answer was lost)
 	calls     []string
 	stuckLive int // live detaches the guest ignores before releasing
 }
 
 func newFakeHV(domains ...string) *fakeHV {
-	h := &fakeHV{domains: map[string]*libvirtxml.Domain{}, shutOff: map[string]bool{}}
+	h := &fakeHV{domains: map[string]*libvirtxml.Domain{}, shutOff: map[string]bool{}, paused: map[string]bool{}}
 	for _, d := range domains {
 		h.domains[d] = &libvirtxml.Domain{Type: "qemu", Name: d, Devices: &libvirtxml.DomainDeviceList{
 			Disks: []libvirtxml.DomainDisk{{Device: "disk", Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"}}}}}
@@ -106,6 +107,23 @@ func (h *fakeHV) DefineXML(_ context.Context, xml string) error {
 		return errors.New("fake: define refused")
 	}
 	h.domains[d.Name] = &d
+	return nil
+}
+
+func (h *fakeHV) Paused(_ context.Context, name string) (bool, error) { return h.paused[name], nil }
+
+func (h *fakeHV) Suspend(_ context.Context, name string) error {
+	h.calls = append(h.calls, "suspend "+name)
+	h.paused[name] = true
+	return nil
+}
+
+func (h *fakeHV) Resume(_ context.Context, name string) error {
+	h.calls = append(h.calls, "resume "+name)
+	if h.failOn == "resume" {
+		return errors.New("fake: resume refused")
+	}
+	h.paused[name] = false
 	return nil
 }
 

@@ -94,6 +94,12 @@ func (s *Service) Extend(ctx context.Context, o ExtendOptions) (_ Volume, err er
 		rec = &a
 	}
 	grown := int64(0)
+	if rec != nil && rec.Step == extendPaused && err == nil {
+		// The extend that was killed had paused the guest: first of all,
+		// let it run.
+		err = s.resumePaused(ctx, *rec)
+		rec.Step = attachedStep
+	}
 	defer func() {
 		if err == nil {
 			return
@@ -202,7 +208,20 @@ func (s *Service) revealISCSI(ctx context.Context, storageHost string, v state.V
 		return fmt.Errorf("%s: target %s of volume %q is gone from tgtd (storage host rebooted?): 'blk reconcile --fix' exports it again",
 			storage.Host(), conn.TargetIQN, v.Name)
 	}
-	if err = target.Reopen(ctx, tid, lunID, v.Path); err != nil {
+	// tgtd closes and reopens the store in its main loop while its I/O
+	// threads may still be running a command on the old descriptor, which
+	// then fails (EBADF: a medium error in the guest; seen with tgt
+	// 1.0.85). The guest is paused around the reopen: QEMU completes the
+	// I/O in flight before the pause returns, and the guest only waits.
+	resume, err := s.quiesce(ctx, rec)
+	if err != nil {
+		return err
+	}
+	err = target.Reopen(ctx, tid, lunID, v.Path)
+	if rerr := resume(); rerr != nil {
+		err = errors.Join(err, rerr)
+	}
+	if err != nil {
 		return fmt.Errorf("tgtadm reopen the backing store: %w", err)
 	}
 	if err = initiator.Rescan(ctx, conn.TargetPortal, conn.TargetIQN); err != nil {
@@ -224,4 +243,64 @@ func (s *Service) revealISCSI(ctx context.Context, storageHost string, v state.V
 		return fmt.Errorf("%s: %s is still %d bytes %v after the rescan, want %d", compute.Host(), link, seen, sizeWait, size)
 	}
 	return err
+}
+
+// attachedStep is the step a finished attach records.
+const attachedStep = "libvirt-attached"
+
+// extendPaused is the attachment's step while an extend has its guest
+// paused: recorded before the pause, so a rerun of an extend killed
+// meanwhile knows to resume it.
+const extendPaused = "extend-paused"
+
+// quiesce pauses the running domain of rec, unless it is paused already
+// (then it stays so), and returns what lets it run again.
+func (s *Service) quiesce(ctx context.Context, rec state.AttachmentRecord) (resume func() error, err error) {
+	none := func() error { return nil }
+	hv, err := s.Hosts.Hypervisor(ctx, rec.Host)
+	if err != nil {
+		return nil, err
+	}
+	active, err := hv.Active(ctx, rec.Instance)
+	if errors.Is(err, hypervisor.ErrNoDomain) || err == nil && !active {
+		return none, nil // nothing runs on the device
+	}
+	if err != nil {
+		return nil, err
+	}
+	if paused, err := hv.Paused(ctx, rec.Instance); err != nil || paused {
+		return none, err
+	}
+	rec.Step = extendPaused
+	if err := s.State.UpdateAttachment(ctx, rec); err != nil {
+		return nil, err
+	}
+	resume = func() error {
+		// Also after Ctrl-C: a guest left paused is an outage.
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+		defer cancel()
+		return s.resumePaused(uctx, rec)
+	}
+	if err := hv.Suspend(ctx, rec.Instance); err != nil {
+		// A lost answer may still have paused it.
+		return nil, errors.Join(fmt.Errorf("pause %s for the reopen: %w", rec.Instance, err), resume())
+	}
+	return resume, nil
+}
+
+// resumePaused lets the domain an extend paused run again, and records it.
+func (s *Service) resumePaused(ctx context.Context, rec state.AttachmentRecord) error {
+	hv, err := s.Hosts.Hypervisor(ctx, rec.Host)
+	if err != nil {
+		return err
+	}
+	paused, err := hv.Paused(ctx, rec.Instance)
+	if err == nil && paused {
+		err = hv.Resume(ctx, rec.Instance)
+	}
+	if err != nil && !errors.Is(err, hypervisor.ErrNoDomain) {
+		return fmt.Errorf("resume %s, paused by blk for the reopen: %w (virsh resume %s on %s)", rec.Instance, err, rec.Instance, rec.Host)
+	}
+	rec.Step = attachedStep
+	return s.State.UpdateAttachment(ctx, rec)
 }

@@ -57,6 +57,7 @@ type extendWorld struct {
 	*world
 	lvSize, tgtSize, devSize int64
 	calls                    []string
+	hv                       *fakeHV // to see whether the guest is paused
 }
 
 func (e *extendWorld) handle(args []string) (string, string, int, bool) {
@@ -70,7 +71,11 @@ func (e *extendWorld) handle(args []string) (string, string, int, bool) {
 	case args[0] == "blockdev" && args[1] == "--getsize64":
 		return strconv.FormatInt(e.devSize, 10) + "\n", "", 0, true
 	case args[0] == "tgtadm" && arg(args, "--op") == "update":
-		e.calls = append(e.calls, "reopen "+arg(args, "--tid")+" "+arg(args, "--params"))
+		reopen := "reopen " + arg(args, "--tid") + " " + arg(args, "--params")
+		if e.hv != nil && !e.hv.paused["web1"] && !e.hv.shutOff["web1"] {
+			reopen += " WHILE THE GUEST RUNS"
+		}
+		e.calls = append(e.calls, reopen)
 		e.tgtSize = e.lvSize
 		return "", "", 0, true
 	case args[0] == "iscsiadm" && slices.Contains(args, "-R"):
@@ -83,7 +88,7 @@ func (e *extendWorld) handle(args []string) (string, string, int, bool) {
 
 func inUseExtendService(t *testing.T, hv *fakeHV) (*Service, *extendWorld) {
 	t.Helper()
-	w := &extendWorld{world: newWorld(), lvSize: 1 << 30, tgtSize: 1 << 30, devSize: 1 << 30}
+	w := &extendWorld{world: newWorld(), lvSize: 1 << 30, tgtSize: 1 << 30, devSize: 1 << 30, hv: hv}
 	s, stor, comp := attachService(t, nil, hv)
 	stor.Handle(w.handle)
 	comp.Handle(w.handle)
@@ -102,14 +107,18 @@ func TestExtendInUseISCSIRevealsTheSizeToTheGuest(t *testing.T) {
 	if err != nil || v.Status != state.InUse || v.SizeBytes != 2<<30 || v.Attachment == nil {
 		t.Fatalf("extend = %+v, %v", v, err)
 	}
-	// The LV grows, tgtd reopens it (offline, same path: online again),
-	// the initiator rescans, then the guest is told.
+	// The LV grows, tgtd reopens it (offline, same path: online again)
+	// while the guest is paused, the initiator rescans, then the guest is
+	// told.
 	want := []string{"lvextend", "reopen 1 online=0,path=/dev/blk/volume-" + volUUID, "rescan"}
 	if !slices.Equal(w.calls, want) {
 		t.Errorf("storage steps = %q, want %q", w.calls, want)
 	}
-	if !slices.Equal(hv.calls, []string{"blockresize web1 vdb 2147483648"}) {
+	if !slices.Equal(hv.calls, []string{"suspend web1", "resume web1", "blockresize web1 vdb 2147483648"}) {
 		t.Errorf("libvirt calls = %q", hv.calls)
+	}
+	if rec, _ := s.State.Attachment(ctx, volUUID); rec.Step != attachedStep || hv.paused["web1"] {
+		t.Errorf("step %q, paused %v after the extend", rec.Step, hv.paused["web1"])
 	}
 }
 
@@ -165,6 +174,9 @@ func TestExtendFailureKeepsTheLargerSizeAndARerunFinishes(t *testing.T) {
 	if len(w.calls) != 0 || !slices.Equal(hv.calls, []string{"blockresize web1 vdb 2147483648"}) {
 		t.Errorf("rerun ran %q and %q: only the guest was left to tell", w.calls, hv.calls)
 	}
+	if hv.paused["web1"] {
+		t.Error("the guest was left paused")
+	}
 	// Finished: the same size again is refused.
 	if _, err := s.Extend(ctx, ExtendOptions{Volume: "db1", Size: "2GiB"}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("extend to the size it has: %v", err)
@@ -188,8 +200,53 @@ func TestKilledExtendIsFinishedByARerun(t *testing.T) {
 	if err != nil || v.Status != state.InUse || v.SizeBytes != 2<<30 {
 		t.Fatalf("rerun = %+v, %v", v, err)
 	}
-	if slices.Contains(w.calls, "lvextend") || !slices.Contains(w.calls, "rescan") || len(hv.calls) != 1 {
+	if slices.Contains(w.calls, "lvextend") || !slices.Contains(w.calls, "rescan") || len(hv.calls) != 3 {
 		t.Errorf("rerun ran %q, libvirt %q", w.calls, hv.calls)
+	}
+}
+
+// Killed while the guest was paused for the reopen: the rerun resumes it
+// before anything else.
+func TestKilledExtendWithThePausedGuestResumesItFirst(t *testing.T) {
+	ctx := context.Background()
+	hv := newFakeHV("web1")
+	s, w := inUseExtendService(t, hv)
+	op, err := s.State.Claim(ctx, "extend", volUUID, []string{state.InUse}, state.Extending)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := s.State.Attachment(ctx, volUUID)
+	rec.Step = extendPaused
+	if err := s.State.UpdateAttachment(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	hv.paused["web1"], w.lvSize = true, 2<<30
+	op.End(ctx, errors.New("killed"))
+	hv.calls = nil
+	if _, err := s.Extend(ctx, ExtendOptions{Volume: "db1", Size: "2GiB"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(hv.calls) < 1 || hv.calls[0] != "resume web1" || hv.paused["web1"] {
+		t.Errorf("libvirt calls = %q, paused %v: the guest must be resumed first", hv.calls, hv.paused["web1"])
+	}
+	for _, c := range w.calls {
+		if strings.Contains(c, "WHILE THE GUEST RUNS") {
+			t.Errorf("%s", c)
+		}
+	}
+}
+
+// A guest the operator paused stays paused.
+func TestExtendLeavesAGuestPausedByTheOperatorPaused(t *testing.T) {
+	ctx := context.Background()
+	hv := newFakeHV("web1")
+	s, _ := inUseExtendService(t, hv)
+	hv.paused["web1"], hv.calls = true, nil
+	if _, err := s.Extend(ctx, ExtendOptions{Volume: "db1", Size: "2GiB"}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(hv.calls, []string{"blockresize web1 vdb 2147483648"}) || !hv.paused["web1"] {
+		t.Errorf("libvirt calls = %q, paused %v", hv.calls, hv.paused["web1"])
 	}
 }
 
@@ -274,5 +331,21 @@ func TestDryRunExtendPrintsThePlan(t *testing.T) {
 	}
 	if got, _ := real.Volume(ctx, "db1"); got.Status != state.Available || got.SizeBytes != 600<<20 {
 		t.Errorf("a dry run changed the state: %+v", got)
+	}
+}
+
+// A resume that fails is said loudly, and the next run resumes.
+func TestFailedResumeIsReportedAndTheRerunResumes(t *testing.T) {
+	ctx := context.Background()
+	hv := newFakeHV("web1")
+	s, _ := inUseExtendService(t, hv)
+	hv.failOn = "resume"
+	_, err := s.Extend(ctx, ExtendOptions{Volume: "db1", Size: "2GiB"})
+	if err == nil || !strings.Contains(err.Error(), "virsh resume web1 on comp1") || !strings.Contains(err.Error(), "again to finish") {
+		t.Fatalf("err = %v", err)
+	}
+	hv.failOn = ""
+	if _, err := s.Extend(ctx, ExtendOptions{Volume: "db1", Size: "2GiB"}); err != nil || hv.paused["web1"] {
+		t.Fatalf("rerun: %v, paused %v", err, hv.paused["web1"])
 	}
 }

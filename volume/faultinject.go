@@ -10,7 +10,8 @@
 //	                        second line the last one (host: argv, masked)
 //
 // A step is one Runner.Run on any host or one libvirt call (DomainXML,
-// AttachDevice, DetachDevice, Domains, Active, DefineXML, BlockResize),
+// AttachDevice, DetachDevice, Domains, Active, Paused, Suspend, Resume,
+// DefineXML, BlockResize),
 // counted in the order they complete. The
 // count is kept up to date after each step rather than written at exit, so
 // it is there after a kill too, and after an exit blk did not plan.
@@ -158,4 +159,19 @@ func (c countedHypervisor) DefineXML(ctx context.Context, xml string) error {
 func (c countedHypervisor) BlockResize(ctx context.Context, domain, disk string, size int64) error {
 	defer c.step("blockresize "+disk, domain)
 	return c.Hypervisor.BlockResize(ctx, domain, disk, size)
+}
+
+func (c countedHypervisor) Paused(ctx context.Context, domain string) (bool, error) {
+	defer c.step("domstate --reason", domain)
+	return c.Hypervisor.Paused(ctx, domain)
+}
+
+func (c countedHypervisor) Suspend(ctx context.Context, domain string) error {
+	defer c.step("suspend", domain)
+	return c.Hypervisor.Suspend(ctx, domain)
+}
+
+func (c countedHypervisor) Resume(ctx context.Context, domain string) error {
+	defer c.step("resume", domain)
+	return c.Hypervisor.Resume(ctx, domain)
 }

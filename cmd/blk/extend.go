@@ -25,8 +25,11 @@ When the volume is attached, the compute host and the guest are told too:
   iSCSI: tgtd reads a LUN's size only when it opens the backing store, so it
          is reopened in place (tgtadm --op update --mode logicalunit
          --params online=0,path=<LV>: the target, the session and the LUN
-         stay); then the initiator rescans this target (iscsiadm -R) and blk
-         waits until the compute host's device has the new size;
+         stay). A command in flight in tgtd during the reopen could fail,
+         so a running guest is paused around it (virsh suspend/resume: QEMU
+         finishes its I/O in flight first; the guest waits a moment, no
+         I/O fails). Then the initiator rescans this target (iscsiadm -R)
+         and blk waits until the compute host's device has the new size;
   then:  libvirt blockresize of the disk in the running domain, so the guest
          kernel sees it (a shut-off domain reads it when it starts).
 Growing the filesystem inside the guest is the guest's business.
@@ -34,7 +37,8 @@ Growing the filesystem inside the guest is the guest's business.
 A volume is never shrunk back: if a step after the growth fails, the volume
 keeps its new size (recorded, with the error), the guest may still see the
 old one, and running the same command again finishes the steps left. An
-extend that was killed is finished the same way.`,
+extend that was killed is finished the same way (a guest it left paused is
+resumed first).`,
 		Example: `  blk volume extend db1 --size 40GiB
   blk volume extend db1 --size 40GiB --dry-run`,
 		Args: cobra.ExactArgs(1),
