@@ -93,6 +93,8 @@ func (s *Service) Extend(ctx context.Context, o ExtendOptions) (_ Volume, err er
 		}
 		rec = &a
 	}
+	// v is reassigned at the end, and may come back empty.
+	uuid, name, had := v.UUID, v.Name, v.SizeBytes
 	grown := int64(0)
 	if rec != nil && rec.Step == extendPaused && err == nil {
 		// The extend that was killed had paused the guest: first of all,
@@ -105,17 +107,20 @@ func (s *Service) Extend(ctx context.Context, o ExtendOptions) (_ Volume, err er
 			return
 		}
 		msg := err.Error()
-		if grown > v.SizeBytes || unfinished && grown > 0 {
+		if grown > had || unfinished && grown > 0 {
 			err = fmt.Errorf("%w: the volume stays %s, as its storage now is (storage is never shrunk back under data); "+
 				"the guest may still see its old size: run 'blk volume extend %s --size %s' again to finish",
-				err, FormatSize(grown), v.Name, exactSize(grown))
+				err, FormatSize(grown), name, exactSize(grown))
 			msg = extendUnfinished + err.Error()
 		}
+		// Also after Ctrl-C or --timeout: the volume must not stay extending.
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+		defer cancel()
 		m := state.Move{From: []string{state.Extending}, To: back, SizeBytes: grown, LastError: &msg}
-		if _, merr := s.State.MoveVolume(ctx, v.UUID, m); merr != nil {
+		if _, merr := s.State.MoveVolume(uctx, uuid, m); merr != nil {
 			err = errors.Join(err, merr)
 		}
-		op.End(ctx, err)
+		op.End(uctx, err)
 	}()
 	if err != nil {
 		return volumeOf(v), err

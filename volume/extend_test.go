@@ -58,6 +58,7 @@ type extendWorld struct {
 	lvSize, tgtSize, devSize int64
 	calls                    []string
 	hv                       *fakeHV // to see whether the guest is paused
+	onRescan                 func()
 }
 
 func (e *extendWorld) handle(args []string) (string, string, int, bool) {
@@ -81,6 +82,9 @@ func (e *extendWorld) handle(args []string) (string, string, int, bool) {
 	case args[0] == "iscsiadm" && slices.Contains(args, "-R"):
 		e.calls = append(e.calls, "rescan")
 		e.devSize = e.tgtSize
+		if e.onRescan != nil {
+			e.onRescan()
+		}
 		return "", "", 0, true
 	}
 	return e.world.handle(args)
@@ -347,5 +351,25 @@ func TestFailedResumeIsReportedAndTheRerunResumes(t *testing.T) {
 	hv.failOn = ""
 	if _, err := s.Extend(ctx, ExtendOptions{Volume: "db1", Size: "2GiB"}); err != nil || hv.paused["web1"] {
 		t.Fatalf("rerun: %v, paused %v", err, hv.paused["web1"])
+	}
+}
+
+// Interrupted (Ctrl-C, --timeout) after the LV grew: the volume is not left
+// extending, and records the size its storage has.
+func TestInterruptedExtendIsNotLeftExtending(t *testing.T) {
+	hv := newFakeHV("web1")
+	s, w := inUseExtendService(t, hv)
+	ctx, cancel := context.WithCancel(context.Background())
+	w.onRescan = cancel
+	_, err := s.Extend(ctx, ExtendOptions{Volume: "db1", Size: "2GiB"})
+	if err == nil {
+		t.Fatal("an interrupted extend succeeded")
+	}
+	v, _ := s.State.Volume(context.Background(), "db1")
+	if v.Status != state.InUse || v.SizeBytes != 2<<30 || !strings.HasPrefix(v.LastError, extendUnfinished) {
+		t.Errorf("after interruption: %s, %d bytes, %q", v.Status, v.SizeBytes, v.LastError)
+	}
+	if hv.paused["web1"] {
+		t.Error("the guest was left paused")
 	}
 }
