@@ -99,7 +99,7 @@ func (s *Service) Extend(ctx context.Context, o ExtendOptions) (_ Volume, err er
 	if rec != nil && rec.Step == extendPaused && err == nil {
 		// The extend that was killed had paused the guest: first of all,
 		// let it run.
-		err = s.resumePaused(ctx, *rec)
+		err = s.resumePaused(ctx, *rec, false)
 		rec.Step = attachedStep
 	}
 	defer func() {
@@ -284,7 +284,7 @@ func (s *Service) quiesce(ctx context.Context, rec state.AttachmentRecord) (resu
 		// Also after Ctrl-C: a guest left paused is an outage.
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
 		defer cancel()
-		return s.resumePaused(uctx, rec)
+		return s.resumePaused(uctx, rec, true)
 	}
 	if err := hv.Suspend(ctx, rec.Instance); err != nil {
 		// A lost answer may still have paused it.
@@ -293,13 +293,17 @@ func (s *Service) quiesce(ctx context.Context, rec state.AttachmentRecord) (resu
 	return resume, nil
 }
 
-// resumePaused lets the domain an extend paused run again, and records it.
-func (s *Service) resumePaused(ctx context.Context, rec state.AttachmentRecord) error {
+// resumePaused lets the domain an extend paused run again, and records it;
+// unless this run paused it, only if it is paused.
+func (s *Service) resumePaused(ctx context.Context, rec state.AttachmentRecord, pausedHere bool) error {
 	hv, err := s.Hosts.Hypervisor(ctx, rec.Host)
 	if err != nil {
 		return err
 	}
-	paused, err := hv.Paused(ctx, rec.Instance)
+	paused := pausedHere
+	if !paused {
+		paused, err = hv.Paused(ctx, rec.Instance)
+	}
 	if err == nil && paused {
 		err = hv.Resume(ctx, rec.Instance)
 	}

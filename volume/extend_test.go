@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/blk-project/blk/hypervisor"
 	"github.com/blk-project/blk/internal/config"
 	"github.com/blk-project/blk/internal/exec"
 	"github.com/blk-project/blk/internal/exec/exectest"
@@ -371,5 +372,38 @@ func TestInterruptedExtendIsNotLeftExtending(t *testing.T) {
 	}
 	if hv.paused["web1"] {
 		t.Error("the guest was left paused")
+	}
+}
+
+// The plan of an in-use extend pauses and resumes the guest around the
+// reopen.
+func TestDryRunInUseExtendPlan(t *testing.T) {
+	ctx := context.Background()
+	hv := newFakeHV("web1")
+	s, w := inUseExtendService(t, hv)
+	var plan strings.Builder
+	real := s.State
+	hv.calls = nil
+	s.Hosts.dryRun = &plan
+	s.Hosts.runners, s.Hosts.hvs = map[string]exec.Runner{}, map[string]hypervisor.Hypervisor{}
+	s.State = newDryStore(real)
+	if _, err := s.Extend(ctx, ExtendOptions{Volume: "db1", Size: "2GiB"}); err != nil {
+		t.Fatal(err)
+	}
+	iqn := "iqn.2026-11.org.example.blk:" + volUUID
+	want := "stor1: lvextend -L 2147483648b blk/volume-" + volUUID + "\n" +
+		"comp1: libvirt suspend web1\n" +
+		"stor1: tgtadm --lld iscsi --op update --mode logicalunit --tid 1 --lun 1 --params online=0,path=/dev/blk/volume-" + volUUID + "\n" +
+		"comp1: libvirt resume web1\n" +
+		"comp1: iscsiadm -m node -T " + iqn + " -p 192.0.2.10:3260 -R\n" +
+		"comp1: libvirt blockresize web1 vdb 2147483648b\n"
+	if plan.String() != want {
+		t.Errorf("plan:\n%s\nwant:\n%s", plan.String(), want)
+	}
+	if len(w.calls) != 0 || len(hv.calls) != 0 {
+		t.Errorf("a dry run ran %q, libvirt %q", w.calls, hv.calls)
+	}
+	if v, _ := real.Volume(ctx, "db1"); v.Status != state.InUse || v.SizeBytes != 1<<30 {
+		t.Errorf("a dry run changed the state: %+v", v)
 	}
 }
