@@ -313,3 +313,16 @@ func (s *Service) resumePaused(ctx context.Context, rec state.AttachmentRecord, 
 	rec.Step = attachedStep
 	return s.State.UpdateAttachment(ctx, rec)
 }
+
+// FinishExtend finishes an extend whose process died (the volume is
+// extending): the size it asked for was not recorded, but its storage has
+// it if it got that far, and extend never shrinks, so asking for the
+// recorded size grows nothing and takes the storage's real size through
+// the remaining steps. For reconcile --fix.
+func (s *Service) FinishExtend(ctx context.Context, ref string) (Volume, error) {
+	v, err := s.State.Volume(ctx, ref)
+	if err != nil {
+		return volumeOf(v), err
+	}
+	return s.Extend(ctx, ExtendOptions{Volume: v.UUID, Size: exactSize(v.SizeBytes)})
+}

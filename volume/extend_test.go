@@ -407,3 +407,21 @@ func TestDryRunInUseExtendPlan(t *testing.T) {
 		t.Errorf("a dry run changed the state: %+v", v)
 	}
 }
+
+// Reconcile's way to finish a killed extend: the size it asked for is not
+// recorded, the storage's is taken.
+func TestFinishExtendTakesTheStoragesSize(t *testing.T) {
+	ctx := context.Background()
+	hv := newFakeHV("web1")
+	s, w := inUseExtendService(t, hv)
+	op, err := s.State.Claim(ctx, "extend", volUUID, []string{state.InUse}, state.Extending)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.lvSize = 3 << 30
+	op.End(ctx, errors.New("killed"))
+	v, err := s.FinishExtend(ctx, "db1")
+	if err != nil || v.Status != state.InUse || v.SizeBytes != 3<<30 || w.devSize != 3<<30 {
+		t.Fatalf("finish = %+v, %v (device %d)", v, err, w.devSize)
+	}
+}

@@ -165,3 +165,31 @@ func TestQemuProgressAcrossWrites(t *testing.T) {
 		t.Errorf("done = %d, want 1000", bar.done)
 	}
 }
+
+// A create from an image killed during the copy, run again, copies again
+// into the LV it finds, which may hold part of the image: no
+// --target-is-zero.
+func TestKilledImageCreateRerunCopiesAgain(t *testing.T) {
+	ctx := context.Background()
+	f := exectest.New(t, "stor1")
+	s := newService(t, f, nil)
+	u := "15151515-2222-3333-4444-555555555555"
+	s.testHookUUID = u
+	op, err := s.State.InsertVolume(ctx, &state.Volume{UUID: u, Name: "root1", Backend: "lvm-1", SizeBytes: 1 << 30, Thin: true,
+		Status: state.Creating, Source: "image:/srv/images/deb.qcow2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	op.End(ctx, errors.New("killed"))
+	f.Expect("regular file\n", statImage...).Expect(qcow2Info, "qemu-img", "info", "--output=json", "/srv/images/deb.qcow2").
+		Expect(lvsReport(u, "1073741824"), lvsOf(u)...).Expect(lvsReport(u, "1073741824"), lvsOf(u)...).
+		Expect("", "qemu-img", "convert", "-n", "-p", "-O", "raw", "-f", "qcow2", "/srv/images/deb.qcow2", "/dev/blk/volume-"+u)
+	v, err := s.Create(ctx, CreateOptions{Name: "root1", FromImage: "/srv/images/deb.qcow2", Thin: true})
+	if err != nil || v.Status != state.Available {
+		t.Fatalf("rerun = %+v, %v", v, err)
+	}
+	// Another image under the same name is another create: refused.
+	if _, err := s.Create(ctx, CreateOptions{Name: "root1", Size: "1GiB", Thin: true}); !errors.Is(err, ErrConflict) {
+		t.Errorf("err = %v", err)
+	}
+}
