@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/blk-project/blk/hypervisor"
 	"github.com/blk-project/blk/internal/config"
 	"github.com/blk-project/blk/internal/exec"
 	"github.com/blk-project/blk/internal/exec/exectest"
@@ -384,9 +383,9 @@ func TestDryRunInUseExtendPlan(t *testing.T) {
 	var plan strings.Builder
 	real := s.State
 	hv.calls = nil
-	s.Hosts.dryRun = &plan
-	s.Hosts.runners, s.Hosts.hvs = map[string]exec.Runner{}, map[string]hypervisor.Hypervisor{}
-	s.State = newDryStore(real)
+	hs := NewHosts(s.Config, nil, &plan)
+	hs.New, hs.NewHypervisor = s.Hosts.New, s.Hosts.NewHypervisor
+	s.Hosts, s.State = hs, newDryStore(real)
 	if _, err := s.Extend(ctx, ExtendOptions{Volume: "db1", Size: "2GiB"}); err != nil {
 		t.Fatal(err)
 	}
