@@ -101,7 +101,7 @@ func TestExtendInUseGuestSeesTheNewSize(t *testing.T) {
 
 			// The guest names disks by probe order: find it by serial.
 			inGuest(t, domain, "mkdir -p /tmp")
-			dev := inGuest(t, domain, `for d in /sys/block/vd*; do [ "$(cat $d/serial 2>/dev/null)" = "`+v.UUID[:20]+`" ] && echo /dev/${d##*/}; done`)
+			dev := inGuest(t, domain, `for d in /sys/block/vd*; do [ "$(cat $d/serial 2>/dev/null)" = "`+v.UUID[:20]+`" ] && echo /dev/${d##*/}; done; true`)
 			if dev == "" {
 				t.Fatalf("no disk with serial %s in the guest", v.UUID[:20])
 			}
@@ -112,6 +112,7 @@ func TestExtendInUseGuestSeesTheNewSize(t *testing.T) {
 			inGuest(t, domain, "head -c 16777216 /dev/urandom > /tmp/b; rm -f /tmp/errors /tmp/writes; "+
 				"( while [ ! -e /tmp/stop ]; do dd if=/tmp/b of="+dev+" bs=1M seek=16 conv=fsync 2>/dev/null && echo >> /tmp/writes || echo >> /tmp/errors; done; "+
 				"touch /tmp/stopped ) > /dev/null 2>&1 &")
+			defer guestExec(t, domain, "/bin/sh", "-c", "touch /tmp/stop") // before the detach, if the test stops early
 			time.Sleep(2 * time.Second)
 
 			e := decode[volume](t, ok(t, "volume", "extend", name, "--size", "128MiB", "-o", "json"))
@@ -129,7 +130,7 @@ func TestExtendInUseGuestSeesTheNewSize(t *testing.T) {
 				t.Errorf("the guest sees %s bytes, want %d", size, 128<<20)
 			}
 			time.Sleep(2 * time.Second)
-			inGuest(t, domain, "touch /tmp/stop; while [ ! -e /tmp/stopped ]; do sleep 0.2; done; rm -f /tmp/stop /tmp/stopped")
+			inGuest(t, domain, "touch /tmp/stop; while [ ! -e /tmp/stopped ]; do sleep 1; done; rm -f /tmp/stop /tmp/stopped")
 			if errs := inGuest(t, domain, "wc -l < /tmp/errors 2>/dev/null || echo 0"); errs != "0" {
 				t.Errorf("the guest's writer saw %s failed writes during the extend", errs)
 			}
