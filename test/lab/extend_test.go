@@ -109,7 +109,7 @@ func TestExtendInUseGuestSeesTheNewSize(t *testing.T) {
 				" bs=1M conv=fsync 2>/dev/null && sha256sum < /tmp/a")
 			// A writer keeps rewriting MiB 16..31 with the same bytes
 			// through the extend; every dd that fails is counted.
-			inGuest(t, domain, "head -c 16777216 /dev/urandom > /tmp/b; rm -f /tmp/errors /tmp/writes; "+
+			inGuest(t, domain, "head -c 16777216 /dev/urandom > /tmp/b; rm -f /tmp/stop /tmp/stopped /tmp/errors /tmp/writes; "+
 				"( while [ ! -e /tmp/stop ]; do dd if=/tmp/b of="+dev+" bs=1M seek=16 conv=fsync 2>/dev/null && echo >> /tmp/writes || echo >> /tmp/errors; done; "+
 				"touch /tmp/stopped ) > /dev/null 2>&1 &")
 			defer guestExec(t, domain, "/bin/sh", "-c", "touch /tmp/stop") // before the detach, if the test stops early
