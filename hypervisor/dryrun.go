@@ -78,6 +78,34 @@ func (d *DryRun) DomainXML(ctx context.Context, domain string, persistent bool) 
 	return dom.Marshal()
 }
 
+func (d *DryRun) DefineXML(_ context.Context, xml string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fmt.Fprintf(d.out, "%s: libvirt define %s\n", d.host, strings.Join(strings.Fields(xml), " "))
+	return nil
+}
+
+func (d *DryRun) Suspend(_ context.Context, domain string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fmt.Fprintf(d.out, "%s: libvirt suspend %s\n", d.host, domain)
+	return nil
+}
+
+func (d *DryRun) Resume(_ context.Context, domain string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fmt.Fprintf(d.out, "%s: libvirt resume %s\n", d.host, domain)
+	return nil
+}
+
+func (d *DryRun) BlockResize(_ context.Context, domain, disk string, size int64) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fmt.Fprintf(d.out, "%s: libvirt blockresize %s %s %db\n", d.host, domain, disk, size)
+	return nil
+}
+
 func key(domain string, persistent bool) string { return fmt.Sprint(domain, " ", persistent) }
 
 // Domains passes the listing through, when the wrapped connection lists.

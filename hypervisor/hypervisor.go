@@ -36,6 +36,20 @@ type Hypervisor interface {
 	FSFreeze(ctx context.Context, domain string) (int, error)
 	// FSThaw thaws what FSFreeze froze (all of the guest's filesystems).
 	FSThaw(ctx context.Context, domain string) (int, error)
+	// Active reports whether the domain runs: a shut-off domain has only
+	// its persistent definition to change.
+	Active(ctx context.Context, domain string) (bool, error)
+	// DefineXML replaces the domain's persistent definition.
+	DefineXML(ctx context.Context, xml string) error
+	// Paused reports whether the domain is paused.
+	Paused(ctx context.Context, domain string) (bool, error)
+	// Suspend pauses a running domain; QEMU completes the I/O in flight
+	// before it returns. Resume lets it run again.
+	Suspend(ctx context.Context, domain string) error
+	Resume(ctx context.Context, domain string) error
+	// BlockResize tells the running domain that its disk (by target, vdb)
+	// now has size bytes, so the guest sees it.
+	BlockResize(ctx context.Context, domain, disk string, size int64) error
 	Close() error
 }
 
@@ -227,6 +241,49 @@ func agentError(err error) error {
 	return err
 }
 
+func (v *Libvirt) Active(ctx context.Context, domain string) (active bool, err error) {
+	err = v.onDomain(ctx, "domstate", domain, func(d libvirt.Domain) error {
+		n, err := v.l.DomainIsActive(d)
+		active = n == 1
+		return err
+	})
+	return active, err
+}
+
+func (v *Libvirt) Paused(ctx context.Context, domain string) (paused bool, err error) {
+	err = v.onDomain(ctx, "domstate", domain, func(d libvirt.Domain) error {
+		st, _, err := v.l.DomainGetState(d, 0)
+		paused = libvirt.DomainState(st) == libvirt.DomainPaused
+		return err
+	})
+	return paused, err
+}
+
+func (v *Libvirt) Suspend(ctx context.Context, domain string) error {
+	return v.onDomain(ctx, "suspend", domain, v.l.DomainSuspend)
+}
+
+func (v *Libvirt) Resume(ctx context.Context, domain string) error {
+	return v.onDomain(ctx, "resume", domain, v.l.DomainResume)
+}
+
+func (v *Libvirt) DefineXML(ctx context.Context, xml string) error {
+	err := v.call(ctx, func() error {
+		_, err := v.l.DomainDefineXMLFlags(xml, 0)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%s: libvirt define: %w", v.host, err)
+	}
+	return nil
+}
+
+func (v *Libvirt) BlockResize(ctx context.Context, domain, disk string, size int64) error {
+	return v.onDomain(ctx, "blockresize "+disk, domain, func(d libvirt.Domain) error {
+		return v.l.DomainBlockResize(d, disk, uint64(size), libvirt.DomainBlockResizeBytes)
+	})
+}
+
 // onDomain looks the domain up and runs op on it, both bounded by ctx.
 func (v *Libvirt) onDomain(ctx context.Context, op, domain string, fn func(libvirt.Domain) error) error {
 	var d libvirt.Domain
@@ -248,6 +305,8 @@ type Disk struct {
 	Bus      string // virtio or scsi
 	Serial   string
 	ReadOnly bool
+	// BootOrder, when set, is the disk's <boot order='N'/>.
+	BootOrder uint
 }
 
 // SerialOf fits a volume UUID in a disk serial: virtio keeps 20 bytes.
@@ -269,6 +328,9 @@ func (d Disk) XML() (string, error) {
 	}
 	if d.ReadOnly {
 		disk.ReadOnly = &libvirtxml.DomainDiskReadOnly{}
+	}
+	if d.BootOrder > 0 {
+		disk.Boot = &libvirtxml.DomainDeviceBoot{Order: d.BootOrder}
 	}
 	return disk.Marshal()
 }
@@ -389,4 +451,91 @@ func (v *Libvirt) Domains(ctx context.Context) ([]string, error) {
 		names[i] = d.Name
 	}
 	return names, nil
+}
+
+// FreeFirstBoot rewrites a persistent domain definition so that boot order 1
+// is free for a new disk. libvirt refuses per-device <boot order> together
+// with <os><boot dev=...>, so those elements are turned into per-device
+// orders, in their order (hd: the first disk, cdrom: the first CD-ROM,
+// network: the first interface); every device's order then moves one down.
+// changed is false when nothing had to move.
+func FreeFirstBoot(domainXML string) (out string, changed bool, err error) {
+	var dom libvirtxml.Domain
+	if err := dom.Unmarshal(domainXML); err != nil {
+		return "", false, fmt.Errorf("parse domain xml: %w", err)
+	}
+	if dom.Devices == nil {
+		dom.Devices = &libvirtxml.DomainDeviceList{}
+	}
+	devs := dom.Devices
+	var boots []**libvirtxml.DomainDeviceBoot
+	for i := range devs.Disks {
+		boots = append(boots, &devs.Disks[i].Boot)
+	}
+	for i := range devs.Interfaces {
+		boots = append(boots, &devs.Interfaces[i].Boot)
+	}
+	for i := range devs.Hostdevs {
+		boots = append(boots, &devs.Hostdevs[i].Boot)
+	}
+	for i := range devs.RedirDevs {
+		boots = append(boots, &devs.RedirDevs[i].Boot)
+	}
+	for i := range devs.Filesystems {
+		boots = append(boots, &devs.Filesystems[i].Boot)
+	}
+	taken := false
+	for _, b := range boots {
+		if *b != nil && (*b).Order == 1 {
+			taken = true
+		}
+	}
+	if dom.OS != nil && len(dom.OS.BootDevices) > 0 {
+		// Per-device orders and os/boot cannot both be there: only the
+		// os/boot list is in force.
+		for _, b := range boots {
+			*b = nil
+		}
+		order := uint(1)
+		for _, bd := range dom.OS.BootDevices {
+			if b := firstOfKind(devs, bd.Dev); b != nil && *b == nil {
+				*b = &libvirtxml.DomainDeviceBoot{Order: order}
+				order++
+			}
+		}
+		dom.OS.BootDevices = nil
+		taken = true
+	}
+	if !taken {
+		return domainXML, false, nil
+	}
+	for _, b := range boots {
+		if *b != nil {
+			(*b).Order++
+		}
+	}
+	out, err = dom.Marshal()
+	return out, true, err
+}
+
+// firstOfKind is the boot element of the device an <os><boot dev=...> means.
+func firstOfKind(devs *libvirtxml.DomainDeviceList, dev string) **libvirtxml.DomainDeviceBoot {
+	switch dev {
+	case "hd", "cdrom", "fd":
+		want := map[string]string{"hd": "disk", "cdrom": "cdrom", "fd": "floppy"}[dev]
+		for i := range devs.Disks {
+			d := devs.Disks[i].Device
+			if d == "" {
+				d = "disk"
+			}
+			if d == want {
+				return &devs.Disks[i].Boot
+			}
+		}
+	case "network":
+		if len(devs.Interfaces) > 0 {
+			return &devs.Interfaces[0].Boot
+		}
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +28,21 @@ func (oneDomain) FSFreeze(context.Context, string) (int, error) {
 }
 func (oneDomain) FSThaw(context.Context, string) (int, error) {
 	return 0, errors.New("real fsthaw in a test")
+}
+
+func (oneDomain) Active(context.Context, string) (bool, error) { return true, nil }
+func (oneDomain) DefineXML(context.Context, string) error {
+	return errors.New("real define in a test")
+}
+func (oneDomain) BlockResize(context.Context, string, string, int64) error {
+	return errors.New("real blockresize in a test")
+}
+func (oneDomain) Paused(context.Context, string) (bool, error) { return false, nil }
+func (oneDomain) Suspend(context.Context, string) error {
+	return errors.New("real suspend in a test")
+}
+func (oneDomain) Resume(context.Context, string) error {
+	return errors.New("real resume in a test")
 }
 func (oneDomain) Close() error { return nil }
 
@@ -143,3 +159,33 @@ func TestAgentErrorsAreTyped(t *testing.T) {
 		t.Errorf("code 1 typed: %v", err)
 	}
 }
+func TestFreeFirstBoot(t *testing.T) {
+	const plain = `<domain type="kvm"><name>d</name><devices><disk type="block" device="disk"><target dev="vda" bus="virtio"></target></disk></devices></domain>`
+	if out, changed, err := FreeFirstBoot(plain); err != nil || changed || out != plain {
+		t.Errorf("nothing to free: changed=%v err=%v", changed, err)
+	}
+	// Per-device orders move one down, keeping their order.
+	perDevice := `<domain type="kvm"><name>d</name><devices>` +
+		`<disk type="block" device="disk"><target dev="vda" bus="virtio"></target><boot order="1"></boot></disk>` +
+		`<disk type="file" device="cdrom"><target dev="sda" bus="sata"></target><boot order="2"></boot></disk></devices></domain>`
+	out, changed, err := FreeFirstBoot(perDevice)
+	out = compact(out)
+	if err != nil || !changed || !strings.Contains(out, `<target dev="vda" bus="virtio"></target><boot order="2"></boot>`) ||
+		!strings.Contains(out, `<target dev="sda" bus="sata"></target><boot order="3"></boot>`) {
+		t.Errorf("per-device: changed=%v err=%v\n%s", changed, err, out)
+	}
+	// os/boot becomes per-device orders from 2: cdrom first, then hd.
+	osBoot := `<domain type="kvm"><name>d</name><os><type>hvm</type><boot dev="cdrom"></boot><boot dev="hd"></boot></os><devices>` +
+		`<disk type="block" device="disk"><target dev="vda" bus="virtio"></target></disk>` +
+		`<disk type="file" device="cdrom"><target dev="sda" bus="sata"></target></disk></devices></domain>`
+	out, changed, err = FreeFirstBoot(osBoot)
+	out = compact(out)
+	if err != nil || !changed || strings.Contains(out, `<boot dev=`) ||
+		!strings.Contains(out, `<target dev="sda" bus="sata"></target><boot order="2"></boot>`) ||
+		!strings.Contains(out, `<target dev="vda" bus="virtio"></target><boot order="3"></boot>`) {
+		t.Errorf("os/boot: changed=%v err=%v\n%s", changed, err, out)
+	}
+}
+
+// compact drops the indentation libvirtxml marshals with.
+func compact(x string) string { return regexp.MustCompile(`>\s+<`).ReplaceAllString(x, "><") }

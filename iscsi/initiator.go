@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -211,4 +212,32 @@ func transient(err error) bool {
 			!strings.Contains(e.Stderr, "Permission denied")
 	}
 	return strings.Contains(e.Stderr, "database") && strings.Contains(e.Stderr, "lock")
+}
+
+// Rescan has the initiator rescan the sessions of this target only, which
+// re-reads the capacity of their LUNs.
+func (i Initiator) Rescan(ctx context.Context, portal, iqn string) error {
+	err := retryTransient(ctx, func() error { return i.node(ctx, portal, iqn, nil, "-R") })
+	if err != nil {
+		return fmt.Errorf("iscsiadm rescan: %w", err)
+	}
+	return nil
+}
+
+// DeviceSize is the size in bytes the host's kernel gives the device behind
+// link. In a dry run, which rescanned nothing, it is 0.
+func (i Initiator) DeviceSize(ctx context.Context, link string) (int64, error) {
+	res, err := i.Run.Run(ctx, exec.Cmd{Args: []string{"blockdev", "--getsize64", link}, Observes: true})
+	if err != nil {
+		return 0, err
+	}
+	s := strings.TrimSpace(string(res.Stdout))
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: blockdev --getsize64 %s: %q is no size", i.Run.Host(), link, s)
+	}
+	return n, nil
 }

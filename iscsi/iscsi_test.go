@@ -215,4 +215,28 @@ func TestAccountsAndNodesAreListed(t *testing.T) {
 	if nodes, err := (Initiator{Run: h}).Nodes(context.Background()); err != nil || nodes != nil {
 		t.Errorf("no records: %q %v", nodes, err)
 	}
+
+}
+
+func TestReopenRescanAndDeviceSizeArgv(t *testing.T) {
+	ctx := context.Background()
+	stor, comp := exectest.New(t, "stor1"), exectest.New(t, "comp1")
+	stor.Expect("", tgt("--op", "update", "--mode", "logicalunit", "--tid", "3", "--lun", "1", "--params", "online=0,path=/dev/blk/volume-x")...)
+	if err := (Target{Run: stor}).Reopen(ctx, 3, 1, "/dev/blk/volume-x"); err != nil {
+		t.Fatal(err)
+	}
+	i := Initiator{Run: comp}
+	comp.ExpectFail(8, "", "iscsiadm: transport timer", "iscsiadm", "-m", "node", "-T", "iqn.a:v", "-p", "192.0.2.10:3260", "-R")
+	comp.Expect("", "iscsiadm", "-m", "node", "-T", "iqn.a:v", "-p", "192.0.2.10:3260", "-R")
+	if err := i.Rescan(ctx, "192.0.2.10:3260", "iqn.a:v"); err != nil {
+		t.Fatalf("a transient failure was not retried: %v", err)
+	}
+	comp.Expect("2147483648\n", "blockdev", "--getsize64", "/dev/sdb")
+	if n, err := i.DeviceSize(ctx, "/dev/sdb"); err != nil || n != 2<<30 {
+		t.Errorf("size = %d, %v", n, err)
+	}
+	comp.Expect("garbage\n", "blockdev", "--getsize64", "/dev/sdc")
+	if _, err := i.DeviceSize(ctx, "/dev/sdc"); err == nil {
+		t.Error("garbage read as a size")
+	}
 }

@@ -279,3 +279,19 @@ func ignore(_ string, err error) error {
 	}
 	return err
 }
+
+// Reopen has tgtd close and open the LUN's backing store again, so it reads
+// the store's size anew (tgtd reads it only at open, tgt_device_path_update).
+// One update takes the LU offline and gives its path again: tgtd reopens a
+// path only on an offline LU ("path=" alone is refused while online), and
+// puts it back online itself once open. The target, its sessions and the
+// LU's SCSI identity stay, so the initiator keeps its device and reads the
+// new capacity when it rescans; nothing is deleted and re-added (in between,
+// the initiator's commands would reach LUN 0, the controller). The caller
+// must keep I/O away meanwhile: a command in flight in tgtd's I/O threads
+// (bs_rdwr) may find the old descriptor closed and fail.
+func (t Target) Reopen(ctx context.Context, tid, lun int, backing string) error {
+	_, err := t.tgtadm(ctx, true, nil, "--op", "update", "--mode", "logicalunit", "--tid", strconv.Itoa(tid),
+		"--lun", strconv.Itoa(lun), "--params", "online=0,path="+backing)
+	return err
+}

@@ -320,3 +320,27 @@ func (l LVM) ThinPool(ctx context.Context, name string) (Pool, error) {
 	}
 	return p, nil
 }
+
+// Extend grows the LV (thick, or a thin LV's virtual size) to at least size
+// and returns it as LVM made it. An LV already that large is left alone, so
+// a rerun of a killed extend does not fail on it.
+func (l LVM) Extend(ctx context.Context, name string, size int64) (LV, error) {
+	lv, err := l.LV(ctx, name)
+	if err != nil || lv.SizeBytes >= size {
+		return lv, err
+	}
+	sectors := (size + 511) / 512 * 512
+	if _, err := l.run(ctx, exec.Cmd{Args: []string{"lvextend", "-L", strconv.FormatInt(sectors, 10) + "b", l.VG + "/" + name},
+		Mutates: true}); err != nil {
+		return lv, err
+	}
+	grown, err := l.lv(ctx, name, true)
+	if errors.Is(err, errEmptyReport) {
+		lv.SizeBytes = sectors
+		return lv, nil
+	}
+	if err != nil {
+		return lv, fmt.Errorf("read back: %w", err)
+	}
+	return grown, nil
+}

@@ -175,4 +175,27 @@ func TestThinPoolMissingOrNotAPool(t *testing.T) {
 	if _, err := (LVM{Run: f, VG: "blk"}).ThinPool(context.Background(), "pool"); err == nil || !strings.Contains(err.Error(), "not a thin pool") {
 		t.Errorf("plain LV: err = %v", err)
 	}
+
+}
+
+func lvReport(size string) string {
+	return `{"report":[{"lv":[{"lv_name":"v","vg_name":"blk","lv_size":"` + size + `","lv_tags":"blk","pool_lv":"","lv_attr":"-wi-a-----","data_percent":""}]}]}`
+}
+
+// Extend passes whole sectors in bytes, reads back what LVM made, and
+// leaves an LV that is large enough alone.
+func TestExtendGrowsOnlyWhatIsSmaller(t *testing.T) {
+	ctx := context.Background()
+	f := exectest.New(t, "stor1")
+	l := LVM{Run: f, VG: "blk"}
+	f.Expect(lvReport("1073741824"), append(lvsArgs, "blk/v")...).Expect("", "lvextend", "-L", "1073742336b", "blk/v").
+		Expect(lvReport("1077936128"), append(lvsArgs, "blk/v")...)
+	lv, err := l.Extend(ctx, "v", 1<<30+1)
+	if err != nil || lv.SizeBytes != 1077936128 {
+		t.Fatalf("extend = %+v, %v", lv, err)
+	}
+	f.Expect(lvReport("1077936128"), append(lvsArgs, "blk/v")...)
+	if lv, err = l.Extend(ctx, "v", 1<<30); err != nil || lv.SizeBytes != 1077936128 {
+		t.Errorf("extend of a large enough LV = %+v, %v", lv, err)
+	}
 }

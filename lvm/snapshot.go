@@ -108,18 +108,3 @@ func (l LVM) Merge(ctx context.Context, name string, thin bool) error {
 	}
 	return nil
 }
-
-// Extend grows the LV to size bytes (whole sectors; LVM rounds up to whole
-// extents) and returns it as LVM made it.
-func (l LVM) Extend(ctx context.Context, name string, size int64) (LV, error) {
-	sectors := (size + 511) / 512 * 512
-	if _, err := l.run(ctx, exec.Cmd{Args: []string{"lvextend", "--yes", "--size", strconv.FormatInt(sectors, 10) + "b",
-		l.VG + "/" + name}, Mutates: true}); err != nil {
-		return LV{}, err
-	}
-	lv, err := l.lv(ctx, name, true)
-	if errors.Is(err, errEmptyReport) {
-		return LV{Name: name, VG: l.VG, SizeBytes: sectors}, nil
-	}
-	return lv, err
-}

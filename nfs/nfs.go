@@ -109,6 +109,28 @@ func (f Files) Preallocate(ctx context.Context, file string, size int64) (File, 
 	return f.readBack(ctx, file, size)
 }
 
+// Grow lengthens the file to size, unless it is that long already, and
+// allocates the new part too when preallocate. truncate is given ">size"
+// (at least): whatever raced it, truncate never shortens the file.
+func (f Files) Grow(ctx context.Context, file string, size int64, preallocate bool) (File, error) {
+	st, err := f.Stat(ctx, file)
+	if err != nil {
+		return st, err
+	}
+	if st.SizeBytes < size {
+		if _, err = run(ctx, f.Run, exec.Cmd{Args: []string{"truncate", "--size", ">" + strconv.FormatInt(size, 10), file}, Mutates: true}, file); err != nil {
+			return st, err
+		}
+		if st, err = f.readBack(ctx, file, size); err != nil || !preallocate {
+			return st, err
+		}
+	}
+	if preallocate && st.AllocatedBytes < st.SizeBytes {
+		return f.Preallocate(ctx, file, st.SizeBytes)
+	}
+	return st, nil
+}
+
 func (f Files) readBack(ctx context.Context, file string, size int64) (File, error) {
 	st, err := f.stat(ctx, file, true)
 	if errors.Is(err, errEmpty) {

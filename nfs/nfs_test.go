@@ -138,3 +138,23 @@ func TestMountThatHangsIsBoundedAndSaysSo(t *testing.T) {
 		t.Errorf("err = %v after %v", err, time.Since(start))
 	}
 }
+
+// Grow never shortens: truncate gets ">size", and only a shorter file is
+// touched; a preallocated one is allocated in full again.
+func TestGrowLengthensOnlyAShorterFile(t *testing.T) {
+	ctx := context.Background()
+	f := exectest.New(t, "stor1")
+	files := Files{Run: f}
+	stat := []string{"stat", "--format", "%s,%b,%B", "/srv/blk/v"}
+	f.Expect("1073741824,2097152,512\n", stat...).Expect("", "truncate", "--size", ">2147483648", "/srv/blk/v").
+		Expect("2147483648,2097152,512\n", stat...).Expect("", "fallocate", "--length", "2147483648", "/srv/blk/v").
+		Expect("2147483648,4194304,512\n", stat...)
+	st, err := files.Grow(ctx, "/srv/blk/v", 2<<30, true)
+	if err != nil || st.SizeBytes != 2<<30 || st.AllocatedBytes != 2<<30 {
+		t.Fatalf("grow = %+v, %v", st, err)
+	}
+	f.Expect("2147483648,8,512\n", stat...)
+	if st, err = files.Grow(ctx, "/srv/blk/v", 1<<30, false); err != nil || st.SizeBytes != 2<<30 {
+		t.Errorf("grow of a longer file = %+v, %v", st, err)
+	}
+}

@@ -24,6 +24,8 @@ type ConnectionInfo struct {
 	DevicePath       string `json:"device_path,omitempty"`
 	Bus              string `json:"bus"`
 	ReadOnly         bool   `json:"read_only,omitempty"`
+	// Boot: the disk is the domain's first boot device (<boot order='1'/>).
+	Boot bool `json:"boot,omitempty"`
 	// nfs: the export, where the compute host mounts it, the volume's file
 	// under that mount (also DevicePath) and its format, always given.
 	Export     string `json:"export,omitempty"`

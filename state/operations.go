@@ -277,6 +277,8 @@ func rerunHint(op, name string) string {
 		return fmt.Sprintf("rerun the 'blk snapshot revert' of %s to finish it", name)
 	case "snapshot create", "snapshot delete":
 		return fmt.Sprintf("'blk snapshot delete %s' removes what it left", name)
+	case "extend":
+		return fmt.Sprintf("rerun the same 'blk volume extend %s --size ...' to finish it", name)
 	}
 	return "rerun the same command to finish or roll it back"
 }

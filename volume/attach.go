@@ -24,6 +24,9 @@ type AttachOptions struct {
 	Device   string // vdX or sdX; default: the first free one
 	Bus      string // virtio (default) or scsi
 	ReadOnly bool
+	// Boot makes the volume the domain's first boot device; the domain
+	// must be shut off.
+	Boot bool
 }
 
 var deviceRE = regexp.MustCompile(`^(vd|sd)[b-z]$`)
@@ -89,6 +92,20 @@ func (s *Service) Attach(ctx context.Context, o AttachOptions) (_ Volume, alread
 	if err != nil {
 		return volumeOf(v), false, err
 	}
+	if o.Boot {
+		// What a domain boots from is read when it starts: changing it
+		// under a running one would take effect at some later boot.
+		hv, herr := s.Hosts.Hypervisor(ctx, host)
+		if herr != nil {
+			return volumeOf(v), false, herr
+		}
+		if active, aerr := hv.Active(ctx, o.Instance); aerr != nil || active {
+			if aerr != nil {
+				return volumeOf(v), false, aerr
+			}
+			return volumeOf(v), false, conflict("instance %q is running on %s: --boot changes what it boots from, so shut it down first", o.Instance, host)
+		}
+	}
 	// An attach in progress holds its device in the state file only.
 	reserved, err := s.State.ReservedDevices(ctx, host, o.Instance)
 	if err != nil {
@@ -102,6 +119,7 @@ func (s *Service) Attach(ctx context.Context, o AttachOptions) (_ Volume, alread
 	// The connection is recorded before anything is made: a detach --force
 	// after a killed attach knows from it what to look for.
 	conn := p.connection(v, o)
+	conn.Boot = o.Boot
 	rec := state.AttachmentRecord{Volume: v.UUID, Instance: o.Instance, Host: host, Device: dev, Status: state.Attaching, Conn: conn,
 		DevicePath: conn.DevicePath}
 	if _, err = s.State.Reserve(ctx, v.UUID, rec); err != nil {
@@ -232,9 +250,22 @@ func (s *Service) connect(ctx context.Context, r *reverter, b config.Backend, v 
 }
 
 // plug adds disk (its source set by the provider) to the domain of rec,
-// live and persistent, with the volume's serial, and registers its undo.
+// with the volume's serial, and registers its undo: live and persistent, or
+// to the persistent definition only when the domain is shut off (the
+// session or mount is there, so the domain can start with it). As the boot
+// disk it takes boot order 1, which the definition frees first.
 func (s *Service) plug(ctx context.Context, r *reverter, hv hypervisor.Hypervisor, rec *state.AttachmentRecord, disk hypervisor.Disk) error {
 	disk.Target, disk.Bus, disk.Serial, disk.ReadOnly = rec.Device, rec.Conn.Bus, hypervisor.SerialOf(rec.Volume), rec.Conn.ReadOnly
+	active, err := hv.Active(ctx, rec.Instance)
+	if err != nil {
+		return err
+	}
+	if rec.Conn.Boot {
+		disk.BootOrder = 1
+		if err := s.freeFirstBoot(ctx, r, hv, rec); err != nil {
+			return err
+		}
+	}
 	xml, err := disk.XML()
 	if err != nil {
 		return err
@@ -253,7 +284,32 @@ func (s *Service) plug(ctx context.Context, r *reverter, hv hypervisor.Hyperviso
 		}
 		return nil
 	})
-	return hv.AttachDevice(ctx, rec.Instance, xml, hypervisor.Flags{Live: true, Persistent: true})
+	return hv.AttachDevice(ctx, rec.Instance, xml, hypervisor.Flags{Live: active, Persistent: true})
+}
+
+// freeFirstBoot redefines the shut-off domain of rec so that boot order 1
+// is free (see hypervisor.FreeFirstBoot), registering the return of the
+// definition it had.
+func (s *Service) freeFirstBoot(ctx context.Context, r *reverter, hv hypervisor.Hypervisor, rec *state.AttachmentRecord) error {
+	old, err := hv.DomainXML(ctx, rec.Instance, true)
+	if err != nil {
+		return err
+	}
+	freed, changed, err := hypervisor.FreeFirstBoot(old)
+	if err != nil || !changed {
+		return err
+	}
+	r.add("boot order", func(ctx context.Context) error {
+		uhv, herr := s.Hosts.Hypervisor(ctx, rec.Host)
+		if herr != nil {
+			return herr
+		}
+		return uhv.DefineXML(ctx, old)
+	})
+	if err := hv.DefineXML(ctx, freed); err != nil {
+		return fmt.Errorf("free boot order 1 of %s: %w", rec.Instance, err)
+	}
+	return nil
 }
 
 // replaceLeftoverTarget deals with a target of this volume that this attach

@@ -18,9 +18,12 @@ import (
 	"libvirt.org/go/libvirtxml"
 )
 
-// fakeHV is libvirt with one running domain, kept as XML.
+// fakeHV is libvirt with running domains, kept as XML; a domain in
+// shutOff has only its persistent definition.
 type fakeHV struct {
 	domains   map[string]*libvirtxml.Domain
+	shutOff   map[string]bool
+	paused    map[string]bool
 	failOn    string // "attach" or "detach": that call fails; "attach-lost": it plugs the disk, then fails (the answer was lost)
 	calls     []string
 	stuckLive int   // live detaches the guest ignores before releasing
@@ -28,7 +31,7 @@ type fakeHV struct {
 }
 
 func newFakeHV(domains ...string) *fakeHV {
-	h := &fakeHV{domains: map[string]*libvirtxml.Domain{}}
+	h := &fakeHV{domains: map[string]*libvirtxml.Domain{}, shutOff: map[string]bool{}, paused: map[string]bool{}}
 	for _, d := range domains {
 		h.domains[d] = &libvirtxml.Domain{Type: "qemu", Name: d, Devices: &libvirtxml.DomainDeviceList{
 			Disks: []libvirtxml.DomainDisk{{Device: "disk", Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"}}}}}
@@ -46,6 +49,9 @@ func (h *fakeHV) DomainXML(_ context.Context, name string, persistent bool) (str
 
 func (h *fakeHV) AttachDevice(_ context.Context, name, xml string, f hypervisor.Flags) error {
 	h.calls = append(h.calls, "attach "+name+" "+f.String())
+	if f.Live && h.shutOff[name] {
+		return errors.New("fake: Requested operation is not valid: domain is not running")
+	}
 	if h.failOn == "attach" {
 		return errors.New("fake: attach refused")
 	}
@@ -69,13 +75,16 @@ func (h *fakeHV) DetachDevice(_ context.Context, name, xml string, f hypervisor.
 	if h.failOn == "detach" {
 		return errors.New("fake: detach refused")
 	}
+	if f.Live && h.shutOff[name] {
+		return errors.New("fake: Requested operation is not valid: domain is not running")
+	}
 	if f.Live && h.stuckLive > 0 {
 		h.stuckLive--
 		return nil
 	}
 	var disk libvirtxml.DomainDisk
 	disk.Unmarshal(xml)
-	if f.Live { // one definition stands for both in this fake
+	if f.Live || h.shutOff[name] { // one definition stands for both in this fake
 		d := h.domains[name]
 		d.Devices.Disks = slices.DeleteFunc(d.Devices.Disks, func(x libvirtxml.DomainDisk) bool { return x.Serial == disk.Serial })
 	}
@@ -90,6 +99,51 @@ func (h *fakeHV) FSFreeze(_ context.Context, name string) (int, error) {
 func (h *fakeHV) FSThaw(_ context.Context, name string) (int, error) {
 	h.calls = append(h.calls, "fsthaw "+name)
 	return 2, nil
+}
+
+func (h *fakeHV) Active(_ context.Context, name string) (bool, error) {
+	if _, ok := h.domains[name]; !ok {
+		return false, fmt.Errorf("fake: %w", hypervisor.ErrNoDomain)
+	}
+	return !h.shutOff[name], nil
+}
+
+func (h *fakeHV) DefineXML(_ context.Context, xml string) error {
+	var d libvirtxml.Domain
+	if err := d.Unmarshal(xml); err != nil {
+		return err
+	}
+	h.calls = append(h.calls, "define "+d.Name)
+	if h.failOn == "define" {
+		return errors.New("fake: define refused")
+	}
+	h.domains[d.Name] = &d
+	return nil
+}
+
+func (h *fakeHV) Paused(_ context.Context, name string) (bool, error) { return h.paused[name], nil }
+
+func (h *fakeHV) Suspend(_ context.Context, name string) error {
+	h.calls = append(h.calls, "suspend "+name)
+	h.paused[name] = true
+	return nil
+}
+
+func (h *fakeHV) Resume(_ context.Context, name string) error {
+	h.calls = append(h.calls, "resume "+name)
+	if h.failOn == "resume" {
+		return errors.New("fake: resume refused")
+	}
+	h.paused[name] = false
+	return nil
+}
+
+func (h *fakeHV) BlockResize(_ context.Context, name, disk string, size int64) error {
+	h.calls = append(h.calls, fmt.Sprintf("blockresize %s %s %d", name, disk, size))
+	if h.failOn == "blockresize" {
+		return errors.New("fake: blockresize refused")
+	}
+	return nil
 }
 
 func (h *fakeHV) Close() error { return nil }

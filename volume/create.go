@@ -26,16 +26,31 @@ type CreateOptions struct {
 	// FromSnapshot or FromVolume name what the volume starts as a copy of;
 	// Size may then be left out (the source's) or larger.
 	FromSnapshot, FromVolume string
+	// FromImage is a raw or qcow2 image on the storage host to fill the
+	// volume with; ImageFormat, when given, is its format (never probed).
+	FromImage, ImageFormat string
 }
 
 // Validate checks the options alone, before anything is opened or run, and
-// returns the size in bytes (0: the source's).
+// returns the size in bytes (0: the source's or the image's).
 func (o CreateOptions) Validate() (int64, error) {
 	if err := CheckName("volume", o.Name); err != nil {
 		return 0, err
 	}
-	if o.FromSnapshot != "" && o.FromVolume != "" {
-		return 0, invalid("--from-snapshot and --from-volume: choose one")
+	n := 0
+	for _, from := range []string{o.FromSnapshot, o.FromVolume, o.FromImage} {
+		if from != "" {
+			n++
+		}
+	}
+	if n > 1 {
+		return 0, invalid("--from-snapshot, --from-volume and --from-image: choose one")
+	}
+	if err := o.checkImage(); err != nil {
+		return 0, err
+	}
+	if o.FromImage != "" && o.Size == "" {
+		return 0, nil
 	}
 	for _, ref := range []string{o.FromSnapshot, o.FromVolume} {
 		if ref != "" {
@@ -86,10 +101,18 @@ func (s *Service) create(ctx context.Context, o CreateOptions, size int64) (_ Vo
 	if err != nil {
 		return Volume{}, err
 	}
-	v := state.Volume{UUID: s.newUUID(), Name: o.Name, Backend: bname, SizeBytes: size, Thin: thin, Status: state.Creating}
+	var img *image
+	var source string
 	if src != nil {
-		v.Source = src.ref()
+		source = src.ref()
 	}
+	if o.FromImage != "" {
+		if img, size, err = s.inspectImage(ctx, b.Host, o, size); err != nil {
+			return Volume{}, err
+		}
+		source = "image:" + img.Path
+	}
+	v := state.Volume{UUID: s.newUUID(), Name: o.Name, Backend: bname, SizeBytes: size, Thin: thin, Status: state.Creating, Source: source}
 	op, err := s.State.InsertVolume(ctx, &v)
 	if err != nil {
 		var ce *state.ConflictError
@@ -100,7 +123,7 @@ func (s *Service) create(ctx context.Context, o CreateOptions, size int64) (_ Vo
 		// the same command, run again, finishes it.
 		old, gerr := s.State.Volume(ctx, o.Name)
 		if gerr != nil || old.Status != state.Creating ||
-			old.Backend != bname || old.Thin != thin || old.SizeBytes != size || old.Source != v.Source {
+			old.Backend != bname || old.Thin != thin || old.SizeBytes != size || old.Source != source {
 			return Volume{}, err
 		}
 		v = old
@@ -128,7 +151,16 @@ func (s *Service) create(ctx context.Context, o CreateOptions, size int64) (_ Vo
 	})
 	r.journal(op)
 
+	var zero bool
+	if img != nil {
+		if zero, err = s.imageTarget(ctx, p, v); err != nil {
+			return volumeOf(v), fmt.Errorf("create volume %q: %w", o.Name, err)
+		}
+	}
 	made, path, err := s.makeVolume(ctx, r, p, b, v, src)
+	if err == nil && img != nil {
+		err = s.fillFromImage(ctx, b.Host, v.Name, img, path, zero)
+	}
 	if err != nil {
 		return volumeOf(v), fmt.Errorf("create volume %q: %w", o.Name, err)
 	}

@@ -177,9 +177,18 @@ var errTargetBack = errors.New("it came back")
 
 // unplug removes the disk with serial from the domain: from the persistent
 // definition, then from the live one, asking again while the guest has not
-// let go. libvirt reporting success is no proof: only the live XML is.
+// let go. libvirt reporting success is no proof: only the live XML is. A
+// shut-off domain has only the persistent definition, and no guest to wait
+// for.
 func (s *Service) unplug(ctx context.Context, hv hypervisor.Hypervisor, domain, serial string) error {
+	active, err := hv.Active(ctx, domain)
+	if err != nil {
+		return err
+	}
 	for _, persistent := range []bool{true, false} {
+		if !persistent && !active {
+			break
+		}
 		x, err := hv.DomainXML(ctx, domain, persistent)
 		if err != nil {
 			return err

@@ -10,7 +10,9 @@
 //	                        second line the last one (host: argv, masked)
 //
 // A step is one Runner.Run on any host or one libvirt call (DomainXML,
-// AttachDevice, DetachDevice, Domains), counted in the order they complete. The
+// AttachDevice, DetachDevice, Domains, Active, Paused, Suspend, Resume,
+// DefineXML, BlockResize),
+// counted in the order they complete. The
 // count is kept up to date after each step rather than written at exit, so
 // it is there after a kill too, and after an exit blk did not plan.
 
@@ -148,4 +150,34 @@ func (c countedHypervisor) DetachDevice(ctx context.Context, domain, xml string,
 // writes are no kill points, the commands around them are.
 func (c countedRunner) OpenFile(ctx context.Context, path string, write bool) (exec.File, error) {
 	return exec.OpenFile(ctx, c.Runner, path, write)
+}
+
+func (c countedHypervisor) Active(ctx context.Context, domain string) (bool, error) {
+	defer c.step("domstate", domain)
+	return c.Hypervisor.Active(ctx, domain)
+}
+
+func (c countedHypervisor) DefineXML(ctx context.Context, xml string) error {
+	defer c.step("define", "")
+	return c.Hypervisor.DefineXML(ctx, xml)
+}
+
+func (c countedHypervisor) BlockResize(ctx context.Context, domain, disk string, size int64) error {
+	defer c.step("blockresize "+disk, domain)
+	return c.Hypervisor.BlockResize(ctx, domain, disk, size)
+}
+
+func (c countedHypervisor) Paused(ctx context.Context, domain string) (bool, error) {
+	defer c.step("domstate --reason", domain)
+	return c.Hypervisor.Paused(ctx, domain)
+}
+
+func (c countedHypervisor) Suspend(ctx context.Context, domain string) error {
+	defer c.step("suspend", domain)
+	return c.Hypervisor.Suspend(ctx, domain)
+}
+
+func (c countedHypervisor) Resume(ctx context.Context, domain string) error {
+	defer c.step("resume", domain)
+	return c.Hypervisor.Resume(ctx, domain)
 }

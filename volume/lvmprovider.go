@@ -2,9 +2,12 @@ package volume
 
 import (
 	"context"
+	"errors"
 
 	"github.com/blk-project/blk/internal/config"
+	"github.com/blk-project/blk/internal/fault"
 	"github.com/blk-project/blk/iscsi"
+	"github.com/blk-project/blk/lvm"
 	"github.com/blk-project/blk/state"
 )
 
@@ -91,4 +94,32 @@ func (p lvmProvider) release(ctx context.Context, rec state.AttachmentRecord) []
 			return p.s.removeTarget(ctx, iscsi.Target{Run: storage}, conn)
 		}},
 	}
+}
+
+func (p lvmProvider) grow(ctx context.Context, v state.Volume, size int64) (int64, error) {
+	l, err := p.s.lvm(ctx, p.b)
+	if err != nil {
+		return 0, err
+	}
+	lv, err := l.Extend(ctx, lvName(v.UUID), size)
+	if errors.Is(err, lvm.ErrNoSpace) {
+		err = fault.Wrap(ErrConflict, err)
+	}
+	return lv.SizeBytes, err
+}
+
+func (p lvmProvider) reveal(ctx context.Context, v state.Volume, rec state.AttachmentRecord, size int64) error {
+	return p.s.revealISCSI(ctx, p.b.Host, v, rec, size)
+}
+
+func (p lvmProvider) exists(ctx context.Context, v state.Volume) (bool, error) {
+	l, err := p.s.lvm(ctx, p.b)
+	if err != nil {
+		return false, err
+	}
+	_, err = l.LV(ctx, lvName(v.UUID))
+	if errors.Is(err, lvm.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }

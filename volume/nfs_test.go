@@ -73,7 +73,7 @@ func (w *nfsWorld) handle(args []string) (string, string, int, bool) {
 		}
 		return fmt.Sprintf("%d,8,512\n", size), "", 0, true
 	case "truncate":
-		n, _ := strconv.ParseInt(args[2], 10, 64)
+		n, _ := strconv.ParseInt(strings.TrimPrefix(args[2], ">"), 10, 64)
 		w.files[last] = n
 	case "fallocate", "dd":
 	case "rm":

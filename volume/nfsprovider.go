@@ -79,6 +79,36 @@ func (p nfsProvider) make(ctx context.Context, r *reverter, v state.Volume) (int
 	return st.SizeBytes, file, err
 }
 
+func (p nfsProvider) exists(ctx context.Context, v state.Volume) (bool, error) {
+	f, err := p.files()
+	if err != nil {
+		return false, err
+	}
+	_, err = f.Stat(ctx, p.file(v.UUID))
+	if errors.Is(err, nfs.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// grow lengthens the file; the guest's QEMU, asked to resize, reads the
+// new length through the mount.
+func (p nfsProvider) grow(ctx context.Context, v state.Volume, size int64) (int64, error) {
+	f, err := p.files()
+	if err != nil {
+		return 0, err
+	}
+	st, err := f.Grow(ctx, p.file(v.UUID), size, !v.Thin)
+	if errors.Is(err, nfs.ErrNoSpace) {
+		err = fault.Wrap(ErrConflict, err)
+	}
+	return st.SizeBytes, err
+}
+
+func (nfsProvider) reveal(context.Context, state.Volume, state.AttachmentRecord, int64) error {
+	return nil
+}
+
 func (p nfsProvider) remove(ctx context.Context, v state.Volume, wipe bool) error {
 	f, err := p.files()
 	if err != nil {

@@ -16,6 +16,8 @@ type provider interface {
 	// it made, registering its undo on r; it returns the size really made
 	// and the path on the storage host.
 	make(ctx context.Context, r *reverter, v state.Volume) (size int64, path string, err error)
+	// exists says whether the storage of v is there.
+	exists(ctx context.Context, v state.Volume) (bool, error)
 	// remove wipes (when asked) and removes the storage; already gone is
 	// done.
 	remove(ctx context.Context, v state.Volume, wipe bool) error
@@ -29,6 +31,11 @@ type provider interface {
 	// connect makes the volume reachable on rec.Host and plugs it in,
 	// registering each undo on r.
 	connect(ctx context.Context, r *reverter, v state.Volume, rec *state.AttachmentRecord) error
+	// grow makes the storage of v at least size bytes, unless it is
+	// already, and returns its real size.
+	grow(ctx context.Context, v state.Volume, size int64) (int64, error)
+	// reveal makes the compute host of rec see the storage's new size.
+	reveal(ctx context.Context, v state.Volume, rec state.AttachmentRecord, size int64) error
 	// release are the detach steps after the disk is unplugged.
 	release(ctx context.Context, rec state.AttachmentRecord) []detachStep
 }

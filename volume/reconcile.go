@@ -389,6 +389,15 @@ var resumers = map[string]struct {
 }{
 	state.Creating: {"--fix finishes the create (as rerunning it would)", func(ctx context.Context, s *Service, v state.Volume) error {
 		o := CreateOptions{Name: v.Name, Backend: v.Backend, Thin: v.Thin}
+		kind, from, _ := strings.Cut(v.Source, ":")
+		switch kind {
+		case "image":
+			o.FromImage = from
+		case "snapshot":
+			o.FromSnapshot = from
+		case "volume":
+			o.FromVolume = from
+		}
 		if b, ok := s.Config.Backends[v.Backend]; ok && b.Type == "nfs" {
 			o.Thin, o.Preallocate = false, !v.Thin
 		}
@@ -405,6 +414,10 @@ var resumers = map[string]struct {
 	}},
 	state.Detaching: {"--fix finishes the detach (as rerunning it would)", func(ctx context.Context, s *Service, v state.Volume) error {
 		_, err := s.Detach(ctx, DetachOptions{Volume: v.UUID})
+		return err
+	}},
+	state.Extending: {"--fix finishes the extend (as rerunning it would)", func(ctx context.Context, s *Service, v state.Volume) error {
+		_, err := s.FinishExtend(ctx, v.UUID)
 		return err
 	}},
 }

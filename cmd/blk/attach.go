@@ -12,8 +12,8 @@ import (
 func newVolumeAttachCmd(a *App) *cobra.Command {
 	var o volume.AttachOptions
 	cmd := &cobra.Command{
-		Use:   "attach NAME|UUID --instance DOMAIN [--host H] [--device vdX] [--bus virtio|scsi] [--read-only]",
-		Short: "Export a volume over iSCSI and hot-plug it into a running libvirt domain",
+		Use:   "attach NAME|UUID --instance DOMAIN [--host H] [--device vdX] [--bus virtio|scsi] [--read-only] [--boot]",
+		Short: "Export a volume and plug it into a libvirt domain (hot-plugged when it runs)",
 		Long: `Attach a volume to a libvirt domain, as Nova and Cinder do:
   1. find the domain on the compute hosts (or --host) and reserve the volume
      (available -> attaching) with a device: the first free vdX/sdX, or --device;
@@ -24,12 +24,25 @@ func newVolumeAttachCmd(a *App) *cobra.Command {
      /dev/disk/by-path/ip-<portal>-iscsi-<iqn>-lun-1;
   4. libvirt attach, live and persistent, <disk type='block'> with cache='none'
      and the volume UUID as serial (20 bytes; /dev/disk/by-id/virtio-<serial>).
-Any failure undoes, in reverse, what this run made, and the volume is
-available again. Attaching a volume already attached to the same instance
-succeeds and says so; to another instance it exits 3.`,
+A shut-off domain gets the disk in its persistent definition only; the
+session (or NFS mount) is still made, so the domain starts with the disk.
+
+--boot (shut-off domains only) makes the volume the domain's first boot
+device: the disk gets <boot order='1'/>. libvirt refuses per-device boot
+orders beside <os><boot dev=...>, so blk first redefines the domain: each
+<os><boot dev=...> becomes a per-device order on the device it meant (hd: the
+first disk, cdrom: the first CD-ROM, network: the first interface), and every
+order there was moves one down, after the volume. Detaching the volume later
+leaves those orders as they are.
+
+Any failure undoes, in reverse, what this run made (the domain's definition
+included), and the volume is available again. Attaching a volume already
+attached to the same instance succeeds and says so; to another instance it
+exits 3.`,
 		Example: `  blk volume attach db1 --instance web1
   blk volume attach db1 --instance web1 --bus scsi --read-only
-  blk volume attach db1 --instance web1 --dry-run`,
+  blk volume attach db1 --instance web1 --dry-run
+  blk volume attach root1 --instance web2 --boot    # web2 shut off`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Volume = args[0]
@@ -62,6 +75,7 @@ succeeds and says so; to another instance it exits 3.`,
 	f.StringVar(&o.Device, "device", "", "target device in the guest, vdb..vdz or sdb..sdz (default: first free)")
 	f.StringVar(&o.Bus, "bus", "virtio", "disk bus: virtio or scsi")
 	f.BoolVar(&o.ReadOnly, "read-only", false, "attach read-only")
+	f.BoolVar(&o.Boot, "boot", false, "make it the domain's first boot device (the domain must be shut off)")
 	return cmd
 }
 
@@ -71,7 +85,8 @@ func newVolumeDetachCmd(a *App) *cobra.Command {
 		Use:   "detach NAME|UUID [--instance DOMAIN] [--force]",
 		Short: "Unplug a volume from its domain and remove its iSCSI export",
 		Long: `Detach a volume: libvirt detach (persistent, then live, waiting until the
-disk has left the live domain), flush and delete the SCSI device on the
+disk has left the live domain; a shut-off domain only has the persistent
+definition to change), flush and delete the SCSI device on the
 compute host, log out and delete the node of this target only, then remove
 the ACL, CHAP account, LUN and target on the storage host.
 

@@ -149,7 +149,7 @@ func TestHelpEndsWithExitStatus(t *testing.T) {
 	}
 }
 
-// fakeLVM answers lvcreate, lvs VG/LV and lvremove like LVM would, keeping
+// fakeLVM answers lvcreate, lvs VG/LV, lvextend and lvremove like LVM would, keeping
 // the LVs it made.
 func fakeLVM() func(args []string) (string, string, int, bool) {
 	lvs := map[string]string{} // VG/LV -> size
@@ -184,6 +184,9 @@ func fakeLVM() func(args []string) (string, string, int, bool) {
 			return `{"report":[{"lv":[{"lv_name":"` + lv + `","vg_name":"` + vg + `","lv_size":"` + size + `","lv_tags":"blk","pool_lv":"","lv_attr":"-wi-a-----","data_percent":""}]}]}`, "", 0, true
 		case "lvremove":
 			delete(lvs, last)
+			return "", "", 0, true
+		case "lvextend":
+			lvs[last] = strings.TrimSuffix(args[2], "b")
 			return "", "", 0, true
 		case "vgs":
 			return `{"report":[{"vg":[{"vg_name":"` + last + `","vg_size":"8589934592","vg_free":"8589934592","lv_count":"0"}]}]}`, "", 0, true

@@ -44,6 +44,7 @@ func registerCompletions(a *App, root *cobra.Command) {
 	args("volume delete", a.volumeNames, true)
 	args("volume attach", a.volumeNames, false)
 	args("volume detach", a.volumeNames, false)
+	args("volume extend", a.volumeNames, false)
 	args("host check", a.hostNames, true)
 	args("volume reset-state", a.volumeNames, false)
 	flag("volume reset-state", "to", fixed(volume.ResetStates...))
@@ -58,6 +59,7 @@ func registerCompletions(a *App, root *cobra.Command) {
 	flag("volume create", "from-volume", a.volumeNames)
 	flag("volume create", "backend", a.backendNames)
 	flag("volume create", "backend-type", fixed("lvm", "nfs"))
+	flag("volume create", "image-format", fixed("raw", "qcow2"))
 	flag("volume list", "backend", a.backendNames)
 	flag("volume list", "status", fixed(state.Creating, state.Available, state.Attaching, state.InUse,
 		state.Detaching, state.Deleting, state.Extending, state.Error, state.ErrorDeleting, state.Snapshotting, state.Reverting))

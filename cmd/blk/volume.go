@@ -17,10 +17,10 @@ func newVolumeCmd(a *App) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "volume",
 		Aliases: []string{"vol"},
-		Short:   "Create, list, show, attach, detach, delete and reset volumes",
+		Short:   "Create, list, show, attach, detach, extend, delete and reset volumes",
 	}
 	cmd.AddCommand(newVolumeCreateCmd(a), newVolumeListCmd(a), newVolumeShowCmd(a), newVolumeDeleteCmd(a),
-		newVolumeAttachCmd(a), newVolumeDetachCmd(a), newVolumeResetStateCmd(a))
+		newVolumeAttachCmd(a), newVolumeDetachCmd(a), newVolumeExtendCmd(a), newVolumeResetStateCmd(a))
 	return cmd
 }
 
@@ -84,7 +84,7 @@ running operation whose process may be alive is never overridden, with
 func newVolumeCreateCmd(a *App) *cobra.Command {
 	var o volume.CreateOptions
 	cmd := &cobra.Command{
-		Use:   "create NAME --size SIZE [--backend B | --backend-type lvm|nfs] [--thin | --preallocate] [--from-snapshot S | --from-volume V]",
+		Use:   "create NAME --size SIZE [--backend B | --backend-type lvm|nfs] [--thin | --preallocate] [--from-snapshot S | --from-volume V | --from-image PATH [--image-format raw|qcow2]]",
 		Short: "Create a volume (an LVM logical volume, or a file on an NFS export)",
 		Long: `Create a volume: on an lvm backend, an LV named volume-<uuid> in the
 backend's volume group, tagged blk and blk-vol-<uuid>; the size recorded is
@@ -125,6 +125,16 @@ create's --quiesce auto), removed afterwards; an in-use NFS volume is
 refused (exit 3): snapshot it while available and copy the snapshot. A
 failed copy removes what it made; run the command again.
 
+--from-image PATH fills the new volume with a disk image that is on the
+backend's storage host (an absolute path to a regular file there): blk reads
+it with qemu-img info --output=json (the format is probed unless
+--image-format says it), takes only raw and qcow2 images that name no backing
+file and no external data file, makes the volume (--size defaults to the
+image's virtual size, and may not be smaller), then writes it with qemu-img
+convert -n -O raw (on a thin volume it just made, with --target-is-zero, so the
+image's zeros are not written), with a progress bar. If the copy fails the
+volume is removed. The volume's source is recorded as image:PATH.
+
 If a create is killed part-way, running the same command again finishes it,
 on the backend it began on.`,
 		Example: `  blk volume create db1 --size 20GiB
@@ -133,12 +143,13 @@ on the backend it began on.`,
   blk volume create db2 --size 1TiB --dry-run
   blk volume create logs --size 50GiB --thin --backend-type lvm --dry-run
   blk volume create db1-test --from-snapshot db1-before-upgrade
-  blk volume create db1-copy --from-volume db1 --backend nfs-1 --size 40GiB`,
+  blk volume create db1-copy --from-volume db1 --backend nfs-1 --size 40GiB
+  blk volume create root1 --from-image /srv/images/debian-12.qcow2 --thin`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Name = args[0]
-			if o.Size == "" && o.FromSnapshot == "" && o.FromVolume == "" {
-				return flagError(cmd, fmt.Errorf("--size is required (unless --from-snapshot or --from-volume)"))
+			if o.Size == "" && o.FromSnapshot == "" && o.FromVolume == "" && o.FromImage == "" {
+				return flagError(cmd, fmt.Errorf("--size is required (unless --from-snapshot, --from-volume or --from-image)"))
 			}
 			if _, err := o.Validate(); err != nil {
 				return err
@@ -174,6 +185,8 @@ on the backend it began on.`,
 	cmd.Flags().BoolVar(&o.Preallocate, "preallocate", false, "nfs backends: allocate the file in full (default: sparse)")
 	cmd.Flags().StringVar(&o.FromSnapshot, "from-snapshot", "", "start as a copy of this snapshot")
 	cmd.Flags().StringVar(&o.FromVolume, "from-volume", "", "start as a copy of this volume")
+	cmd.Flags().StringVar(&o.FromImage, "from-image", "", "absolute path, on the storage host, of a raw or qcow2 image to fill it with")
+	cmd.Flags().StringVar(&o.ImageFormat, "image-format", "", "format of --from-image: raw or qcow2 (default: read by qemu-img info)")
 	return cmd
 }
 

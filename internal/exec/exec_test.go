@@ -296,3 +296,21 @@ func TestSSHUnreachableSaysWhere(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// Output sees stdout as it comes, over both runners, and Result still has
+// all of it.
+func TestOutputStreamsStdout(t *testing.T) {
+	_, cfg := sshFixture(t)
+	s := NewSSH(cfg)
+	defer s.Close()
+	for _, r := range []Runner{&Local{Name: "here"}, s} {
+		var seen strings.Builder
+		res, err := r.Run(context.Background(), Cmd{Args: []string{"printf", `(1.00/100%%)\r(50.00/100%%)\r`}, Output: &seen})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "(1.00/100%)\r(50.00/100%)\r"; seen.String() != want || string(res.Stdout) != want {
+			t.Errorf("%s: streamed %q, result %q", r.Host(), seen.String(), res.Stdout)
+		}
+	}
+}

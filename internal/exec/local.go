@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	osexec "os/exec"
@@ -27,6 +28,9 @@ func (l *Local) Run(ctx context.Context, cmd Cmd) (Result, error) {
 	c.Env = append(os.Environ(), Env...)
 	c.Stdin = cmd.Stdin
 	c.Stdout = &stdout
+	if cmd.Output != nil {
+		c.Stdout = io.MultiWriter(&stdout, cmd.Output)
+	}
 	c.Stderr = &stderr
 	// A timeout must kill the whole child, not leave a grandchild holding
 	// the device: run it in its own process group and kill that.

@@ -20,6 +20,9 @@ type Cmd struct {
 	Args []string
 	// Stdin, when set, is streamed to the command.
 	Stdin io.Reader
+	// Output, when set, also receives stdout as the command prints it (a
+	// progress meter); Result.Stdout still holds all of it.
+	Output io.Writer
 	// Mutates marks commands that change something; DryRun skips them.
 	Mutates bool
 	// Observes marks a read of what earlier commands of the same workflow

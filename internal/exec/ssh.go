@@ -424,6 +424,9 @@ func (s *SSH) Run(ctx context.Context, cmd Cmd) (Result, error) {
 	defer sess.Close()
 	var stdout, stderr bytes.Buffer
 	sess.Stdout, sess.Stderr = &stdout, &stderr
+	if cmd.Output != nil {
+		sess.Stdout = io.MultiWriter(&stdout, cmd.Output)
+	}
 	stdin, err := sess.StdinPipe()
 	if err != nil {
 		return fail(err)

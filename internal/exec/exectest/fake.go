@@ -148,6 +148,9 @@ func (f *Fake) answer(c *call, cmd exec.Cmd) (exec.Result, error) {
 		b, _ := io.ReadAll(cmd.Stdin)
 		f.Stdins[exec.Quote(cmd.Args)] = string(b)
 	}
+	if cmd.Output != nil {
+		io.WriteString(cmd.Output, c.stdout)
+	}
 	res := exec.Result{Stdout: []byte(c.stdout), Stderr: []byte(c.stderr)}
 	if c.exitCode == 0 {
 		return res, nil
