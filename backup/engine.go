@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path"
 	"runtime"
 	"sort"
@@ -118,6 +119,7 @@ func (r *Repo) Backup(ctx context.Context, src io.ReaderAt, size int64, opt Opti
 	var done, stored, readBytes atomic.Int64
 	var dirsMu sync.Mutex
 	dirs := map[string]bool{}
+	claimed := &claims{m: map[string]bool{}}
 	var pmu sync.Mutex
 	report := func() {
 		if opt.Progress == nil {
@@ -128,6 +130,35 @@ func (r *Repo) Backup(ctx context.Context, src io.ReaderAt, size int64, opt Opti
 		opt.Progress(Progress{Total: size, Done: done.Load(), Read: readBytes.Load(), Stored: stored.Load()})
 	}
 
+	// Writers are apart from the CPU workers: a worker waiting on an fsync
+	// would leave its core idle.
+	type write struct {
+		i    int64
+		hash string
+		out  *[]byte
+	}
+	writes := make(chan write, workers())
+	var wwg sync.WaitGroup
+	for w := 0; w < ioWriters; w++ {
+		wwg.Add(1)
+		go func() {
+			defer wwg.Done()
+			for w := range writes {
+				if ctx.Err() == nil {
+					if err := r.writeAtomic(chunkName(w.hash), *w.out, false); err != nil {
+						cancel(fmt.Errorf("backup: chunk %d: %w", w.i, err))
+					} else {
+						stored.Add(int64(len(*w.out)))
+						dirsMu.Lock()
+						dirs[path.Dir(chunkName(w.hash))] = true
+						dirsMu.Unlock()
+					}
+				}
+				outs.Put(w.out)
+				report()
+			}
+		}()
+	}
 	var wg sync.WaitGroup
 	for w := 0; w < workers(); w++ {
 		wg.Add(1)
@@ -135,8 +166,10 @@ func (r *Repo) Backup(ctx context.Context, src io.ReaderAt, size int64, opt Opti
 			defer wg.Done()
 			for j := range jobs {
 				if ctx.Err() == nil {
-					if err := r.storeChunk(m, j.i, *j.buf, enc, &outs, &stored, &dirsMu, dirs); err != nil {
-						cancel(err)
+					h, out := r.prepareChunk(*j.buf, enc, &outs, claimed)
+					m.Chunks[j.i] = h
+					if out != nil {
+						writes <- write{j.i, h, out}
 					}
 				}
 				done.Add(int64(len(*j.buf)))
@@ -173,6 +206,8 @@ func (r *Repo) Backup(ctx context.Context, src io.ReaderAt, size int64, opt Opti
 	}
 	close(jobs)
 	wg.Wait()
+	close(writes)
+	wwg.Wait()
 	if rerr != nil {
 		return nil, rerr
 	}
@@ -205,30 +240,41 @@ func (r *Repo) Backup(ctx context.Context, src io.ReaderAt, size int64, opt Opti
 	return m, nil
 }
 
-// storeChunk records chunk i of m and stores it unless the repository has it.
-func (r *Repo) storeChunk(m *Manifest, i int64, data []byte, enc *zstd.Encoder, outs *sync.Pool,
-	stored *atomic.Int64, dirsMu *sync.Mutex, dirs map[string]bool) error {
+// claims are the chunks this backup has stored or is storing: a chunk
+// repeated within a volume is written once, even while its first copy is
+// still on its way.
+type claims struct {
+	mu sync.Mutex
+	m  map[string]bool
+}
+
+func (c *claims) claim(h string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m[h] {
+		return false
+	}
+	c.m[h] = true
+	return true
+}
+
+// ioWriters bounds the chunk files being written and synced at once.
+const ioWriters = 4
+
+// prepareChunk hashes data and, unless it is all zeros or already stored,
+// compresses it into a buffer from outs.
+func (r *Repo) prepareChunk(data []byte, enc *zstd.Encoder, outs *sync.Pool, claimed *claims) (string, *[]byte) {
 	if bytes.Equal(data, zeroChunk[:len(data)]) {
-		m.Chunks[i] = ZeroChunk
-		return nil
+		return ZeroChunk, nil
 	}
 	sum := sha256.Sum256(data)
 	h := hex.EncodeToString(sum[:])
-	m.Chunks[i] = h
-	if r.hasChunk(h) {
-		return nil
+	if !claimed.claim(h) || r.hasChunk(h) {
+		return h, nil
 	}
 	out := outs.Get().(*[]byte)
-	defer outs.Put(out)
 	*out = enc.EncodeAll(data, (*out)[:0])
-	if err := r.writeAtomic(chunkName(h), *out, false); err != nil {
-		return fmt.Errorf("backup: chunk %d: %w", i, err)
-	}
-	stored.Add(int64(len(*out)))
-	dirsMu.Lock()
-	dirs[path.Dir(chunkName(h))] = true
-	dirsMu.Unlock()
-	return nil
+	return h, out
 }
 
 // ChunkError names a chunk that is missing or does not hold its data.
@@ -248,9 +294,14 @@ var ErrCorrupt = errors.New("corrupt")
 
 // loadChunk reads, decompresses and checks one stored chunk into dst.
 func (r *Repo) loadChunk(i int, h string, want int, dec *zstd.Decoder, dst []byte) ([]byte, int, error) {
-	raw, err := r.readFile(chunkName(h))
+	rawp := raws.Get().(*[]byte)
+	defer raws.Put(rawp)
+	raw, err := r.readChunkFile(chunkName(h), rawp)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, 0, &ChunkError{i, h, errors.New("missing from the repository")}
+	}
 	if err != nil {
-		return nil, 0, &ChunkError{i, h, fmt.Errorf("missing from the repository: %w", err)}
+		return nil, 0, &ChunkError{i, h, fmt.Errorf("unreadable: %w", err)}
 	}
 	out, err := dec.DecodeAll(raw, dst[:0])
 	if err != nil {
@@ -264,6 +315,35 @@ func (r *Repo) loadChunk(i int, h string, want int, dec *zstd.Decoder, dst []byt
 		return nil, len(raw), &ChunkError{i, h, fmt.Errorf("%w: %d bytes, want %d", ErrCorrupt, len(out), want)}
 	}
 	return out, len(raw), nil
+}
+
+// raws are buffers for compressed chunks as read.
+var raws = sync.Pool{New: func() any { b := make([]byte, 0, ChunkSize+ChunkSize/64+1024); return &b }}
+
+// readChunkFile reads a whole chunk file into *buf, grown if needed.
+func (r *Repo) readChunkFile(name string, buf *[]byte) ([]byte, error) {
+	f, err := r.fs.Open(r.p(name))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	// A chunk compresses to at most a little over its size: anything larger
+	// is not one of ours, and is not read into memory.
+	if fi.Size() > ChunkSize+ChunkSize/8 {
+		return nil, fmt.Errorf("%s: %d bytes, too large for a chunk", name, fi.Size())
+	}
+	if int64(cap(*buf)) < fi.Size() {
+		*buf = make([]byte, fi.Size())
+	}
+	b := (*buf)[:fi.Size()]
+	if _, err := io.ReadFull(f, b); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 func newDecoder() (*zstd.Decoder, error) {

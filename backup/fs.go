@@ -32,6 +32,7 @@ type File interface {
 	io.Reader
 	io.ReaderAt
 	io.Writer
+	Stat() (fs.FileInfo, error)
 	Sync() error
 	Close() error
 }
