@@ -98,7 +98,7 @@ func Open(fsys FS, root string) (*Repo, error) {
 	r := &Repo{fs: fsys, root: root}
 	b, err := r.readFile("config")
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("open repository %s: %w (no config file; 'blk backup init' makes one)", root, ErrNotRepository)
+		return nil, fmt.Errorf("open repository %s: %w (no config file there; the first backup makes one)", root, ErrNotRepository)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open repository %s: %w", root, err)
