@@ -86,11 +86,12 @@ lab-test:
 demo:
 	lab/demo.sh
 
-## bench: list/start-up (issue 2), attach/detach (issue 4) and NFS attach/detach (issue 9) ratios
+## bench: list/start-up (issue 2), attach/detach (issue 4), NFS attach/detach (issue 9) and backup (issue 11) ratios
 bench:
 	bench/run.sh
 	bench/attach.sh
 	bench/nfs-attach.sh
+	bench/backup.sh
 
 clean:
 	rm -rf bin build

@@ -10,7 +10,9 @@ import (
 // FS is the file access a repository needs on its host. Local repositories
 // use OS; over SSH each method maps onto one *sftp.Client call (Open,
 // OpenFile with O_EXCL, PosixRename, Remove, ReadDir, MkdirAll, Stat), and
-// File.Sync onto the fsync@openssh.com extension. Paths are slash-separated
+// File.Sync onto the fsync@openssh.com extension; SyncDir opens the
+// directory read-only and syncs that handle the same way (OpenSSH's
+// sftp-server open(2)s it, and fsync works on a directory fd). Paths are slash-separated
 // and relative to nothing: the repository joins them onto its root.
 type FS interface {
 	Open(name string) (File, error)

@@ -157,8 +157,11 @@ func (r *Repo) gc(dryRun bool, without map[string]bool) (GCResult, error) {
 		return res, fmt.Errorf("gc %s: %w", r, err)
 	}
 	for _, fi := range fis {
-		// Lock files pass through tmp too, but only for an instant, and an
-		// exclusive lock is held: nothing else writes here now.
+		// Under the exclusive lock only a process trying to lock writes
+		// here, and for an instant: what is older was left by a killed run.
+		if time.Since(fi.ModTime()) < time.Minute {
+			continue
+		}
 		if err := r.fs.Remove(r.p("tmp", fi.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return res, fmt.Errorf("gc %s: %w", r, err)
 		}
