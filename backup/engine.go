@@ -269,6 +269,8 @@ func (r *Repo) prepareChunk(data []byte, enc *zstd.Encoder, outs *sync.Pool, cla
 	}
 	sum := sha256.Sum256(data)
 	h := hex.EncodeToString(sum[:])
+	// Asked even for the parent's chunks: a chunk lost from the repository
+	// is stored again by the next full read, not trusted to be there.
 	if !claimed.claim(h) || r.hasChunk(h) {
 		return h, nil
 	}

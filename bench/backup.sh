@@ -29,7 +29,9 @@ echo "== generating $mib MiB of test data in $data"
   head -c $(((mib - 2 * third) << 20)) /dev/urandom
 } > "$data"
 test "$(stat -c %s "$data")" -eq $((mib << 20)) || { echo "test data is short"; exit 1; }
-cat "$data" > /dev/null # every run reads from the page cache
+# Each measured run reads from the page cache: the data and a repository
+# are read once just before, so the order of the runs favours no one.
+warm() { find "$@" -type f -exec cat {} + > /dev/null; }
 
 # measure NAME CMD...: run CMD under /usr/bin/time; wall seconds, CPU
 # seconds (user+sys, children included) and peak RSS land in $dir/NAME.time.
@@ -44,13 +46,16 @@ cpu() { awk '{print $2 + $3}' "$dir/$1.time"; }
 rss_mib() { awk '{print int($4 / 1024)}' "$dir/$1.time"; }
 
 echo "== zstd -1 -T2"
+warm "$data"
 measure zstd sh -c "zstd -q -1 -T2 -c '$data' > /dev/null"
 
 echo "== blk full backup"
+warm "$data"
 measure full "$dir/backupfile" backup -repo "$dir/repo" "$data"
 full_id=$(sed -n 's/.*"uuid":"\([^"]*\)".*/\1/p' "$dir/full.out")
 
 echo "== blk second backup, unchanged, read in full (thick LVM, NFS)"
+warm "$data"
 measure again "$dir/backupfile" backup -repo "$dir/repo" -parent "$full_id" "$data"
 echo "== blk second backup, unchanged, thin_delta says nothing changed"
 measure thin "$dir/backupfile" backup -repo "$dir/repo" -parent "$full_id" -unchanged "$data"
@@ -58,16 +63,19 @@ measure thin "$dir/backupfile" backup -repo "$dir/repo" -parent "$full_id" -unch
 echo "== restic backup --stdin"
 export RESTIC_PASSWORD=bench RESTIC_REPOSITORY=$dir/restic
 restic init -q
+warm "$data"
 measure restic sh -c "restic backup -q --stdin --stdin-filename data < '$data'"
 
 echo "== blk restore"
 sync
+warm "$dir/repo"
 measure restore sh -c "'$dir/backupfile' restore -repo '$dir/repo' -id $full_id '$dir/restored' && sync"
 cmp "$data" "$dir/restored"
 rm -f "$dir/restored"
 
 echo "== restic restore"
 sync
+warm "$dir/restic"
 measure rrestore sh -c "restic restore -q latest --target '$dir/rrestored' && sync"
 cmp "$data" "$dir/rrestored/data"
 
