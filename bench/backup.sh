@@ -6,6 +6,7 @@
 #   restore vs restic restore                                goal <= 0.5x
 #   second, unchanged backup vs the first                    goal <= 0.1x
 #   peak RSS of the full backup                              goal <= 128 MiB
+# Restores are timed alone and with the sync that makes them durable.
 # The data: a third zeros, a third binaries and text from /usr, a third random.
 # It lives under $BENCH_DIR (default /var/tmp/blk-bench-backup), removed at the end.
 set -euo pipefail
@@ -69,17 +70,26 @@ measure restic sh -c "restic backup -q --stdin --stdin-filename data < '$data'"
 echo "== blk restore"
 sync
 warm "$dir/repo"
-measure restore sh -c "'$dir/backupfile' restore -repo '$dir/repo' -id $full_id '$dir/restored' && sync"
+measure restore "$dir/backupfile" restore -repo "$dir/repo" -id "$full_id" "$dir/restored"
+measure restore-sync sync
 cmp "$data" "$dir/restored"
 rm -f "$dir/restored"
 
 echo "== restic restore"
 sync
 warm "$dir/restic"
-measure rrestore sh -c "restic restore -q latest --target '$dir/rrestored' && sync"
+measure rrestore restic restore -q latest --target "$dir/rrestored"
+measure rrestore-sync sync
 cmp "$data" "$dir/rrestored/data"
 
 ratio() { echo "scale=3; $1 / $2" | bc; }
+# A restore is done when its data is on disk: restic does not fsync, so
+# each restore is also timed with the sync that follows it.
+for n in restore rrestore; do
+  read -r w1 u1 s1 m1 < "$dir/$n.time"
+  read -r w2 u2 s2 _ < "$dir/$n-sync.time"
+  echo "$(echo "$w1 + $w2" | bc) $(echo "$u1 + $u2" | bc) $(echo "$s1 + $s2" | bc) $m1" > "$dir/$n+sync.time"
+done
 line() { # label name reference goal
   printf '  %-30s %7.2fs wall %7.2fs cpu' "$1" "$(wall $2)" "$(cpu $2)"
   if [ -n "${3:-}" ]; then
@@ -92,9 +102,11 @@ echo "backup figures ($mib MiB, $(nproc) cores, load $(cut -d' ' -f1 /proc/loada
 line "zstd -1 -T2" zstd
 line "restic backup --stdin" restic
 line "restic restore" rrestore
+line "restic restore + sync" rrestore+sync
 line "blk full backup" full zstd 1.2
 line "blk full backup" full restic 0.5
 line "blk restore" restore rrestore 0.5
+line "blk restore + sync" restore+sync rrestore+sync 0.5
 line "blk unchanged, full read" again full 0.1
 line "blk unchanged, thin_delta" thin full 0.1
 echo "  blk full backup peak RSS       $(rss_mib full) MiB (goal <= 128)"
