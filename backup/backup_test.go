@@ -100,6 +100,10 @@ func TestSecondIdenticalBackupStoresNothing(t *testing.T) {
 	if first.StoredBytes == 0 || first.ChunkCount != 6 || len(chunkFiles(t, r)) != 6 {
 		t.Fatalf("first backup: stored %d bytes, %d chunks, %d files", first.StoredBytes, first.ChunkCount, len(chunkFiles(t, r)))
 	}
+	backup(t, r, data, Options{Volume: "db2", VolumeUUID: "v2"})
+	if p, err := r.Latest("v1"); err != nil || p == nil || p.UUID != first.UUID {
+		t.Fatalf("latest backup of v1: %v, %v", p, err)
+	}
 	second := backup(t, r, data, Options{Volume: "db1", VolumeUUID: "v1", Parent: first})
 	if second.StoredBytes != 0 || len(chunkFiles(t, r)) != 6 {
 		t.Errorf("an identical backup stored %d bytes, repository has %d chunk files", second.StoredBytes, len(chunkFiles(t, r)))

@@ -45,6 +45,10 @@ type Options struct {
 
 var zeroChunk = make([]byte, ChunkSize)
 
+// timeFormat is RFC 3339 with fixed-width nanoseconds, so created_at
+// strings also sort as times.
+const timeFormat = "2006-01-02T15:04:05.000000000Z07:00"
+
 // workers is one per core: hashing and compression are CPU-bound.
 func workers() int { return runtime.GOMAXPROCS(0) }
 
@@ -56,7 +60,7 @@ func (r *Repo) Backup(ctx context.Context, src io.ReaderAt, size int64, opt Opti
 	m := &Manifest{
 		Format: Format, UUID: randomID(), Name: opt.Name, Volume: opt.Volume, VolumeUUID: opt.VolumeUUID,
 		SizeBytes: size, Consistency: opt.Consistency, ChunkSize: ChunkSize,
-		CreatedAt: time.Now().UTC().Format(time.RFC3339Nano), Chunks: make([]string, n),
+		CreatedAt: time.Now().UTC().Format(timeFormat), Chunks: make([]string, n),
 	}
 	if m.Name == "" {
 		m.Name = "backup-" + m.UUID[:8]

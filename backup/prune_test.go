@@ -167,3 +167,19 @@ func TestLocks(t *testing.T) {
 		t.Errorf("refused locks left %d files", len(fis))
 	}
 }
+
+// RFC 3339 drops trailing zeros of fractions: ".1Z" sorts after ".12Z" as
+// text. Backups are ordered as times.
+func TestListOrdersByTime(t *testing.T) {
+	r := newRepo(t)
+	for _, ts := range []string{"2026-02-16T09:00:05.12Z", "2026-02-16T09:00:05.1Z", "2026-02-16T09:00:05.2Z"} {
+		m := &Manifest{Format: Format, UUID: randomID(), Name: ts, CreatedAt: ts, ChunkSize: ChunkSize}
+		if err := r.writeManifest(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ms, _, _ := r.List()
+	if got := names(ms); got != "2026-02-16T09:00:05.1Z 2026-02-16T09:00:05.12Z 2026-02-16T09:00:05.2Z" {
+		t.Errorf("listed %s", got)
+	}
+}

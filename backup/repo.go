@@ -327,12 +327,28 @@ func (r *Repo) List() (ms []*Manifest, bad map[string]error, err error) {
 		ms = append(ms, m)
 	}
 	sort.Slice(ms, func(i, j int) bool {
-		if ms[i].CreatedAt != ms[j].CreatedAt {
-			return ms[i].CreatedAt < ms[j].CreatedAt
+		if ti, tj := created(ms[i]), created(ms[j]); !ti.Equal(tj) {
+			return ti.Before(tj)
 		}
 		return ms[i].UUID < ms[j].UUID
 	})
 	return ms, bad, nil
+}
+
+// Latest is the newest backup of the volume volumeUUID, the parent of its
+// next one; nil when there is none. Call it under the backup's lock, so
+// the parent cannot be pruned between the two.
+func (r *Repo) Latest(volumeUUID string) (*Manifest, error) {
+	ms, _, err := r.List()
+	if err != nil {
+		return nil, err
+	}
+	for i := len(ms) - 1; i >= 0; i-- {
+		if ms[i].VolumeUUID == volumeUUID {
+			return ms[i], nil
+		}
+	}
+	return nil, nil
 }
 
 // Find returns the backup whose uuid or name is ref.
