@@ -124,8 +124,8 @@ func (r *Repo) gc(dryRun bool, without map[string]bool) (GCResult, error) {
 	}
 	for i := 0; i < 256; i++ {
 		dir := fmt.Sprintf("chunks/%02x", i)
-		fis, err := r.fs.ReadDir(r.p(dir))
-		if err != nil {
+		var fis []fs.FileInfo
+		if fis, err = r.fs.ReadDir(r.p(dir)); err != nil {
 			return res, fmt.Errorf("gc %s: %w", r, err)
 		}
 		removed := false
@@ -138,13 +138,13 @@ func (r *Repo) gc(dryRun bool, without map[string]bool) (GCResult, error) {
 			if dryRun {
 				continue
 			}
-			if err := r.fs.Remove(r.p(dir, fi.Name())); err != nil {
+			if err = r.fs.Remove(r.p(dir, fi.Name())); err != nil {
 				return res, fmt.Errorf("gc %s: %w", r, err)
 			}
 			removed = true
 		}
 		if removed {
-			if err := r.fs.SyncDir(r.p(dir)); err != nil {
+			if err = r.fs.SyncDir(r.p(dir)); err != nil {
 				return res, fmt.Errorf("gc %s: %w", r, err)
 			}
 		}
@@ -217,7 +217,7 @@ func (r *Repo) Prune(p Policy, volumeUUID string, dryRun bool) (PruneResult, err
 		}
 	}
 	if !dryRun && len(gone) > 0 {
-		if err := r.Delete(gone...); err != nil {
+		if err = r.Delete(gone...); err != nil {
 			return res, err
 		}
 	}

@@ -28,7 +28,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: backupfile backup|restore ...")
+		return fmt.Errorf("usage: backupfile backup|restore -repo DIR ... FILE")
 	}
 	fl := flag.NewFlagSet(args[0], flag.ExitOnError)
 	repo := fl.String("repo", "", "repository directory")
