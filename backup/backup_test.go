@@ -96,7 +96,12 @@ func chunkFiles(t *testing.T, r *Repo) []string {
 func TestSecondIdenticalBackupStoresNothing(t *testing.T) {
 	r := newRepo(t)
 	data := volumeData(1)
-	first := backup(t, r, data, Options{Volume: "db1", VolumeUUID: "v1"})
+	var last Progress
+	calls := 0
+	first := backup(t, r, data, Options{Volume: "db1", VolumeUUID: "v1", Progress: func(p Progress) { last = p; calls++ }})
+	if calls < 6 || last != (Progress{Total: int64(len(data)), Done: int64(len(data)), Read: int64(len(data)), Stored: first.StoredBytes}) {
+		t.Errorf("%d progress reports, the last %+v", calls, last)
+	}
 	if first.StoredBytes == 0 || first.ChunkCount != 6 || len(chunkFiles(t, r)) != 6 {
 		t.Fatalf("first backup: stored %d bytes, %d chunks, %d files", first.StoredBytes, first.ChunkCount, len(chunkFiles(t, r)))
 	}
