@@ -86,13 +86,15 @@ lab-test:
 demo:
 	lab/demo.sh
 
-## bench: list/start-up (issue 2), attach/detach (issue 4), NFS attach/detach (issue 9), extend and from-image (issue 10) ratios
+## bench: list/start-up (issue 2), attach/detach (issue 4), NFS attach/detach (issue 9), clone, extend and from-image (issue 10) and backup (issue 11) ratios
 bench:
 	bench/run.sh
 	bench/attach.sh
 	bench/nfs-attach.sh
+	bench/clone.sh
 	bench/extend.sh
 	bench/from-image.sh
+	bench/backup.sh
 
 clean:
 	rm -rf bin build

@@ -243,18 +243,18 @@ func agentError(err error) error {
 
 func (v *Libvirt) Active(ctx context.Context, domain string) (active bool, err error) {
 	err = v.onDomain(ctx, "domstate", domain, func(d libvirt.Domain) error {
-		n, err := v.l.DomainIsActive(d)
+		n, aerr := v.l.DomainIsActive(d)
 		active = n == 1
-		return err
+		return aerr
 	})
 	return active, err
 }
 
 func (v *Libvirt) Paused(ctx context.Context, domain string) (paused bool, err error) {
 	err = v.onDomain(ctx, "domstate", domain, func(d libvirt.Domain) error {
-		st, _, err := v.l.DomainGetState(d, 0)
+		st, _, serr := v.l.DomainGetState(d, 0)
 		paused = libvirt.DomainState(st) == libvirt.DomainPaused
-		return err
+		return serr
 	})
 	return paused, err
 }
@@ -461,7 +461,7 @@ func (v *Libvirt) Domains(ctx context.Context) ([]string, error) {
 // changed is false when nothing had to move.
 func FreeFirstBoot(domainXML string) (out string, changed bool, err error) {
 	var dom libvirtxml.Domain
-	if err := dom.Unmarshal(domainXML); err != nil {
+	if err = dom.Unmarshal(domainXML); err != nil {
 		return "", false, fmt.Errorf("parse domain xml: %w", err)
 	}
 	if dom.Devices == nil {

@@ -330,7 +330,7 @@ func (l LVM) Extend(ctx context.Context, name string, size int64) (LV, error) {
 		return lv, err
 	}
 	sectors := (size + 511) / 512 * 512
-	if _, err := l.run(ctx, exec.Cmd{Args: []string{"lvextend", "-L", strconv.FormatInt(sectors, 10) + "b", l.VG + "/" + name},
+	if _, err = l.run(ctx, exec.Cmd{Args: []string{"lvextend", "-L", strconv.FormatInt(sectors, 10) + "b", l.VG + "/" + name},
 		Mutates: true}); err != nil {
 		return lv, err
 	}

@@ -43,7 +43,7 @@ func (l LVM) ThinID(ctx context.Context, name string) (int64, error) {
 			} `json:"lv"`
 		} `json:"report"`
 	}
-	if err := json.Unmarshal(out, &rep); err != nil {
+	if err = json.Unmarshal(out, &rep); err != nil {
 		return 0, fmt.Errorf("parse lvs report: %w", err)
 	}
 	if len(rep.Report) != 1 || len(rep.Report[0].LV) != 1 {

@@ -5,148 +5,16 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/blk-project/blk/internal/owner"
 )
 
-// procRoot is where the kernel's process table is read (tests swap it).
-var procRoot = "/proc"
-
-// Owner names this process in the journal as host:boot_id:pid_ns:pid:start,
-// where start is the kernel's record of when the process started (clock
-// ticks since boot, /proc/<pid>/stat field 22). A pid alone is reused, and a
-// wall-clock start says nothing once the pid is: with the boot id and the
-// kernel's own start time, a later process can prove this one gone.
-var Owner = func() string {
-	ticks, _ := startTicks(os.Getpid())
-	return fmt.Sprintf("%s:%s:%s:%d:%d", hostname(), bootID(), pidNS(), os.Getpid(), ticks)
-}()
-
-// owner is a parsed Owner. Rows written before boot ids were recorded read
-// as host:pid:unix-start (legacy).
-type owner struct {
-	host, boot, pidNS string
-	pid               int
-	ticks             uint64
-	legacy            bool
-}
-
-func parseOwner(s string) (owner, bool) {
-	p := strings.Split(s, ":")
-	var o owner
-	var err error
-	switch len(p) {
-	case 5:
-		o.host, o.boot, o.pidNS = p[0], p[1], p[2]
-		if o.pid, err = strconv.Atoi(p[3]); err != nil {
-			return o, false
-		}
-		if o.ticks, err = strconv.ParseUint(p[4], 10, 64); err != nil {
-			return o, false
-		}
-	case 3:
-		o.host, o.legacy = p[0], true
-		if o.pid, err = strconv.Atoi(p[1]); err != nil {
-			return o, false
-		}
-	default:
-		return o, false
-	}
-	return o, o.pid > 0
-}
-
-// liveness is what this process can prove about an owner.
-type liveness int
-
-const (
-	alive   liveness = iota // its process still runs
-	gone                    // provably not running any more
-	unknown                 // cannot be told from here: never taken over
-)
-
-// check says whether the owner's process still runs. Only what the kernel
-// proves counts as gone: the same host and pid namespace, and then another
-// boot, no such pid, or a pid whose recorded start differs. An owner on
-// another host, in another pid namespace, or written by an older blk whose
-// pid is still taken, is unknown.
-func (o owner) check() (liveness, string) {
-	if o.host != hostname() {
-		return unknown, "it ran on another host"
-	}
-	if !o.legacy {
-		if b := bootID(); o.boot != "" && b != "" && o.boot != b {
-			return gone, "the host rebooted since"
-		}
-		if o.pidNS != pidNS() {
-			return unknown, "it ran in another pid namespace (container)"
-		}
-	}
-	// Signal 0 checks the pid without touching it; EPERM means it exists.
-	if err := syscall.Kill(o.pid, 0); errors.Is(err, syscall.ESRCH) {
-		return gone, "that process is gone"
-	}
-	if o.legacy {
-		return unknown, "an older blk recorded it without a start time, and its pid is in use"
-	}
-	b, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", procRoot, o.pid))
-	if err != nil {
-		return unknown, "its pid is in use and its start time cannot be read"
-	}
-	st, ticks, err := parseStat(string(b))
-	switch {
-	case err != nil:
-		return unknown, "its pid is in use and its start time cannot be read"
-	case ticks != o.ticks:
-		return gone, "that process is gone (its pid now belongs to another)"
-	case st == "Z" || st == "X":
-		return gone, "that process is gone (it exited and awaits its parent)"
-	}
-	return alive, ""
-}
-
-// startTicks reads when pid started, in clock ticks since boot.
-func startTicks(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", procRoot, pid))
-	if err != nil {
-		return 0, err
-	}
-	_, ticks, err := parseStat(string(b))
-	return ticks, err
-}
-
-// parseStat reads a /proc/<pid>/stat line: its state (field 3) and its
-// start time in clock ticks since boot (field 22). Field 2, the command
-// name, may hold spaces and parentheses, so fields are counted after its
-// last ')'.
-func parseStat(stat string) (state string, ticks uint64, err error) {
-	i := strings.LastIndexByte(stat, ')')
-	if i < 0 {
-		return "", 0, errors.New("stat: no command name")
-	}
-	// After ") " come fields 3, 4, ...: field 22 is the 20th.
-	f := strings.Fields(stat[i+1:])
-	if len(f) < 20 {
-		return "", 0, fmt.Errorf("stat: %d fields after the command name, want 20 or more", len(f))
-	}
-	ticks, err = strconv.ParseUint(f[19], 10, 64)
-	return f[0], ticks, err
-}
-
-func bootID() string {
-	b, _ := os.ReadFile(procRoot + "/sys/kernel/random/boot_id")
-	return strings.TrimSpace(string(b))
-}
-
-// pidNS names this process's pid namespace: pids of other namespaces mean
-// nothing here.
-func pidNS() string {
-	l, _ := os.Readlink(procRoot + "/self/ns/pid")
-	return strings.TrimSuffix(strings.TrimPrefix(l, "pid:["), "]")
-}
+// Owner names this process in the journal (see owner.Self).
+var Owner = owner.Self
 
 // Op is one journaled operation on an object.
 type Op struct {
@@ -238,24 +106,24 @@ func (s *Store) describeHolder(ctx context.Context, object string, named bool) s
 	if named {
 		what += " of " + strconv.Quote(name)
 	}
-	o, ok := parseOwner(own)
+	o, ok := owner.Parse(own)
 	if !ok {
 		return fmt.Sprintf("%s (owner %q since %s)", what, own, since(started))
 	}
-	msg := fmt.Sprintf("%s (pid %d on %s since %s)", what, o.pid, o.host, since(started))
-	l, why := o.check()
+	msg := fmt.Sprintf("%s (pid %d on %s since %s)", what, o.Pid, o.Host, since(started))
+	l, why := o.Check()
 	rerun := rerunHint(op, name)
 	switch {
-	case l == alive:
+	case l == owner.Alive:
 		return msg + ", still running: wait for it to finish"
-	case l == gone:
+	case l == owner.Gone:
 		return msg + "; " + why + ": " + rerun
-	case o.host != hostname():
+	case o.Host != hostname():
 		return fmt.Sprintf("%s; %s, and blk cannot tell from here whether it still runs: if it does, wait; if not, on %s %s",
-			msg, why, o.host, rerun)
+			msg, why, o.Host, rerun)
 	}
 	return fmt.Sprintf("%s; %s, so blk cannot prove it gone: if pid %d on %s is no blk, mark the operation ended with "+
-		`sqlite3 %s "UPDATE operations SET state='failed' WHERE id=%d", then %s`, msg, why, o.pid, o.host, shellQuote(s.path), id, rerun)
+		`sqlite3 %s "UPDATE operations SET state='failed' WHERE id=%d", then %s`, msg, why, o.Pid, o.Host, shellQuote(s.path), id, rerun)
 }
 
 // rerunHint is what finishes or undoes op once its owner is gone: each
@@ -299,10 +167,7 @@ func since(ts string) string {
 	return t.Format("2006-01-02 15:04:05 UTC")
 }
 
-func hostname() string {
-	h, _ := os.Hostname()
-	return h
-}
+func hostname() string { return owner.Hostname() }
 
 // Stale reports whether no live process owns a running operation on
 // object: there is none, or its owner is provably gone (see owner.check).
@@ -319,14 +184,7 @@ func (s *Store) Stale(ctx context.Context, object string) bool {
 	return ownerGone(own)
 }
 
-func ownerGone(own string) bool {
-	o, ok := parseOwner(own)
-	if !ok {
-		return false
-	}
-	l, _ := o.check()
-	return l == gone
-}
+func ownerGone(own string) bool { return owner.IsGone(own) }
 
 // Claim moves the volume uuid from one of from to status to, and journals
 // op on it, in one transaction, if no running operation on it has an owner

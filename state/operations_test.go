@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/blk-project/blk/internal/owner"
 )
 
 // deadPID returns the pid of a process that has exited and been reaped.
@@ -21,77 +23,6 @@ func deadPID(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return c.Process.Pid
-}
-
-func TestOwnerLivenessComesFromTheKernel(t *testing.T) {
-	self, ok := parseOwner(Owner)
-	if !ok || self.ticks == 0 || self.boot == "" {
-		t.Fatalf("Owner %q lacks the kernel's start time or boot id", Owner)
-	}
-	h, boot, ns := hostname(), bootID(), pidNS()
-	own := func(host, boot string, pid int, ticks uint64) string {
-		return fmt.Sprintf("%s:%s:%s:%d:%d", host, boot, ns, pid, ticks)
-	}
-	dead := deadPID(t)
-	for _, c := range []struct {
-		name, owner string
-		gone        bool
-	}{
-		{"this live process", Owner, false},
-		{"a dead pid", own(h, boot, dead, self.ticks), true},
-		{"a pid reused by a later process", own(h, boot, os.Getpid(), self.ticks+1), true},
-		{"an owner from before a reboot", own(h, "0b0e1d1d-0000-4000-8000-000000000000", os.Getpid(), self.ticks), true},
-		{"an owner on another host, even with a dead pid", own("otherhost", boot, dead, 1), false},
-		{"an old-format owner whose pid is dead", fmt.Sprintf("%s:%d:1", h, dead), true},
-		{"an old-format owner whose pid is taken", fmt.Sprintf("%s:%d:1", h, os.Getpid()), false},
-		{"an old-format owner on another host", "otherhost:1:1", false},
-		{"garbage", "garbage", false},
-	} {
-		if got := ownerGone(c.owner); got != c.gone {
-			t.Errorf("%s (%s): gone = %v, want %v", c.name, c.owner, got, c.gone)
-		}
-	}
-}
-
-// The command name may hold spaces and parentheses; only the last ')' ends it.
-func TestParseStatAfterTheLastParen(t *testing.T) {
-	stat := "4242 (a) (b c) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100"
-	st, got, err := parseStat(stat)
-	if err != nil || got != 987654 || st != "S" {
-		t.Fatalf("got %s %d, %v; want S 987654", st, got, err)
-	}
-	if _, _, err := parseStat("4242 (x S 1"); err == nil {
-		t.Error("a truncated stat line parsed")
-	}
-}
-
-// A killed blk whose parent has not reaped it yet is gone too.
-func TestZombieOwnerIsGone(t *testing.T) {
-	c := osexec.Command("true")
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Wait()
-	var ticks uint64
-	for i := 0; i < 200; i++ {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.Process.Pid))
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, tk, _ := parseStat(string(b))
-		if st == "Z" {
-			ticks = tk
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if ticks == 0 {
-		t.Skip("the child never became a zombie")
-	}
-	own := fmt.Sprintf("%s:%s:%s:%d:%d", hostname(), bootID(), pidNS(), c.Process.Pid, ticks)
-	if !ownerGone(own) {
-		t.Errorf("a zombie owner %s is taken for alive", own)
-	}
 }
 
 // A new row and its create operation are one transaction: another process
@@ -139,11 +70,11 @@ func TestConflictSaysWhoHoldsItAndWhatToDo(t *testing.T) {
 		want      []string
 	}{
 		{"create", Owner, []string{`already exists (creating): held by "create" (pid ` + fmt.Sprint(os.Getpid()) + " on " + h + " since ", "still running: wait"}},
-		{"attach", fmt.Sprintf("%s:%s:%s:%d:1", h, bootID(), pidNS(), deadPID(t)),
+		{"attach", fmt.Sprintf("%s:%s:%s:%d:1", h, owner.BootID(), owner.PidNS(), deadPID(t)),
 			[]string{`held by "attach"`, "that process is gone", "'blk volume detach --force db1'"}},
-		{"delete", fmt.Sprintf("%s:%s:%s:%d:1", h, bootID(), pidNS(), deadPID(t)),
+		{"delete", fmt.Sprintf("%s:%s:%s:%d:1", h, owner.BootID(), owner.PidNS(), deadPID(t)),
 			[]string{"rerun 'blk volume delete db1' to finish it"}},
-		{"create", fmt.Sprintf("stor9:%s:%s:77:1", bootID(), pidNS()),
+		{"create", fmt.Sprintf("stor9:%s:%s:77:1", owner.BootID(), owner.PidNS()),
 			[]string{`(pid 77 on stor9 since `, "cannot tell from here", "on stor9 rerun the same 'blk volume create db1 ...'"}},
 		{"detach", fmt.Sprintf("%s:%d:1", h, os.Getpid()),
 			[]string{"cannot prove it gone", "sqlite3 ", "UPDATE operations SET state='failed' WHERE id=", "rerun 'blk volume detach db1'"}},

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/blk-project/blk/internal/owner"
 )
 
 // Transitional are the statuses a volume holds only while an operation
@@ -42,11 +43,11 @@ func (s *Store) RunningOps(ctx context.Context) ([]OpRecord, error) {
 		if err := rows.Scan(&o.ID, &o.Op, &o.Object, &o.Step, &o.Owner, &o.Started); err != nil {
 			return nil, err
 		}
-		if own, ok := parseOwner(o.Owner); ok {
-			o.Host = own.host
-			var l liveness
-			l, o.Why = own.check()
-			o.Gone = l == gone
+		if own, ok := owner.Parse(o.Owner); ok {
+			o.Host = own.Host
+			var l owner.Liveness
+			l, o.Why = own.Check()
+			o.Gone = l == owner.Gone
 		} else {
 			o.Why = "its owner cannot be read"
 		}

@@ -262,7 +262,7 @@ func (s *Service) plug(ctx context.Context, r *reverter, hv hypervisor.Hyperviso
 	}
 	if rec.Conn.Boot {
 		disk.BootOrder = 1
-		if err := s.freeFirstBoot(ctx, r, hv, rec); err != nil {
+		if err = s.freeFirstBoot(ctx, r, hv, rec); err != nil {
 			return err
 		}
 	}

@@ -199,8 +199,8 @@ func (s *Service) revealISCSI(ctx context.Context, storageHost string, v state.V
 	}
 	initiator, target, conn := iscsi.Initiator{Run: compute}, iscsi.Target{Run: storage}, rec.Conn
 	link := iscsi.ByPath(conn.TargetPortal, conn.TargetIQN, lunID)
-	if n, err := initiator.DeviceSize(ctx, link); err != nil {
-		return err
+	if n, serr := initiator.DeviceSize(ctx, link); serr != nil {
+		return serr
 	} else if n >= size {
 		return nil
 	}
@@ -238,11 +238,11 @@ func (s *Service) revealISCSI(ctx context.Context, storageHost string, v state.V
 	var seen int64
 	err = retry.Do(ctx, retry.Policy{Within: sizeWait, Delay: 200 * time.Millisecond, Retry: func(err error) bool { return errors.Is(err, errSmaller) }},
 		func() error {
-			n, err := initiator.DeviceSize(ctx, link)
-			if err == nil && n < size {
-				seen, err = n, errSmaller
+			n, serr := initiator.DeviceSize(ctx, link)
+			if serr == nil && n < size {
+				seen, serr = n, errSmaller
 			}
-			return err
+			return serr
 		})
 	if errors.Is(err, errSmaller) {
 		return fmt.Errorf("%s: %s is still %d bytes %v after the rescan, want %d", compute.Host(), link, seen, sizeWait, size)

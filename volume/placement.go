@@ -82,7 +82,7 @@ func (s *Service) createBackend(ctx context.Context, o CreateOptions) (string, c
 	}
 	// A create killed part-way is finished where it began, whatever the
 	// backends' free space says now.
-	if old, err := s.State.Volume(ctx, o.Name); err == nil && old.Status == state.Creating {
+	if old, verr := s.State.Volume(ctx, o.Name); verr == nil && old.Status == state.Creating {
 		if b, ok := s.Config.Backends[old.Backend]; ok && (o.BackendType == "" || b.Type == o.BackendType) {
 			return old.Backend, b, nil
 		}
@@ -122,12 +122,12 @@ func (s *Service) Place(ctx context.Context, o CreateOptions) (Placement, error)
 	for _, n := range names {
 		b := s.Config.Backends[n]
 		c := Candidate{Backend: n, Type: b.Type, Host: b.Host}
-		p, err := s.provider(n, b)
-		if err == nil {
-			c.Thin, err = p.thin(o)
+		p, perr := s.provider(n, b)
+		if perr == nil {
+			c.Thin, perr = p.thin(o)
 		}
-		if err != nil {
-			c.Reason, c.invalid = err.Error(), true
+		if perr != nil {
+			c.Reason, c.invalid = perr.Error(), true
 		} else {
 			asked = append(asked, n)
 		}

@@ -68,6 +68,7 @@ func registerCompletions(a *App, root *cobra.Command) {
 	flag("volume detach", "instance", a.instances)
 	flag("volume attach", "host", a.computeHosts)
 	flag("volume attach", "bus", fixed("virtio", "scsi"))
+	flag("backup", "repo", a.repoNames)
 }
 
 // complete offers c's values that start with what was typed; many says
@@ -162,6 +163,14 @@ func (a *App) backendNames(string) []string {
 		return nil
 	}
 	return slices.Sorted(maps.Keys(cfg.Backends))
+}
+
+func (a *App) repoNames(string) []string {
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(cfg.BackupRepos))
 }
 
 // instances asks the compute hosts' libvirt, bounded by completeTimeout.

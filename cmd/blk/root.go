@@ -45,7 +45,7 @@ keeps its state in one SQLite file that many processes may use at once.
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return flagError(cmd, err) })
 	a.bindFlags(root)
 	root.SetHelpCommand(newHelpCmd())
-	root.AddCommand(newVersionCmd(a), newHostCmd(a), newBackendCmd(a), newVolumeCmd(a), newSnapshotCmd(a), newReconcileCmd(a), newConfigCmd(a),
+	root.AddCommand(newVersionCmd(a), newHostCmd(a), newBackendCmd(a), newVolumeCmd(a), newSnapshotCmd(a), newBackupCmd(a), newReconcileCmd(a), newConfigCmd(a),
 		newCompletionCmd(), newManCmd())
 	registerCompletions(a, root)
 	withExitStatus(root)
