@@ -241,3 +241,40 @@ func (i Initiator) DeviceSize(ctx context.Context, link string) (int64, error) {
 	}
 	return n, nil
 }
+
+// SessionState is open-iscsi's state of this host's session to iqn
+// (LOGGED_IN, FAILED, FREE), or "" when there is none.
+func (i Initiator) SessionState(ctx context.Context, iqn string) (string, error) {
+	res, err := i.Run.Run(ctx, exec.Cmd{Args: []string{"iscsiadm", "-m", "session", "-P", "1"}})
+	if exec.ExitCode(err) == exitNoObjsFound {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return parseSessionState(string(res.Stdout), iqn), nil
+}
+
+func parseSessionState(out, iqn string) string {
+	in := false
+	for _, l := range strings.Split(out, "\n") {
+		l = strings.TrimSpace(l)
+		if t, ok := strings.CutPrefix(l, "Target: "); ok {
+			f := strings.Fields(t)
+			in = len(f) > 0 && f[0] == iqn
+		} else if st, ok := strings.CutPrefix(l, "iSCSI Session State: "); ok && in {
+			return st
+		}
+	}
+	return ""
+}
+
+// RestartDaemon restarts iscsid through the host's init system. The
+// kernel keeps its sessions; the new iscsid takes over their recovery.
+// It is how a session that stopped retrying comes back: open-iscsi gives
+// up on a login the target rejected as unknown, which is what a restarted
+// tgtd answers until its targets are made again.
+func (i Initiator) RestartDaemon(ctx context.Context) error {
+	_, err := i.Run.Run(ctx, exec.Cmd{Args: []string{"service", "iscsid", "restart"}, Mutates: true})
+	return err
+}

@@ -240,3 +240,29 @@ func TestReopenRescanAndDeviceSizeArgv(t *testing.T) {
 		t.Error("garbage read as a size")
 	}
 }
+
+// As iscsiadm -m session -P 1 prints it in the lab while iscsid has given
+// up on a session, and for another target logged in.
+func TestParseSessionState(t *testing.T) {
+	const out = `Target: iqn.2026-11.org.example.blk:aaa (non-flash)
+	Current Portal: 127.0.0.1:3260,1
+	Persistent Portal: 127.0.0.1:3260,1
+		**********
+		Interface:
+		**********
+		Iface Name: default
+		iSCSI Connection State: TRANSPORT WAIT
+		iSCSI Session State: FREE
+		Internal iscsid Session State: REOPEN
+Target: iqn.2026-11.org.example.blk:bbb (non-flash)
+	Current Portal: 127.0.0.1:3260,1
+		iSCSI Connection State: LOGGED IN
+		iSCSI Session State: LOGGED_IN
+		Internal iscsid Session State: NO CHANGE
+`
+	for iqn, want := range map[string]string{"iqn.2026-11.org.example.blk:aaa": "FREE", "iqn.2026-11.org.example.blk:bbb": "LOGGED_IN", "iqn.x:none": ""} {
+		if got := parseSessionState(out, iqn); got != want {
+			t.Errorf("%s: %q, want %q", iqn, got, want)
+		}
+	}
+}

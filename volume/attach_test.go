@@ -168,6 +168,9 @@ type world struct {
 	// backing and bound are each target's LUN 1 and CHAP account.
 	backing map[int]string
 	bound   map[int]string
+	// down are sessions iscsid gave up on, until it is restarted.
+	down      map[string]bool
+	restarted int
 }
 
 func newWorld() *world {

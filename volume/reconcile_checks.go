@@ -8,8 +8,10 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/blk-project/blk/hypervisor"
+	"github.com/blk-project/blk/internal/retry"
 	"github.com/blk-project/blk/iscsi"
 	"github.com/blk-project/blk/lvm"
 	"github.com/blk-project/blk/nfs"
@@ -359,10 +361,53 @@ func (s *Service) reexport(ctx context.Context, t iscsi.Target, uuid string) err
 	}
 	if tid != conn.TargetID {
 		a.Conn.TargetID = tid
-		return s.State.UpdateAttachment(ctx, a)
+		if err = s.State.UpdateAttachment(ctx, a); err != nil {
+			return err
+		}
+	}
+	return s.sessionBack(ctx, a)
+}
+
+// Waits for a re-exported target's session, bounded; tests shorten them.
+var (
+	sessionReturns  = 10 * time.Second
+	sessionRestarts = 45 * time.Second
+)
+
+// sessionBack waits for the compute host's session to the re-exported
+// target to log in again. open-iscsi stops retrying a login the target
+// rejected (a restarted tgtd rejects every target it does not have yet),
+// so a session still down after a few seconds is handed to a restarted
+// iscsid, which takes over the kernel's sessions and logs them in.
+func (s *Service) sessionBack(ctx context.Context, a state.AttachmentRecord) error {
+	r, err := s.Hosts.Runner(a.Host)
+	if err != nil {
+		return err
+	}
+	in := iscsi.Initiator{Run: r}
+	loggedIn := func(within time.Duration) error {
+		return retry.Do(ctx, retry.Policy{Within: within, Delay: time.Second, Retry: func(err error) bool { return errors.Is(err, errNotLoggedIn) }},
+			func() error {
+				st, serr := in.SessionState(ctx, a.Conn.TargetIQN)
+				if serr == nil && st != "LOGGED_IN" {
+					return fmt.Errorf("%w (%q)", errNotLoggedIn, st)
+				}
+				return serr
+			})
+	}
+	if s.Hosts.DryRun() || loggedIn(sessionReturns) == nil {
+		return nil
+	}
+	if err = in.RestartDaemon(ctx); err != nil {
+		return fmt.Errorf("the session of %s on %s stays down, and restarting iscsid failed: %w", a.Conn.TargetIQN, a.Host, err)
+	}
+	if err = loggedIn(sessionRestarts); err != nil {
+		return fmt.Errorf("%s: the session to %s did not log in again: %w", a.Host, a.Conn.TargetIQN, err)
 	}
 	return nil
 }
+
+var errNotLoggedIn = errors.New("not logged in")
 
 // blkPortal is the portal of the lvm backend whose targets iqn belongs
 // to, or "" when none does.

@@ -49,6 +49,20 @@ func reconWorld(w *world, lvs lvWorld) func(args []string) (string, string, int,
 			return `{"report":[{"lv":[` + strings.Join(rows, ",") + `]}]}`, "", 0, true
 		case args[0] == "vgs":
 			return vgsReport("8589934592"), "", 0, true
+		case strings.Join(args, " ") == "iscsiadm -m session -P 1":
+			var out string
+			for _, iqn := range slices.Sorted(maps.Keys(w.sessions)) {
+				st := "LOGGED_IN"
+				if w.down[iqn] {
+					st = "FREE"
+				}
+				out += "Target: " + iqn + " (non-flash)\n\t\tiSCSI Session State: " + st + "\n"
+			}
+			return out, "", 0, true
+		case strings.Join(args, " ") == "service iscsid restart":
+			w.down = nil
+			w.restarted++
+			return "", "", 0, true
 		case args[0] == "lvcreate":
 			var tags []string
 			for i, a := range args {
@@ -279,9 +293,16 @@ func TestReconcileReexportsAfterAStorageHostReboot(t *testing.T) {
 	if got := kinds(reports); !slices.Equal(got, []string{"stor1 missing-target " + prefix + volUUID}) {
 		t.Fatalf("drift: %q", got)
 	}
+	// iscsid gave up on the session while tgtd answered "no such target".
+	w.down = map[string]bool{prefix + volUUID: true}
+	defer func(a, b time.Duration) { sessionReturns, sessionRestarts = a, b }(sessionReturns, sessionRestarts)
+	sessionReturns, sessionRestarts = 10*time.Millisecond, time.Second
 	reports = reconcile(t, s, ReconcileOptions{Fix: true})
 	if Unfixed(reports) != 0 {
 		t.Fatalf("not fixed: %+v", reports)
+	}
+	if w.restarted != 1 || len(w.down) != 0 {
+		t.Errorf("iscsid restarted %d times, sessions down %v; want once, none", w.restarted, w.down)
 	}
 	tid := 2
 	if w.targets[tid] != prefix+volUUID || w.backing[tid] != "/dev/blk/volume-"+volUUID || w.acls[tid] != "iqn.2026-11.org.example:comp1" ||
