@@ -518,6 +518,31 @@ func FreeFirstBoot(domainXML string) (out string, changed bool, err error) {
 	return out, true, err
 }
 
+// WithBootDisk is the domain definition with boot order 1 freed (see
+// FreeFirstBoot) and the disk (which carries <boot order='1'/>) added.
+func WithBootDisk(domainXML, diskXML string) (string, error) {
+	freed, _, err := FreeFirstBoot(domainXML)
+	if err != nil {
+		return "", err
+	}
+	var dom libvirtxml.Domain
+	if err = dom.Unmarshal(freed); err != nil {
+		return "", fmt.Errorf("parse domain xml: %w", err)
+	}
+	var disk libvirtxml.DomainDisk
+	if err = disk.Unmarshal(diskXML); err != nil {
+		return "", fmt.Errorf("parse disk xml: %w", err)
+	}
+	if dom.Devices == nil {
+		dom.Devices = &libvirtxml.DomainDeviceList{}
+	}
+	if dom.OS != nil {
+		dom.OS.BootDevices = nil
+	}
+	dom.Devices.Disks = append(dom.Devices.Disks, disk)
+	return dom.Marshal()
+}
+
 // firstOfKind is the boot element of the device an <os><boot dev=...> means.
 func firstOfKind(devs *libvirtxml.DomainDeviceList, dev string) **libvirtxml.DomainDeviceBoot {
 	switch dev {

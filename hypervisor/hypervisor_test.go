@@ -189,3 +189,18 @@ func TestFreeFirstBoot(t *testing.T) {
 
 // compact drops the indentation libvirtxml marshals with.
 func compact(x string) string { return regexp.MustCompile(`>\s+<`).ReplaceAllString(x, "><") }
+
+// lab-boot's case: no disk, libvirt's default <boot dev='hd'/>. The disk
+// comes in with order 1 and the os/boot element goes.
+func TestWithBootDiskOnADomainWithNoDisk(t *testing.T) {
+	const dom = `<domain type="qemu"><name>lab-boot</name><os><type>hvm</type><boot dev="hd"></boot></os><devices></devices></domain>`
+	disk, err := Disk{Source: "/dev/sdb", Target: "vda", Bus: "virtio", Serial: "s1", BootOrder: 1}.XML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := WithBootDisk(dom, disk)
+	out = compact(out)
+	if err != nil || strings.Contains(out, "<boot dev=") || !strings.Contains(out, `<boot order="1"></boot>`) || !strings.Contains(out, "/dev/sdb") {
+		t.Errorf("err %v\n%s", err, out)
+	}
+}

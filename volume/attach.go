@@ -262,13 +262,13 @@ func (s *Service) plug(ctx context.Context, r *reverter, hv hypervisor.Hyperviso
 	}
 	if rec.Conn.Boot {
 		disk.BootOrder = 1
-		if err = s.freeFirstBoot(ctx, r, hv, rec); err != nil {
-			return err
-		}
 	}
 	xml, err := disk.XML()
 	if err != nil {
 		return err
+	}
+	if rec.Conn.Boot {
+		return s.defineBootDisk(ctx, r, hv, rec, xml)
 	}
 	// Registered first: a failed call (a lost connection) may still have
 	// plugged the disk, and unplug finds it by serial or does nothing. A
@@ -287,16 +287,19 @@ func (s *Service) plug(ctx context.Context, r *reverter, hv hypervisor.Hyperviso
 	return hv.AttachDevice(ctx, rec.Instance, xml, hypervisor.Flags{Live: active, Persistent: true})
 }
 
-// freeFirstBoot redefines the shut-off domain of rec so that boot order 1
-// is free (see hypervisor.FreeFirstBoot), registering the return of the
-// definition it had.
-func (s *Service) freeFirstBoot(ctx context.Context, r *reverter, hv hypervisor.Hypervisor, rec *state.AttachmentRecord) error {
+// defineBootDisk redefines the shut-off domain of rec with the disk as
+// its first boot device, in one definition: boot order 1 freed (see
+// hypervisor.FreeFirstBoot) and the disk added. Attaching the disk after a
+// define would not do: a definition left with no boot element at all gets
+// libvirt's default <os><boot dev='hd'/>, which refuses any per-device
+// order. The old definition is registered for the undo.
+func (s *Service) defineBootDisk(ctx context.Context, r *reverter, hv hypervisor.Hypervisor, rec *state.AttachmentRecord, diskXML string) error {
 	old, err := hv.DomainXML(ctx, rec.Instance, true)
 	if err != nil {
 		return err
 	}
-	freed, changed, err := hypervisor.FreeFirstBoot(old)
-	if err != nil || !changed {
+	withDisk, err := hypervisor.WithBootDisk(old, diskXML)
+	if err != nil {
 		return err
 	}
 	r.add("boot order", func(ctx context.Context) error {
@@ -306,8 +309,8 @@ func (s *Service) freeFirstBoot(ctx context.Context, r *reverter, hv hypervisor.
 		}
 		return uhv.DefineXML(ctx, old)
 	})
-	if err := hv.DefineXML(ctx, freed); err != nil {
-		return fmt.Errorf("free boot order 1 of %s: %w", rec.Instance, err)
+	if err := hv.DefineXML(ctx, withDisk); err != nil {
+		return fmt.Errorf("define %s with the volume as its first boot disk: %w", rec.Instance, err)
 	}
 	return nil
 }

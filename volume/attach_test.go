@@ -114,7 +114,8 @@ func (h *fakeHV) DefineXML(_ context.Context, xml string) error {
 		return err
 	}
 	h.calls = append(h.calls, "define "+d.Name)
-	if h.failOn == "define" {
+	if h.failOn == "define" { // once: the undo's define of the old definition works
+		h.failOn = ""
 		return errors.New("fake: define refused")
 	}
 	h.domains[d.Name] = &d
