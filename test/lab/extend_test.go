@@ -83,7 +83,8 @@ func waitForAgent(t *testing.T, domain string) {
 	}
 }
 
-// Online extend while the guest writes: the guest's kernel sees the new
+// Online extend while the guest writes (2 MiB at a time: /dev/urandom and
+// dd are slow in the nested guest): the guest's kernel sees the new
 // size, the data written before and during the extend is intact, and the
 // new space takes data. iSCSI (tgtd reopens the LUN's store in place,
 // the initiator rescans) and NFS (truncate), then blockresize.
@@ -105,11 +106,11 @@ func TestExtendInUseGuestSeesTheNewSize(t *testing.T) {
 			if dev == "" {
 				t.Fatalf("no disk with serial %s in the guest", v.UUID[:20])
 			}
-			before := inGuest(t, domain, "head -c 16777216 /dev/urandom > /tmp/a && dd if=/tmp/a of="+dev+
+			before := inGuest(t, domain, "head -c 2097152 /dev/urandom > /tmp/a && dd if=/tmp/a of="+dev+
 				" bs=1M conv=fsync 2>/dev/null && sha256sum < /tmp/a")
-			// A writer keeps rewriting MiB 16..31 with the same bytes
+			// A writer keeps rewriting MiB 16..17 with the same bytes
 			// through the extend; every dd that fails is counted.
-			inGuest(t, domain, "head -c 16777216 /dev/urandom > /tmp/b; rm -f /tmp/stop /tmp/stopped /tmp/errors /tmp/writes; "+
+			inGuest(t, domain, "head -c 2097152 /dev/urandom > /tmp/b; rm -f /tmp/stop /tmp/stopped /tmp/errors /tmp/writes; "+
 				"( while [ ! -e /tmp/stop ]; do dd if=/tmp/b of="+dev+" bs=1M seek=16 conv=fsync 2>/dev/null && echo >> /tmp/writes || echo >> /tmp/errors; done; "+
 				"touch /tmp/stopped ) > /dev/null 2>&1 &")
 			defer guestExec(t, domain, "/bin/sh", "-c", "touch /tmp/stop") // before the detach, if the test stops early
@@ -139,16 +140,16 @@ func TestExtendInUseGuestSeesTheNewSize(t *testing.T) {
 			}
 			// Read from the disk, not the guest's page cache.
 			inGuest(t, domain, "sync; echo 3 > /proc/sys/vm/drop_caches")
-			if got := inGuest(t, domain, "dd if="+dev+" bs=1M count=16 2>/dev/null | sha256sum"); got != before {
+			if got := inGuest(t, domain, "dd if="+dev+" bs=1M count=2 2>/dev/null | sha256sum"); got != before {
 				t.Errorf("data written before the extend changed")
 			}
 			want := inGuest(t, domain, "sha256sum < /tmp/b")
-			if got := inGuest(t, domain, "dd if="+dev+" bs=1M skip=16 count=16 2>/dev/null | sha256sum"); got != want {
+			if got := inGuest(t, domain, "dd if="+dev+" bs=1M skip=16 count=2 2>/dev/null | sha256sum"); got != want {
 				t.Errorf("data written during the extend differs")
 			}
 			// The new space takes data.
 			after := inGuest(t, domain, "dd if=/tmp/a of="+dev+" bs=1M seek=100 conv=fsync 2>/dev/null && "+
-				"echo 3 > /proc/sys/vm/drop_caches && dd if="+dev+" bs=1M skip=100 count=16 2>/dev/null | sha256sum")
+				"echo 3 > /proc/sys/vm/drop_caches && dd if="+dev+" bs=1M skip=100 count=2 2>/dev/null | sha256sum")
 			if after != before {
 				t.Errorf("data written past the old end reads back differently")
 			}
