@@ -82,7 +82,7 @@ func TestSnapshotRevert(t *testing.T) {
 				t.Errorf("snapshot show after revert: exit %d", show.code)
 			}
 			if c.name != "nfs" {
-				if l, found := lvOf(t, v.UUID); !found || l.Tags != "blk,blk-vol-"+v.UUID {
+				if l, found := lvOf(t, v.UUID); !found || l.Tags != "blk,blk-name-"+name+",blk-vol-"+v.UUID {
 					t.Errorf("after the merge the LV is %+v (found %v)", l, found)
 				}
 			}
