@@ -31,6 +31,9 @@ type Backup struct {
 	Incremental bool      `json:"incremental" yaml:"incremental"`
 	Consistency string    `json:"consistency" yaml:"consistency"`
 	CreatedAt   time.Time `json:"created_at" yaml:"created_at"`
+	// Warnings are what a person should hear about how it was taken (no
+	// guest agent answered, read in full); not part of the output.
+	Warnings []string `json:"-" yaml:"-"`
 }
 
 func backupOf(repo string, m *backup.Manifest) Backup {
@@ -214,6 +217,9 @@ func (s *Service) DeleteBackups(ctx context.Context, repo string, refs []string)
 		if err := r.Delete(uuids...); err != nil {
 			return err
 		}
+		// The state file's cache of backups may be read-only here, or
+		// gone: the repository is what counts.
+		_ = s.State.ForgetBackups(ctx, uuids...)
 		var err error
 		gc, err = r.GC(false)
 		return err
