@@ -93,7 +93,7 @@ func (s *Service) CreateBackup(ctx context.Context, o BackupOptions) (_ Backup, 
 	}
 	orig := v.Status
 	if orig == state.BackingUp {
-		orig = v.PreviousStatus // a killed backup's: taken over below
+		orig = statusBeforeBackup(v) // a killed backup's: taken over below
 	}
 	switch {
 	case orig != state.Available && orig != state.InUse:
@@ -198,6 +198,16 @@ func (s *Service) CreateBackup(ctx context.Context, o BackupOptions) (_ Backup, 
 	return out, nil
 }
 
+// statusBeforeBackup is the status a volume a killed backup left goes back
+// to: in-use if it is attached. (Its previous status says backing-up once a
+// rerun took it over and was killed too.)
+func statusBeforeBackup(v state.Volume) string {
+	if v.Attachment != nil {
+		return state.InUse
+	}
+	return state.Available
+}
+
 // readBackup reads path on host (whole chunks, in order, across the host's
 // one connection) into the repository.
 func (s *Service) readBackup(ctx context.Context, repo *backup.Repo, host, path string, v state.Volume, opt backup.Options) (*backup.Manifest, error) {
@@ -254,6 +264,22 @@ func (s *Service) keepBase(ctx context.Context, l lvm.LVM, v state.Volume, snap 
 		}
 	}
 	return warnings
+}
+
+// removeBackupSnaps removes every backup snapshot of a volume.
+func removeBackupSnaps(ctx context.Context, l lvm.LVM, volUUID string) error {
+	lvs, err := l.Tagged(ctx, backupBaseTag)
+	if err != nil {
+		return err
+	}
+	for _, lv := range lvs {
+		if strings.HasPrefix(lv.Name, backupSnapPrefix(volUUID)) {
+			if err := l.Remove(ctx, lv.Name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // thinChanges asks thin_delta what differs between the base snapshot of
@@ -318,7 +344,7 @@ func (s *Service) thinChanges(ctx context.Context, l lvm.LVM, b config.Backend, 
 // lockPool serializes the users of a thin pool's one metadata snapshot
 // among blk processes sharing this state file, waiting up to poolLockWait.
 func (s *Service) lockPool(ctx context.Context, b config.Backend) (func(), error) {
-	object := "pool:" + b.Host + ":" + b.VG + "/" + b.ThinPool
+	object := poolObject(b.Host, b.VG, b.ThinPool)
 	deadline := time.Now().Add(poolLockWait)
 	for {
 		op, err := s.State.Lock(ctx, "thin_delta", object)

@@ -500,3 +500,67 @@ func TestRestoreRefusesASmallerVolumeAndAFailedOneLeavesErrorRestoring(t *testin
 	checkVolume(t, s, state.ErrorRestoring, 0)
 	_ = fl
 }
+
+// reconcile finds a backup snapshot no volume's base and a metadata
+// snapshot a killed backup left, and --fix removes and releases them; the
+// base of a thin volume's last backup is no drift.
+func TestReconcileFindsOrphanBackupSnapshotsAndAHeldMetadataSnapshot(t *testing.T) {
+	s, fl, _ := backupService(t, true, false, randomData(bkVol))
+	ctx := context.Background()
+	if _, err := s.CreateBackup(ctx, BackupOptions{Volume: "db1"}); err != nil {
+		t.Fatal(err)
+	}
+	base := backupLVs(fl)
+	killed := backupSnapPrefix(volUUID) + "deadbeef"
+	fl.add(killed, bkVol, true, nil, "blk", "blk-vol-"+volUUID, backupBaseTag)
+	gone := backupSnapPrefix("0e0e0e0e-1111-2222-3333-444455556666") + "01234567"
+	fl.add(gone, bkVol, true, nil, "blk", backupBaseTag, backupTag("x"))
+	fl.held = true
+	compare, err := lookBackupSnaps(ctx, s, "stor1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := s.snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drift := compare(snap)
+	var got []string
+	for _, d := range drift {
+		got = append(got, d.Kind+" "+d.Object)
+		if err := d.fix(ctx); err != nil {
+			t.Error(err)
+		}
+	}
+	want := []string{DriftOrphanBackupSnap + " blk/" + killed, DriftOrphanBackupSnap + " blk/" + gone, DriftHeldMetadataSnap + " blk/pool"}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("drift %q, want %q", got, want)
+	}
+	if left := backupLVs(fl); !slices.Equal(left, base) || fl.held {
+		t.Errorf("after --fix: backup snapshots %v (want %v), metadata snapshot held %v", left, base, fl.held)
+	}
+}
+
+// A thin volume's backup base is blk's: delete removes it with the volume
+// (no "has snapshots" refusal), and snapshot list never shows it.
+func TestDeleteRemovesAThinVolumesBackupBase(t *testing.T) {
+	s, fl, _ := backupService(t, true, false, randomData(bkVol))
+	ctx := context.Background()
+	if _, err := s.CreateBackup(ctx, BackupOptions{Volume: "db1"}); err != nil {
+		t.Fatal(err)
+	}
+	if sns, err := s.ListSnapshots(ctx, ""); err != nil || len(sns) != 0 {
+		t.Errorf("snapshot list: %v, %v", sns, err)
+	}
+	if _, err := s.Delete(ctx, DeleteOptions{Refs: []string{"db1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if left := backupLVs(fl); len(left) != 0 {
+		t.Errorf("backup snapshots left: %v", left)
+	}
+	if _, ok := fl.lvs["volume-"+volUUID]; ok {
+		t.Error("the volume's LV is still there")
+	}
+}
