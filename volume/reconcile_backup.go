@@ -99,7 +99,7 @@ func lookBackupSnaps(ctx context.Context, s *Service, host string) (func(*snapsh
 				Detail: fmt.Sprintf("thin pool %s holds a metadata snapshot and no backup is running (one was killed)", object),
 				Action: fmt.Sprintf("--fix releases it (dmsetup message %s-%s-tpool 0 release_metadata_snap); the next backup would too",
 					b.VG, b.ThinPool),
-				fix:     func(ctx context.Context) error { return l.ReleaseMetadataSnap(ctx, b.ThinPool) }})
+				fix: func(ctx context.Context) error { return l.ReleaseMetadataSnap(ctx, b.ThinPool) }})
 		}
 		return out
 	}, nil
