@@ -223,12 +223,19 @@ func (s *Service) readBackup(ctx context.Context, repo *backup.Repo, host, path 
 	p := s.progress("backup "+v.Name, v.SizeBytes)
 	defer p.Done()
 	var done int64
+	d, _ := p.(detailer)
 	opt.Progress = func(pr backup.Progress) {
+		if d != nil {
+			d.Detail(fmt.Sprintf("read %s, stored %s", FormatSize(pr.Read), FormatSize(pr.Stored)))
+		}
 		p.Add(pr.Done - done)
 		done = pr.Done
 	}
 	return repo.Backup(ctx, f, v.SizeBytes, opt)
 }
+
+// detailer is a Progress that can say more than bytes done.
+type detailer interface{ Detail(string) }
 
 // keepBase keeps a thin volume's new backup snapshot as the base of its
 // next backup, and removes every other backup snapshot of the volume (the
