@@ -564,3 +564,39 @@ func TestDeleteRemovesAThinVolumesBackupBase(t *testing.T) {
 		t.Error("the volume's LV is still there")
 	}
 }
+
+// A backup killed mid-way left the volume backing-up, its snapshot and the
+// pool's metadata snapshot: the rerun takes the volume over, releases the
+// metadata snapshot, removes the leftover, and the volume is in-use again;
+// the stale lock on the pool is taken over too.
+func TestBackupRerunTakesOverAKilledOne(t *testing.T) {
+	s, fl, _ := backupService(t, true, true, randomData(bkVol))
+	ctx := context.Background()
+	b1, err := s.CreateBackup(ctx, BackupOptions{Volume: "db1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := backupLVs(fl)
+	asDeadProcess(t, func() {
+		if _, err := s.State.Claim(ctx, "backup", volUUID, []string{state.InUse}, state.BackingUp); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.State.Lock(ctx, "thin_delta", poolObject("stor1", "blk", "pool")); err != nil {
+			t.Fatal(err)
+		}
+	})
+	left := backupSnapPrefix(volUUID) + "deadbeef"
+	fl.add(left, bkVol, true, nil, "blk", "blk-vol-"+volUUID, backupBaseTag)
+	fl.held = true
+	b2, err := s.CreateBackup(ctx, BackupOptions{Volume: "db1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !b2.Incremental || b2.Parent != b1.UUID {
+		t.Errorf("rerun backup = %+v", b2)
+	}
+	checkVolume(t, s, state.InUse, 0)
+	if got := backupLVs(fl); len(got) != 1 || got[0] == base[0] || got[0] == left || fl.held {
+		t.Errorf("after the rerun: backup snapshots %v (first base %v), metadata snapshot held %v", got, base, fl.held)
+	}
+}

@@ -398,6 +398,8 @@ var resumers = map[string]struct {
 			o.FromSnapshot = from
 		case "volume":
 			o.FromVolume = from
+		case "backup": // found in the default repository, or not at all
+			o.FromBackup = from
 		}
 		if b, ok := s.Config.Backends[v.Backend]; ok && b.Type == "nfs" {
 			o.Thin, o.Preallocate = false, !v.Thin

@@ -20,10 +20,11 @@ func newBackupCmd(a *App) *cobra.Command {
 		Short: "Back volumes up into a repository, restore them, and list, verify, delete and prune backups",
 		Long: `Backups live in repositories named in the config (backup_repos: {NAME: {host:
 H, path: P}}): a directory of chunks, each stored once under its SHA-256 and
-compressed with zstd, and one manifest per backup. A repository describes
-itself: with it alone, a fresh blk lists and verifies its backups; the state
-file is not needed. --repo picks one (default: defaults.backup_repo, or the
-only one configured).`,
+compressed with zstd, and one manifest per backup; on the host blk runs on, or
+reached over SFTP in blk's SSH connection to it. A repository describes
+itself: with it alone, a fresh blk lists, verifies and restores its backups;
+the state file is not needed. --repo picks one (default: defaults.backup_repo,
+or the only one configured).`,
 	}
 	cmd.PersistentFlags().StringVar(&repo, "repo", "", "backup repository (default defaults.backup_repo)")
 	cmd.AddCommand(newBackupCreateCmd(a, &repo), newBackupRestoreCmd(a, &repo), newBackupListCmd(a, &repo), newBackupShowCmd(a, &repo), newBackupVerifyCmd(a, &repo),
