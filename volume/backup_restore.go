@@ -73,6 +73,13 @@ func (s *Service) RestoreBackup(ctx context.Context, o RestoreOptions) (_ Volume
 		fmt.Fprintf(s.Hosts.dryRun, "%s: write backup %s (%s) into %s (streamed restore)\n", b.Host, m.Name, FormatSize(m.SizeBytes), exec.QuoteWord(v.Path))
 		return volumeOf(v), nil
 	}
+	// Locked first: a prune running now refuses it before the volume is
+	// touched.
+	lock, err := repo.Lock(backup.Shared, "restore")
+	if err != nil {
+		return Volume{}, repoError(fmt.Errorf("backup repository %q: %w", repoName, err))
+	}
+	defer func() { err = errors.Join(err, lock.Unlock()) }()
 	// A restore that failed part-way is rerun; one killed is taken over.
 	from := []string{state.Available, state.ErrorRestoring}
 	if v.Status == state.Restoring {
@@ -97,11 +104,6 @@ func (s *Service) RestoreBackup(ctx context.Context, o RestoreOptions) (_ Volume
 		_, merr := s.State.MoveVolume(ctx, v.UUID, state.Move{From: []string{state.Restoring}, To: state.ErrorRestoring, LastError: &msg})
 		return merr
 	})
-	lock, err := repo.Lock(backup.Shared, "restore")
-	if err != nil {
-		return Volume{}, repoError(fmt.Errorf("backup repository %q: %w", repoName, err))
-	}
-	defer func() { err = errors.Join(err, lock.Unlock()) }()
 	if err = s.writeBackup(ctx, repo, m, b.Host, v, v.Path, false); err != nil {
 		return Volume{}, err
 	}

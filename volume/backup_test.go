@@ -429,7 +429,7 @@ func TestBackupOfAnInUseVolumeIsQuiescedAndGoesBackInUse(t *testing.T) {
 	checkVolume(t, s, state.InUse, 0)
 }
 
-func TestBackupRefusesAnInUseNFSVolumeAndABusyOne(t *testing.T) {
+func TestBackupRefusesAVolumeInTheMiddleOfSomethingElse(t *testing.T) {
 	s, _, _ := backupService(t, true, false, nil)
 	ctx := context.Background()
 	s.State.MoveVolume(ctx, volUUID, state.Move{From: []string{state.Available}, To: state.Extending})
@@ -492,13 +492,31 @@ func TestRestoreRefusesASmallerVolumeAndAFailedOneLeavesErrorRestoring(t *testin
 	r, _ := backup.Open(backup.OS{}, repo)
 	m, _ := r.Find(b.UUID)
 	chunk := filepath.Join(repo, "chunks", m.Chunks[2][:2], m.Chunks[2])
+	good, _ := os.ReadFile(chunk)
 	os.WriteFile(chunk, []byte("garbage"), 0o600)
 	_, err = s.RestoreBackup(ctx, RestoreOptions{Backup: b.Name, To: "db1"})
 	if err == nil || !strings.Contains(err.Error(), m.Chunks[2]) {
 		t.Errorf("restore of a damaged backup: %v", err)
 	}
 	checkVolume(t, s, state.ErrorRestoring, 0)
-	_ = fl
+	// Repaired, the same command restores it; so does it after a run
+	// killed while restoring.
+	os.WriteFile(chunk, good, 0o600)
+	if _, err := s.RestoreBackup(ctx, RestoreOptions{Backup: b.Name, To: "db1"}); err != nil {
+		t.Fatal(err)
+	}
+	asDeadProcess(t, func() {
+		if _, err := s.State.Claim(ctx, "restore", volUUID, []string{state.Available}, state.Restoring); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if _, err := s.RestoreBackup(ctx, RestoreOptions{Backup: b.Name, To: "db1"}); err != nil {
+		t.Fatal(err)
+	}
+	checkVolume(t, s, state.Available, 0)
+	if got, _ := os.ReadFile(fl.file("volume-" + volUUID)); !bytes.Equal(got, data) {
+		t.Error("the rerun restore differs from the backup")
+	}
 }
 
 // reconcile finds a backup snapshot no volume's base and a metadata
@@ -598,5 +616,35 @@ func TestBackupRerunTakesOverAKilledOne(t *testing.T) {
 	checkVolume(t, s, state.InUse, 0)
 	if got := backupLVs(fl); len(got) != 1 || got[0] == base[0] || got[0] == left || fl.held {
 		t.Errorf("after the rerun: backup snapshots %v (first base %v), metadata snapshot held %v", got, base, fl.held)
+	}
+}
+
+// An available nfs volume is read as it is (held backing-up, nothing can
+// attach it), with no copy; an in-use one is refused.
+func TestBackupOfAnNFSVolume(t *testing.T) {
+	s, stor, _ := nfsService(t, nil, newFakeHV("web1"))
+	ctx := context.Background()
+	data := randomData(5 << 20)
+	fr := fileRunner{stor, map[string]string{}}
+	device(t, fr, "/srv/blk/volume-"+volUUID, 8<<20, data)
+	s.Hosts.New = func(string, config.Host) exec.Runner { return fr }
+	s.State.MoveVolume(ctx, volUUID, state.Move{From: []string{state.Available}, To: state.Available, SizeBytes: 8 << 20})
+	repo := filepath.Join(t.TempDir(), "repo")
+	s.Config.Hosts["here"] = config.Host{Local: true}
+	s.Config.BackupRepos = map[string]config.BackupRepo{"r1": {Host: "here", Path: repo}}
+	b, err := s.CreateBackup(ctx, BackupOptions{Volume: "db1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.ReadBytes != 8<<20 || b.ChunkCount != 2 || b.Consistency != Clean {
+		t.Errorf("backup = %+v", b)
+	}
+	if got := restoreTo(t, s, repo, b); !bytes.Equal(got, append(data, make([]byte, 3<<20)...)) {
+		t.Error("the restored backup differs from the volume")
+	}
+	checkVolume(t, s, state.Available, 0)
+	s.State.MoveVolume(ctx, volUUID, state.Move{From: []string{state.Available}, To: state.InUse})
+	if _, err := s.CreateBackup(ctx, BackupOptions{Volume: "db1"}); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "detach it first") {
+		t.Errorf("backup of an in-use nfs volume: %v", err)
 	}
 }
