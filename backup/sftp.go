@@ -3,6 +3,7 @@ package backup
 import (
 	"io/fs"
 	"os"
+	"path"
 
 	"github.com/pkg/sftp"
 )
@@ -36,13 +37,22 @@ func (s SFTP) Stat(name string) (fs.FileInfo, error) {
 
 func (s SFTP) ReadDir(name string) ([]fs.FileInfo, error) { return s.C.ReadDir(name) }
 
-// MkdirAll makes the directory private, as OS does: chunks are the
-// volumes' data.
+// MkdirAll makes each missing directory private, as OS does: chunks are
+// the volumes' data.
 func (s SFTP) MkdirAll(name string) error {
 	if fi, err := s.C.Stat(name); err == nil && fi.IsDir() {
 		return nil
 	}
-	if err := s.C.MkdirAll(name); err != nil {
+	if parent := path.Dir(name); parent != name {
+		if err := s.MkdirAll(parent); err != nil {
+			return err
+		}
+	}
+	if err := s.C.Mkdir(name); err != nil {
+		// Made meanwhile by another run: fine if it is a directory now.
+		if fi, serr := s.C.Stat(name); serr == nil && fi.IsDir() {
+			return nil
+		}
 		return err
 	}
 	return s.C.Chmod(name, 0o700)

@@ -82,4 +82,10 @@ func TestRepositoryOverSFTP(t *testing.T) {
 	if locks, _ := os.ReadDir(filepath.Join(root, "locks")); len(locks) != 0 {
 		t.Errorf("locks left: %d", len(locks))
 	}
+	// Private, as a local repository: the chunks are volumes' data.
+	for _, d := range []string{root, filepath.Join(root, "chunks"), filepath.Join(root, "chunks", "ab")} {
+		if fi, err := os.Stat(d); err != nil || fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: %v %v, want 0700", d, fi.Mode(), err)
+		}
+	}
 }
