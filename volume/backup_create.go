@@ -114,6 +114,14 @@ func (s *Service) CreateBackup(ctx context.Context, o BackupOptions) (_ Backup, 
 		return Backup{}, repoError(fmt.Errorf("backup repository %q: %w", repoName, err))
 	}
 	defer func() { err = errors.Join(err, lock.Unlock()) }()
+	// Names pick backups in show, verify, restore: one name, one backup.
+	if o.Name != "" {
+		if m, ferr := repo.Find(o.Name); ferr == nil {
+			return Backup{}, conflict("backup repository %q holds a backup named %q already (%s): choose another --name", repoName, o.Name, m.UUID)
+		} else if !errors.Is(ferr, backup.ErrNotFound) {
+			return Backup{}, repoError(ferr)
+		}
+	}
 
 	op, err := s.State.Claim(ctx, "backup", v.UUID, []string{v.Status}, state.BackingUp)
 	if err != nil {

@@ -298,6 +298,9 @@ func TestBackupOfAThickVolumeReadsASnapshotAndRemovesIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := s.CreateBackup(context.Background(), BackupOptions{Volume: "db1", Name: "n1"}); !errors.Is(err, ErrConflict) {
+		t.Errorf("a second backup named n1: %v", err)
+	}
 	if b.Name != "n1" || b.Volume != "db1" || b.Repo != "r1" || b.SizeBytes != bkVol || b.ReadBytes != bkVol ||
 		b.ChunkCount != 2 || b.Incremental || b.Consistency != Clean || b.Status != "available" {
 		t.Errorf("backup = %+v", b)

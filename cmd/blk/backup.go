@@ -64,9 +64,12 @@ that differ from the new one. When that snapshot is gone, or with --full,
 everything is read, and blk says so. Thick LVM and nfs volumes are read in
 full every time.
 
-A progress bar on a terminal, a progress line every few seconds otherwise.
-A backup killed anywhere leaves no backup; run the command again (it takes
-the volume over, and reuses the chunks already stored).`,
+A name (--name) picks one backup in its repository: one already used there is
+refused (exit 3). A progress bar on a terminal, a progress line every few
+seconds otherwise. A backup killed before its manifest was written leaves no
+backup; run the command again (it takes the volume over, and reuses the
+chunks already stored). One killed after it is complete: its snapshot is
+removed by the next backup of the volume, or 'blk reconcile --fix'.`,
 		Example: `  blk backup create db1
   blk backup create db1 --name db1-nightly --repo offsite -o json`,
 		Args: cobra.ExactArgs(1),
