@@ -651,3 +651,13 @@ func TestBackupOfAnNFSVolume(t *testing.T) {
 		t.Errorf("backup of an in-use nfs volume: %v", err)
 	}
 }
+
+// A volume a restore left part-written can be deleted.
+func TestAVolumeLeftErrorRestoringCanBeDeleted(t *testing.T) {
+	s, _, _ := backupService(t, true, false, nil)
+	ctx := context.Background()
+	s.State.MoveVolume(ctx, volUUID, state.Move{From: []string{state.Available}, To: state.ErrorRestoring})
+	if _, err := s.Delete(ctx, DeleteOptions{Refs: []string{"db1"}}); err != nil {
+		t.Fatal(err)
+	}
+}
