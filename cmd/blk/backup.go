@@ -69,7 +69,8 @@ refused (exit 3). A progress bar on a terminal, a progress line every few
 seconds otherwise. A backup killed before its manifest was written leaves no
 backup; run the command again (it takes the volume over, and reuses the
 chunks already stored). One killed after it is complete: its snapshot is
-removed by the next backup of the volume, or 'blk reconcile --fix'.`,
+removed by the next backup of the volume, or 'blk reconcile --fix'. There is
+no --dry-run (exit 2): what a backup reads depends on the snapshot it takes.`,
 		Example: `  blk backup create db1
   blk backup create db1 --name db1-nightly --repo offsite -o json`,
 		Args: cobra.ExactArgs(1),
