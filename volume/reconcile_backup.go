@@ -47,9 +47,12 @@ func lookBackupSnaps(ctx context.Context, s *Service, host string) (func(*snapsh
 			snaps = append(snaps, seenLV{bn, lv})
 		}
 		if b.ThinPool != "" {
-			if held[bn], err = l.MetadataSnapHeld(ctx, b.ThinPool); err != nil {
+			h, err := l.MetadataSnapHeld(ctx, b.ThinPool)
+			// An inactive pool has no -tpool device, and holds nothing.
+			if err != nil && !strings.Contains(err.Error(), "does not exist") {
 				return nil, err
 			}
+			held[bn] = h
 		}
 	}
 	return func(snap *snapshot) []Drift {
