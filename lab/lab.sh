@@ -161,7 +161,10 @@ $3}
     path: /srv/blk
     mount_options: vers=4.2
 compute: [lab]
-defaults: {backend: ${4:-lvm-1}}
+# In the guest: from blk-ssh.yaml the repository is written over SFTP.
+backup_repos:
+  lab: {host: lab, path: /var/lib/blk-backups}
+defaults: {backend: ${4:-lvm-1}, backup_repo: lab}
 YAML
 }
 

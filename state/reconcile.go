@@ -11,7 +11,7 @@ import (
 
 // Transitional are the statuses a volume holds only while an operation
 // runs: one of them with no live operation is stuck.
-var Transitional = []string{Creating, Attaching, Detaching, Deleting, Extending}
+var Transitional = []string{Creating, Attaching, Detaching, Deleting, Extending, BackingUp, Restoring}
 
 // OpRecord is one running operation of the journal, with what this process
 // can prove about its owner.

@@ -43,8 +43,15 @@ const (
 	// Reverting is a volume being rolled back to a snapshot: available →
 	// reverting → available, as Cinder's revert.
 	Reverting = "reverting"
-	// Restoring is a snapshot being merged or copied back into its volume.
+	// Restoring is a snapshot being merged or copied back into its volume,
+	// or a volume a backup is being restored into.
 	Restoring = "restoring"
+	// BackingUp holds a volume while a backup of it is taken: available|
+	// in-use → backing-up → (previous). The guest goes on using it.
+	BackingUp = "backing-up"
+	// ErrorRestoring is a volume whose restore from a backup failed part-way:
+	// its data is neither what it was nor the backup's.
+	ErrorRestoring = "error_restoring"
 )
 
 // Store is an open state file.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/blk-project/blk/backup"
+	"github.com/blk-project/blk/internal/exec"
 	"github.com/blk-project/blk/internal/fault"
 )
 
@@ -30,6 +31,9 @@ type Backup struct {
 	Incremental bool      `json:"incremental" yaml:"incremental"`
 	Consistency string    `json:"consistency" yaml:"consistency"`
 	CreatedAt   time.Time `json:"created_at" yaml:"created_at"`
+	// Warnings are what a person should hear about how it was taken (no
+	// guest agent answered, read in full); not part of the output.
+	Warnings []string `json:"-" yaml:"-"`
 }
 
 func backupOf(repo string, m *backup.Manifest) Backup {
@@ -40,22 +44,37 @@ func backupOf(repo string, m *backup.Manifest) Backup {
 		Parent: m.Parent, Incremental: m.Incremental, Consistency: m.Consistency, CreatedAt: t}
 }
 
-// repoFS gives the file access to a repository's host. Only local hosts
-// have one until SFTP over the host's SSH connection is wired here.
-var repoFS = func(s *Service, host string) (backup.FS, error) {
+// repoFS gives the file access to a repository's host: the local file
+// system, or SFTP in the host's one SSH connection (its session lasts as
+// long as blk runs).
+var repoFS = func(ctx context.Context, s *Service, host string) (backup.FS, error) {
 	h, ok := s.Config.Hosts[host]
 	if !ok {
 		return nil, invalid("backup repository host %q is not configured", host)
 	}
-	if !h.Local {
-		return nil, fmt.Errorf("backup repository on host %q: repositories over SSH are not supported yet: use a local host", host)
+	if h.Local {
+		return backup.OS{}, nil
 	}
-	return backup.OS{}, nil
+	r, err := s.Hosts.Runner(host)
+	if err != nil {
+		return nil, err
+	}
+	c, err := exec.SFTP(ctx, r)
+	if err != nil {
+		return nil, fmt.Errorf("backup repository on host %q: %w", host, err)
+	}
+	return backup.SFTP{C: c}, nil
 }
 
 // openRepo opens the named repository (empty: defaults.backup_repo, or the
 // only one configured).
-func (s *Service) openRepo(name string) (string, *backup.Repo, error) {
+func (s *Service) openRepo(ctx context.Context, name string) (string, *backup.Repo, error) {
+	return s.repo(ctx, name, backup.Open)
+}
+
+// repo finds the named repository and opens it with open (backup.Open, or
+// backup.Init for the first backup into it).
+func (s *Service) repo(ctx context.Context, name string, open func(backup.FS, string) (*backup.Repo, error)) (string, *backup.Repo, error) {
 	if name == "" {
 		name = s.Config.Defaults.BackupRepo
 		if name == "" {
@@ -71,11 +90,11 @@ func (s *Service) openRepo(name string) (string, *backup.Repo, error) {
 	if !ok {
 		return "", nil, invalid("backup repository %q is not configured (configured: %s)", Truncate(name), repoNames(s))
 	}
-	fsys, err := repoFS(s, rc.Host)
+	fsys, err := repoFS(ctx, s, rc.Host)
 	if err != nil {
 		return name, nil, err
 	}
-	r, err := backup.Open(fsys, rc.Path)
+	r, err := open(fsys, rc.Path)
 	if err != nil {
 		return name, nil, repoError(fmt.Errorf("backup repository %q: %w", name, err))
 	}
@@ -103,8 +122,8 @@ func repoError(err error) error {
 }
 
 // withRepoLock runs fn on the repository under a lock of kind.
-func (s *Service) withRepoLock(repo string, kind backup.LockKind, op string, fn func(name string, r *backup.Repo) error) error {
-	name, r, err := s.openRepo(repo)
+func (s *Service) withRepoLock(ctx context.Context, repo string, kind backup.LockKind, op string, fn func(name string, r *backup.Repo) error) error {
+	name, r, err := s.openRepo(ctx, repo)
 	if err != nil {
 		return err
 	}
@@ -124,7 +143,7 @@ func (s *Service) withRepoLock(repo string, kind backup.LockKind, op string, fn 
 // oldest first; only those of volume (name or uuid) when given. Manifests
 // that cannot be read are reported in the error, after the others.
 func (s *Service) Backups(ctx context.Context, repo, volume string) ([]Backup, error) {
-	name, r, err := s.openRepo(repo)
+	name, r, err := s.openRepo(ctx, repo)
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +169,7 @@ func (s *Service) Backups(ctx context.Context, repo, volume string) ([]Backup, e
 
 // ShowBackup finds one backup by name or uuid.
 func (s *Service) ShowBackup(ctx context.Context, repo, ref string) (Backup, error) {
-	name, r, err := s.openRepo(repo)
+	name, r, err := s.openRepo(ctx, repo)
 	if err != nil {
 		return Backup{}, err
 	}
@@ -165,7 +184,7 @@ func (s *Service) ShowBackup(ctx context.Context, repo, ref string) (Backup, err
 // repository; with readData it re-reads and re-hashes each.
 func (s *Service) VerifyBackup(ctx context.Context, repo, ref string, readData bool) (Backup, error) {
 	var b Backup
-	err := s.withRepoLock(repo, backup.Shared, "verify", func(name string, r *backup.Repo) error {
+	err := s.withRepoLock(ctx, repo, backup.Shared, "verify", func(name string, r *backup.Repo) error {
 		m, err := r.Find(ref)
 		if err != nil {
 			return err
@@ -182,7 +201,7 @@ func (s *Service) VerifyBackup(ctx context.Context, repo, ref string, readData b
 func (s *Service) DeleteBackups(ctx context.Context, repo string, refs []string) ([]Backup, backup.GCResult, error) {
 	var out []Backup
 	var gc backup.GCResult
-	err := s.withRepoLock(repo, backup.Exclusive, "delete", func(name string, r *backup.Repo) error {
+	err := s.withRepoLock(ctx, repo, backup.Exclusive, "delete", func(name string, r *backup.Repo) error {
 		var uuids []string
 		for _, ref := range refs {
 			m, err := r.Find(ref)
@@ -198,6 +217,9 @@ func (s *Service) DeleteBackups(ctx context.Context, repo string, refs []string)
 		if err := r.Delete(uuids...); err != nil {
 			return err
 		}
+		// The state file's cache of backups may be read-only here, or
+		// gone: the repository is what counts.
+		_ = s.State.ForgetBackups(ctx, uuids...)
 		var err error
 		gc, err = r.GC(false)
 		return err
@@ -222,7 +244,7 @@ func (s *Service) PruneBackups(ctx context.Context, repo, volume string, p backu
 	if p.Empty() {
 		return res, invalid("prune needs at least one --keep-* rule: without one it would remove every backup")
 	}
-	err := s.withRepoLock(repo, backup.Exclusive, "prune", func(name string, r *backup.Repo) error {
+	err := s.withRepoLock(ctx, repo, backup.Exclusive, "prune", func(name string, r *backup.Repo) error {
 		volUUID := ""
 		if volume != "" {
 			ms, _, err := r.List()

@@ -29,6 +29,9 @@ type CreateOptions struct {
 	// FromImage is a raw or qcow2 image on the storage host to fill the
 	// volume with; ImageFormat, when given, is its format (never probed).
 	FromImage, ImageFormat string
+	// FromBackup is a backup (name or uuid) in BackupRepo (empty: the
+	// default repository) to restore into the new volume.
+	FromBackup, BackupRepo string
 }
 
 // Validate checks the options alone, before anything is opened or run, and
@@ -38,13 +41,13 @@ func (o CreateOptions) Validate() (int64, error) {
 		return 0, err
 	}
 	n := 0
-	for _, from := range []string{o.FromSnapshot, o.FromVolume, o.FromImage} {
+	for _, from := range []string{o.FromSnapshot, o.FromVolume, o.FromImage, o.FromBackup} {
 		if from != "" {
 			n++
 		}
 	}
 	if n > 1 {
-		return 0, invalid("--from-snapshot, --from-volume and --from-image: choose one")
+		return 0, invalid("--from-snapshot, --from-volume, --from-image and --from-backup: choose one")
 	}
 	if err := o.checkImage(); err != nil {
 		return 0, err
@@ -52,7 +55,7 @@ func (o CreateOptions) Validate() (int64, error) {
 	if o.FromImage != "" && o.Size == "" {
 		return 0, nil
 	}
-	for _, ref := range []string{o.FromSnapshot, o.FromVolume} {
+	for _, ref := range []string{o.FromSnapshot, o.FromVolume, o.FromBackup} {
 		if ref != "" {
 			if err := CheckRef(ref); err != nil {
 				return 0, err
@@ -89,6 +92,18 @@ func (s *Service) create(ctx context.Context, o CreateOptions, size int64) (_ Vo
 			return Volume{}, err
 		}
 	}
+	var bk *backupSource
+	if o.FromBackup != "" {
+		if bk, err = s.resolveBackup(ctx, o); err != nil {
+			return Volume{}, err
+		}
+		defer func() { err = errors.Join(err, bk.unlock()) }()
+		if size == 0 {
+			size = bk.m.SizeBytes
+		} else if size < bk.m.SizeBytes {
+			return Volume{}, invalid("--size %s is smaller than backup %s (%s)", FormatSize(size), bk.m.Name, FormatSize(bk.m.SizeBytes))
+		}
+	}
 	bname, b, err := s.createBackend(ctx, o)
 	if err != nil {
 		return Volume{}, err
@@ -106,6 +121,9 @@ func (s *Service) create(ctx context.Context, o CreateOptions, size int64) (_ Vo
 	if src != nil {
 		source = src.ref()
 	}
+	if bk != nil {
+		source = "backup:" + bk.m.UUID
+	}
 	if o.FromImage != "" {
 		if img, size, err = s.inspectImage(ctx, b.Host, o, size); err != nil {
 			return Volume{}, err
@@ -114,6 +132,7 @@ func (s *Service) create(ctx context.Context, o CreateOptions, size int64) (_ Vo
 	}
 	v := state.Volume{UUID: s.newUUID(), Name: o.Name, Backend: bname, SizeBytes: size, Thin: thin, Status: state.Creating, Source: source}
 	op, err := s.State.InsertVolume(ctx, &v)
+	rerun := false // a killed create's volume, taken over: its storage holds what that run wrote
 	if err != nil {
 		var ce *state.ConflictError
 		if !errors.As(err, &ce) {
@@ -127,6 +146,7 @@ func (s *Service) create(ctx context.Context, o CreateOptions, size int64) (_ Vo
 			return Volume{}, err
 		}
 		v = old
+		rerun = true
 		var cerr error
 		if op, cerr = s.State.Claim(ctx, "create", v.UUID, []string{state.Creating}, state.Creating); cerr != nil {
 			if errors.As(cerr, &ce) {
@@ -160,6 +180,9 @@ func (s *Service) create(ctx context.Context, o CreateOptions, size int64) (_ Vo
 	made, path, err := s.makeVolume(ctx, r, p, b, v, src)
 	if err == nil && img != nil {
 		err = s.fillFromImage(ctx, b.Host, v.Name, img, path, zero)
+	}
+	if err == nil && bk != nil {
+		err = s.writeBackup(ctx, bk.repo, bk.m, b.Host, v, path, !rerun && v.Thin)
 	}
 	if err != nil {
 		return volumeOf(v), fmt.Errorf("create volume %q: %w", o.Name, err)

@@ -30,7 +30,7 @@ type DeleteResult struct {
 
 // deletable are the statuses delete accepts outright; creating and deleting
 // are accepted too when the process that set them is gone.
-var deletable = []string{state.Available, state.Error, state.ErrorDeleting}
+var deletable = []string{state.Available, state.Error, state.ErrorDeleting, state.ErrorRestoring}
 
 // Delete removes volumes one by one. It returns ErrPartial when some
 // succeeded and some did not, or the single failure's own error.

@@ -21,6 +21,7 @@ package volume
 import (
 	"context"
 	"fmt"
+	"github.com/pkg/sftp"
 	"os"
 	"strconv"
 	"sync"
@@ -180,4 +181,9 @@ func (c countedHypervisor) Suspend(ctx context.Context, domain string) error {
 func (c countedHypervisor) Resume(ctx context.Context, domain string) error {
 	defer c.step("resume", domain)
 	return c.Hypervisor.Resume(ctx, domain)
+}
+
+// SFTP passes a repository's file access through: no kill points either.
+func (c countedRunner) SFTP(ctx context.Context) (*sftp.Client, error) {
+	return exec.SFTP(ctx, c.Runner)
 }

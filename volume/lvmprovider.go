@@ -3,6 +3,7 @@ package volume
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/blk-project/blk/internal/config"
 	"github.com/blk-project/blk/internal/fault"
@@ -42,6 +43,15 @@ func (p lvmProvider) remove(ctx context.Context, v state.Volume, wipe bool) erro
 	l, err := p.s.lvm(ctx, p.b)
 	if err != nil {
 		return err
+	}
+	// A thin volume's last backup snapshot is blk's, not the user's: it
+	// goes with the volume (its backups stay in their repository).
+	// (A thick one's are removed by each backup; a killed one's are
+	// reconcile's.)
+	if v.Thin {
+		if err := removeBackupSnaps(ctx, l, v.UUID); err != nil {
+			return fmt.Errorf("remove the backup snapshots of %s: %w", v.Name, err)
+		}
 	}
 	return p.s.removeLV(ctx, l, v, wipe)
 }

@@ -115,6 +115,7 @@ var checks = []check{
 	{"nfs mounts", roleCompute, lookMounts},
 	{"domain disks", roleCompute, lookDisks},
 	{"operations", roleState, lookOperations},
+	{"backup snapshots", roleStorage, lookBackupSnaps},
 }
 
 // snapshot is the state file, read once for a reconcile.
@@ -397,6 +398,8 @@ var resumers = map[string]struct {
 			o.FromSnapshot = from
 		case "volume":
 			o.FromVolume = from
+		case "backup": // found in the default repository, or not at all
+			o.FromBackup = from
 		}
 		if b, ok := s.Config.Backends[v.Backend]; ok && b.Type == "nfs" {
 			o.Thin, o.Preallocate = false, !v.Thin
@@ -418,6 +421,15 @@ var resumers = map[string]struct {
 	}},
 	state.Extending: {"--fix finishes the extend (as rerunning it would)", func(ctx context.Context, s *Service, v state.Volume) error {
 		_, err := s.FinishExtend(ctx, v.UUID)
+		return err
+	}},
+	state.BackingUp: {"--fix puts it back as it was (the backup was not made: run it again)", func(ctx context.Context, s *Service, v state.Volume) error {
+		_, err := s.State.MoveVolume(ctx, v.UUID, state.Move{From: []string{state.BackingUp}, To: statusBeforeBackup(v)})
+		return err
+	}},
+	state.Restoring: {"--fix marks it error_restoring (its data is part restored: run the restore again)", func(ctx context.Context, s *Service, v state.Volume) error {
+		msg := "a restore into it was killed part-way: run it again"
+		_, err := s.State.MoveVolume(ctx, v.UUID, state.Move{From: []string{state.Restoring}, To: state.ErrorRestoring, LastError: &msg})
 		return err
 	}},
 }

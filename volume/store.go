@@ -54,6 +54,14 @@ type Store interface {
 	MoveSnapshot(ctx context.Context, uuid string, m state.SnapshotMove) (state.Snapshot, error)
 	DeleteSnapshot(ctx context.Context, uuid, from string) error
 	ClaimSnapshot(ctx context.Context, op, uuid string, from []string, to string) (Op, error)
+
+	// RecordBackup and ForgetBackups keep the cache of backups (the
+	// repositories hold the truth).
+	RecordBackup(ctx context.Context, b state.BackupRecord) error
+	ForgetBackups(ctx context.Context, uuids ...string) error
+	// Lock journals op on an object that is no row (a thin pool), unless a
+	// live process holds it.
+	Lock(ctx context.Context, op, object string) (Op, error)
 	Close() error
 }
 
@@ -101,6 +109,14 @@ func (s stateStore) InsertSnapshot(ctx context.Context, sn *state.Snapshot) (Op,
 
 func (s stateStore) ClaimSnapshot(ctx context.Context, op, uuid string, from []string, to string) (Op, error) {
 	o, err := s.Store.ClaimSnapshot(ctx, op, uuid, from, to)
+	if err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+func (s stateStore) Lock(ctx context.Context, op, object string) (Op, error) {
+	o, err := s.Store.Lock(ctx, op, object)
 	if err != nil {
 		return nil, err
 	}
@@ -237,6 +253,10 @@ func (d *dryStore) Claim(ctx context.Context, _, uuid string, from []string, to 
 	}
 	return dryOp{}, nil
 }
+
+func (d *dryStore) RecordBackup(context.Context, state.BackupRecord) error { return nil }
+func (d *dryStore) ForgetBackups(context.Context, ...string) error         { return nil }
+func (d *dryStore) Lock(context.Context, string, string) (Op, error)       { return dryOp{}, nil }
 
 func (d *dryStore) EndStaleOp(context.Context, int64) (bool, error) { return true, nil }
 

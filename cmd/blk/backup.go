@@ -17,16 +17,17 @@ func newBackupCmd(a *App) *cobra.Command {
 	var repo string
 	cmd := &cobra.Command{
 		Use:   "backup",
-		Short: "List, show, verify, delete and prune backups in a repository",
+		Short: "Back volumes up into a repository, restore them, and list, verify, delete and prune backups",
 		Long: `Backups live in repositories named in the config (backup_repos: {NAME: {host:
 H, path: P}}): a directory of chunks, each stored once under its SHA-256 and
-compressed with zstd, and one manifest per backup. A repository describes
-itself: with it alone, a fresh blk lists and verifies its backups; the state
-file is not needed. --repo picks one (default: defaults.backup_repo, or the
-only one configured).`,
+compressed with zstd, and one manifest per backup; on the host blk runs on, or
+reached over SFTP in blk's SSH connection to it. A repository describes
+itself: with it alone, a fresh blk lists, verifies and restores its backups;
+the state file is not needed. --repo picks one (default: defaults.backup_repo,
+or the only one configured).`,
 	}
 	cmd.PersistentFlags().StringVar(&repo, "repo", "", "backup repository (default defaults.backup_repo)")
-	cmd.AddCommand(newBackupListCmd(a, &repo), newBackupShowCmd(a, &repo), newBackupVerifyCmd(a, &repo),
+	cmd.AddCommand(newBackupCreateCmd(a, &repo), newBackupRestoreCmd(a, &repo), newBackupListCmd(a, &repo), newBackupShowCmd(a, &repo), newBackupVerifyCmd(a, &repo),
 		newBackupDeleteCmd(a, &repo), newBackupPruneCmd(a, &repo))
 	return cmd
 }
@@ -35,6 +36,112 @@ only one configured).`,
 // state file: repositories are read on their own.
 func (a *App) withRepo(cmd *cobra.Command, fn func(ctx context.Context, svc *volume.Service) error) error {
 	return a.withReader(cmd, state.ReadOnlyOrEmpty, fn)
+}
+
+func newBackupCreateCmd(a *App, repo *string) *cobra.Command {
+	var o volume.BackupOptions
+	return withFlags(&cobra.Command{
+		Use:   "create VOLUME [--name B] [--repo R] [--full] [--quiesce auto|require|off]",
+		Short: "Back a volume up into a repository",
+		Long: `Back a volume up: snapshot it, read the snapshot on its storage host, and
+store the 4 MiB chunks the repository lacks (the first backup into a
+repository makes it). The volume is backing-up meanwhile, and goes back to
+available or in-use after; its guest goes on using it throughout.
+
+An in-use volume is snapshotted with its guest's filesystems frozen for the
+moment it is taken, as 'blk snapshot create' (--quiesce auto: crash-consistent
+and said when no guest agent answers; require: refuse; off: do not ask). An
+nfs volume has no instant snapshot: it is backed up only when available,
+read as it is while held (an in-use one is refused, exit 3).
+
+Every backup is complete (a restore never needs another), and incremental:
+only chunks the repository lacks are written. A thin LVM volume reads only
+what changed: the snapshot of its last backup is kept (an LV
+_backup-<volume uuid>-<id>, tagged blk-backup-base; not a snapshot of yours,
+not listed by 'snapshot list', removed with the volume) and thin_delta, on
+the pool's reserved metadata snapshot (always released), names the blocks
+that differ from the new one. When that snapshot is gone, or with --full,
+everything is read, and blk says so. Thick LVM and nfs volumes are read in
+full every time.
+
+A name (--name) picks one backup in its repository: one already used there is
+refused (exit 3). A progress bar on a terminal, a progress line every few
+seconds otherwise. A backup killed before its manifest was written leaves no
+backup; run the command again (it takes the volume over, and reuses the
+chunks already stored). One killed after it is complete: its snapshot is
+removed by the next backup of the volume, or 'blk reconcile --fix'. There is
+no --dry-run (exit 2): what a backup reads depends on the snapshot it takes.`,
+		Example: `  blk backup create db1
+  blk backup create db1 --name db1-nightly --repo offsite -o json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Volume, o.Repo = args[0], *repo
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
+				b, err := svc.CreateBackup(ctx, o)
+				for _, w := range b.Warnings {
+					a.warn("%s", w)
+				}
+				if err != nil {
+					return err
+				}
+				return a.print(backupView(b))
+			})
+		},
+	}, func(cmd *cobra.Command) {
+		f := cmd.Flags()
+		f.StringVar(&o.Name, "name", "", "name of the backup (default backup-<first 8 of its uuid>)")
+		f.BoolVar(&o.Full, "full", false, "read the whole volume, even where a thin base says nothing changed")
+		f.StringVar(&o.Quiesce, "quiesce", volume.QuiesceAuto, "freeze an in-use volume's guest filesystems: auto, require or off")
+	})
+}
+
+func newBackupRestoreCmd(a *App, repo *string) *cobra.Command {
+	var o volume.RestoreOptions
+	return withFlags(&cobra.Command{
+		Use:   "restore NAME|UUID (--to VOLUME | --new NAME [--backend BE] [--thin]) [--repo R]",
+		Short: "Restore a backup into a volume, or into a new one",
+		Long: `Restore a backup, read from its repository alone (the state file need not
+know it): every chunk is decompressed and checked against its hash as it is
+written, in order, with a progress bar.
+
+--to VOLUME writes it over an available volume at least as large; the volume
+is restoring meanwhile. If the restore fails part-way the volume is left
+error_restoring (its data is neither what it was nor the backup's): run the
+same command again.
+
+--new NAME makes a new volume of the backup's size (on --backend, default
+defaults.backend), as 'blk volume create NAME --from-backup B': on a new thin
+LV or sparse file the backup's zeros are not written. If the restore fails
+the new volume is removed.`,
+		Example: `  blk backup restore db1-nightly --new db1-restored
+  blk backup restore db1-nightly --to db1-test --repo offsite`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Backup, o.Repo = args[0], *repo
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return a.withService(cmd, func(ctx context.Context, svc *volume.Service) error {
+				v, err := svc.RestoreBackup(ctx, o)
+				if err != nil {
+					return err
+				}
+				if a.DryRun {
+					return a.dryRunDone()
+				}
+				return a.print(volumeView(v))
+			})
+		},
+	}, func(cmd *cobra.Command) {
+		f := cmd.Flags()
+		f.StringVar(&o.To, "to", "", "an available volume to restore into (at least as large)")
+		f.StringVar(&o.New, "new", "", "name of a new volume to restore into")
+		f.StringVar(&o.Backend, "backend", "", "with --new: the backend of the new volume")
+		f.BoolVar(&o.Thin, "thin", false, "with --new: thin-provision the new volume")
+	})
 }
 
 func newBackupListCmd(a *App, repo *string) *cobra.Command {

@@ -62,7 +62,7 @@ func registerCompletions(a *App, root *cobra.Command) {
 	flag("volume create", "image-format", fixed("raw", "qcow2"))
 	flag("volume list", "backend", a.backendNames)
 	flag("volume list", "status", fixed(state.Creating, state.Available, state.Attaching, state.InUse,
-		state.Detaching, state.Deleting, state.Extending, state.Error, state.ErrorDeleting, state.Snapshotting, state.Reverting))
+		state.Detaching, state.Deleting, state.Extending, state.Error, state.ErrorDeleting, state.Snapshotting, state.Reverting, state.BackingUp, state.Restoring, state.ErrorRestoring))
 	flag("volume list", "instance", a.instances)
 	flag("volume attach", "instance", a.instances)
 	flag("volume detach", "instance", a.instances)

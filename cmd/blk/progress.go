@@ -69,7 +69,11 @@ type progress struct {
 	label        string
 	total, done  int64
 	start, shown time.Time
+	detail       string // what else the work counts: "read 1GiB, stored 300MiB"
 }
+
+// Detail sets what the progress line says after its counts.
+func (p *progress) Detail(s string) { p.detail = s }
 
 // newProgress reports long work on stderr, never stdout (results): a bar
 // on a terminal, otherwise a plain line every few seconds.
@@ -117,6 +121,9 @@ func (p *progress) line(now time.Time) string {
 	if rate, left := p.rate(now); rate > 0 {
 		s += fmt.Sprintf(", %s/s, %s left", volume.FormatSize(rate), left)
 	}
+	if p.detail != "" {
+		s += ", " + p.detail
+	}
 	return s
 }
 
@@ -127,6 +134,9 @@ func (p *progress) bar(now time.Time) string {
 		p.percent(), volume.FormatSize(p.done), volume.FormatSize(p.total))
 	if rate, left := p.rate(now); rate > 0 {
 		s += fmt.Sprintf(" %s/s %s left", volume.FormatSize(rate), left)
+	}
+	if p.detail != "" {
+		s += " " + p.detail
 	}
 	return s
 }

@@ -60,3 +60,20 @@ func TestSpinnerOnlyOnATerminal(t *testing.T) {
 		t.Errorf("spinner without a terminal: %q", fmt.Sprint(buf.String()))
 	}
 }
+
+// A backup's progress says what it read and stored, as a line in logs and
+// on the bar.
+func TestBackupProgressSaysReadAndStored(t *testing.T) {
+	defer func(d time.Duration) { logEvery = d }(logEvery)
+	logEvery = 0
+	var buf bytes.Buffer
+	p := newProgress(&statusWriter{w: &buf}, false)("backup db1", 1<<30)
+	p.(interface{ Detail(string) }).Detail("read 256MiB, stored 100MiB")
+	p.Add(512 << 20)
+	if !strings.Contains(buf.String(), "50% (512MiB of 1GiB), read 256MiB, stored 100MiB") {
+		t.Errorf("log line: %q", buf.String())
+	}
+	if bar := p.(*progress).bar(time.Now()); !strings.HasSuffix(bar, " read 256MiB, stored 100MiB") {
+		t.Errorf("bar: %q", bar)
+	}
+}

@@ -22,6 +22,8 @@ func storWith(t *testing.T, lvs string) *exectest.Fake {
 			return "", "", 0, true
 		case args[0] == "tgtadm" && strings.Contains(strings.Join(args, " "), "--op show --mode account"):
 			return "Account list:\n", "", 0, true
+		case args[0] == "dmsetup" && args[1] == "status": // no metadata snapshot held
+			return "0 8388608 thin-pool 7 100/1000 200/2000 - rw discard_passdown queue_if_no_space - 1024\n", "", 0, true
 		}
 		return "", "", 0, false
 	})

@@ -84,7 +84,7 @@ running operation whose process may be alive is never overridden, with
 func newVolumeCreateCmd(a *App) *cobra.Command {
 	var o volume.CreateOptions
 	cmd := &cobra.Command{
-		Use:   "create NAME --size SIZE [--backend B | --backend-type lvm|nfs] [--thin | --preallocate] [--from-snapshot S | --from-volume V | --from-image PATH [--image-format raw|qcow2]]",
+		Use:   "create NAME --size SIZE [--backend B | --backend-type lvm|nfs] [--thin | --preallocate] [--from-snapshot S | --from-volume V | --from-image PATH [--image-format raw|qcow2] | --from-backup B [--repo R]]",
 		Short: "Create a volume (an LVM logical volume, or a file on an NFS export)",
 		Long: `Create a volume: on an lvm backend, an LV named volume-<uuid> in the
 backend's volume group, tagged blk and blk-vol-<uuid>; the size recorded is
@@ -135,6 +135,14 @@ convert -n -O raw (on a thin volume it just made, with --target-is-zero, so the
 image's zeros are not written), with a progress bar. If the copy fails the
 volume is removed. The volume's source is recorded as image:PATH.
 
+--from-backup B restores a backup (name or uuid) from its repository (--repo,
+default defaults.backup_repo) into the new volume, as 'blk backup restore B
+--new NAME': --size defaults to the backup's, every chunk's hash is checked
+as it is written, and on a new thin LV or sparse file the backup's zeros are
+not written. The repository alone is read: the state file need not know the
+backup. If the restore fails the volume is removed. Its source is recorded as
+backup:<uuid>.
+
 If a create is killed part-way, running the same command again finishes it,
 on the backend it began on.`,
 		Example: `  blk volume create db1 --size 20GiB
@@ -144,12 +152,13 @@ on the backend it began on.`,
   blk volume create logs --size 50GiB --thin --backend-type lvm --dry-run
   blk volume create db1-test --from-snapshot db1-before-upgrade
   blk volume create db1-copy --from-volume db1 --backend nfs-1 --size 40GiB
-  blk volume create root1 --from-image /srv/images/debian-12.qcow2 --thin`,
+  blk volume create root1 --from-image /srv/images/debian-12.qcow2 --thin
+  blk volume create db1-restored --from-backup db1-nightly --thin`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Name = args[0]
-			if o.Size == "" && o.FromSnapshot == "" && o.FromVolume == "" && o.FromImage == "" {
-				return flagError(cmd, fmt.Errorf("--size is required (unless --from-snapshot, --from-volume or --from-image)"))
+			if o.Size == "" && o.FromSnapshot == "" && o.FromVolume == "" && o.FromImage == "" && o.FromBackup == "" {
+				return flagError(cmd, fmt.Errorf("--size is required (unless --from-snapshot, --from-volume, --from-image or --from-backup)"))
 			}
 			if _, err := o.Validate(); err != nil {
 				return err
@@ -187,6 +196,8 @@ on the backend it began on.`,
 	cmd.Flags().StringVar(&o.FromVolume, "from-volume", "", "start as a copy of this volume")
 	cmd.Flags().StringVar(&o.FromImage, "from-image", "", "absolute path, on the storage host, of a raw or qcow2 image to fill it with")
 	cmd.Flags().StringVar(&o.ImageFormat, "image-format", "", "format of --from-image: raw or qcow2 (default: read by qemu-img info)")
+	cmd.Flags().StringVar(&o.FromBackup, "from-backup", "", "restore this backup (name or uuid) into it")
+	cmd.Flags().StringVar(&o.BackupRepo, "repo", "", "the repository of --from-backup (default defaults.backup_repo)")
 	return cmd
 }
 

@@ -54,40 +54,79 @@ func (l *Local) OpenFile(_ context.Context, path string, write bool) (File, erro
 // OpenFile opens path over SFTP, in a subsystem channel of the runner's one
 // SSH connection (sshd's "Subsystem sftp internal-sftp", or sftp-server).
 func (s *SSH) OpenFile(ctx context.Context, path string, write bool) (File, error) {
-	c, err := s.Client(ctx)
+	sc, err := s.SFTP(ctx)
 	if err != nil {
 		return nil, err
 	}
 	type opened struct {
-		f   File
+		f   *sftp.File
 		err error
 	}
-	// The SFTP handshake takes no context: wait for it only as long as ctx.
+	// An open takes no context either.
 	ch := make(chan opened, 1)
 	go func() {
-		sc, err := sftp.NewClient(c, sftp.UseConcurrentWrites(true))
-		if err != nil {
-			ch <- opened{nil, fmt.Errorf("ssh %s: sftp: %w", s.cfg.Name, err)}
-			return
-		}
 		f, err := sc.OpenFile(path, openFlag(write))
-		if err != nil {
-			sc.Close()
-			ch <- opened{nil, fmt.Errorf("ssh %s: sftp open %s: %w", s.cfg.Name, path, err)}
-			return
-		}
-		ch <- opened{sftpFile{f, sc}, nil}
+		ch <- opened{f, err}
 	}()
 	select {
 	case o := <-ch:
-		return o.f, o.err
+		if o.err != nil {
+			sc.Close()
+			return nil, fmt.Errorf("ssh %s: sftp open %s: %w", s.cfg.Name, path, o.err)
+		}
+		return sftpFile{o.f, sc}, nil
+	case <-ctx.Done():
+		sc.Close() // ends the open waiting on it
+		return nil, fmt.Errorf("ssh %s: sftp open %s: %w", s.cfg.Name, path, ctx.Err())
+	}
+}
+
+// SFTPOpener is a runner that starts SFTP sessions on its host.
+type SFTPOpener interface {
+	// SFTP starts a session the caller closes.
+	SFTP(ctx context.Context) (*sftp.Client, error)
+}
+
+// SFTP starts an SFTP session on r's host, if r can.
+func SFTP(ctx context.Context, r Runner) (*sftp.Client, error) {
+	o, ok := r.(SFTPOpener)
+	if !ok {
+		return nil, fmt.Errorf("%s: this runner has no SFTP", r.Host())
+	}
+	return o.SFTP(ctx)
+}
+
+// SFTP starts an SFTP session in a subsystem channel of the runner's one
+// SSH connection. Writes are pipelined: a repository's chunk file or a
+// copy's block crosses in one round trip, not one per 32 KiB packet.
+func (s *SSH) SFTP(ctx context.Context) (*sftp.Client, error) {
+	c, err := s.Client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	type started struct {
+		c   *sftp.Client
+		err error
+	}
+	// The SFTP handshake takes no context: wait for it only as long as ctx.
+	ch := make(chan started, 1)
+	go func() {
+		sc, err := sftp.NewClient(c, sftp.UseConcurrentWrites(true))
+		ch <- started{sc, err}
+	}()
+	select {
+	case st := <-ch:
+		if st.err != nil {
+			return nil, fmt.Errorf("ssh %s: sftp: %w", s.cfg.Name, st.err)
+		}
+		return st.c, nil
 	case <-ctx.Done():
 		go func() {
-			if o := <-ch; o.f != nil {
-				o.f.Close()
+			if st := <-ch; st.c != nil {
+				st.c.Close()
 			}
 		}()
-		return nil, fmt.Errorf("ssh %s: sftp open %s: %w", s.cfg.Name, path, ctx.Err())
+		return nil, fmt.Errorf("ssh %s: sftp: %w", s.cfg.Name, ctx.Err())
 	}
 }
 
@@ -111,6 +150,16 @@ func (l Logged) OpenFile(ctx context.Context, path string, write bool) (File, er
 	l.Log.Debug("open", "host", l.Host(), "path", path, "write", write, "err", err)
 	return f, err
 }
+
+// SFTP passes through, logged.
+func (l Logged) SFTP(ctx context.Context) (*sftp.Client, error) {
+	c, err := SFTP(ctx, l.Runner)
+	l.Log.Debug("sftp", "host", l.Host(), "err", err)
+	return c, err
+}
+
+// SFTP passes through: what a dry run does over it only reads.
+func (d DryRun) SFTP(ctx context.Context) (*sftp.Client, error) { return SFTP(ctx, d.Runner) }
 
 // OpenFile opens for reading as the real run would; a file opened for
 // writing is only announced, and writes to it go nowhere.
