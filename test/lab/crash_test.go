@@ -475,12 +475,16 @@ echo @node; iscsiadm -m node 2>/dev/null || true
 echo @link; ls /dev/disk/by-path 2>/dev/null || true
 echo @live; virsh -c qemu:///system dumpxml lab-vm1
 echo @persistent; virsh -c qemu:///system dumpxml --inactive lab-vm1
+echo @file; ls -A /srv/blk
+echo @mount; findmnt --raw --noheadings --output TARGET | grep '^/var/lib/blk/mnt/' || true
 `
 
 // reality is what the guest holds that blk makes, one key per thing: LVs
-// of the blk group, tgt targets and CHAP accounts, iSCSI sessions and node
-// records, by-path links of iSCSI devices, and disks of lab-vm1 (live and
-// persistent) by serial.
+// of the blk group (volumes, snapshots, a clone's temporary snapshot), tgt
+// targets and CHAP accounts, iSCSI sessions and node records, by-path links
+// of iSCSI devices, disks of lab-vm1 (live and persistent) by serial, the
+// files of nfs-1's export (volumes, snapshots) and the mounts under blk's
+// mount root.
 func reality(t *testing.T) map[string]bool {
 	t.Helper()
 	m, err := parseReality(sh(t, "sh", "-c", realityScript))
@@ -493,10 +497,12 @@ func reality(t *testing.T) map[string]bool {
 func parseReality(out string) (map[string]bool, error) {
 	m := map[string]bool{}
 	section := ""
+	seen := map[string]bool{}
 	var live, persistent strings.Builder
 	for _, line := range strings.Split(out, "\n") {
 		if s, found := strings.CutPrefix(line, "@"); found {
 			section = s
+			seen[s] = true
 			continue
 		}
 		l := strings.TrimSpace(line)
@@ -525,6 +531,14 @@ func parseReality(out string) (map[string]bool, error) {
 			if strings.Contains(l, "-iscsi-") {
 				m["device link "+l] = true
 			}
+		case "file":
+			if l != "" {
+				m["file "+l] = true
+			}
+		case "mount":
+			if l != "" {
+				m["mount "+l] = true
+			}
 		case "live":
 			live.WriteString(line + "\n")
 		case "persistent":
@@ -536,7 +550,9 @@ func parseReality(out string) (map[string]bool, error) {
 			m["disk in "+def+" lab-vm1 serial "+s[1]] = true
 		}
 	}
-	if !strings.Contains(live.String(), "<domain") || !strings.Contains(persistent.String(), "<domain") {
+	// The script stops at the first listing that fails (set -e): the last
+	// section is there only when every one before it is whole.
+	if !strings.Contains(live.String(), "<domain") || !strings.Contains(persistent.String(), "<domain") || !seen["mount"] {
 		return nil, fmt.Errorf("reality: the guest's listing is cut short:\n%s", out)
 	}
 	return m, nil
@@ -658,6 +674,7 @@ func TestCrashHarnessReadsReality(t *testing.T) {
 	out := `@lv
   pool
   volume-` + uuid + `
+  _snapshot-` + uuid + `
 @target
 Target 1: ` + iqn + `
     System information:
@@ -680,14 +697,21 @@ virtio-pci-0000:00:04.0
 <domain type='qemu'><devices><disk type='block'><serial>` + uuid[:20] + `</serial></disk></devices></domain>
 @persistent
 <domain type='qemu'><devices></devices></domain>
+@file
+lost+found
+snapshot-` + uuid + `
+volume-` + uuid + `
+@mount
+/var/lib/blk/mnt/c3d66496b13fc63add30ed22b43414f5
 `
 	got, err := parseReality(out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"lv pool", "lv volume-" + uuid, "target " + iqn, "chap account blk-0b6f7c1e",
+	want := []string{"lv pool", "lv volume-" + uuid, "lv _snapshot-" + uuid, "target " + iqn, "chap account blk-0b6f7c1e",
 		"iscsi session " + iqn, "iscsi node " + iqn, "device link ip-127.0.0.1:3260-iscsi-" + iqn + "-lun-1",
-		"disk in live lab-vm1 serial " + uuid[:20]}
+		"disk in live lab-vm1 serial " + uuid[:20], "file lost+found", "file snapshot-" + uuid, "file volume-" + uuid,
+		"mount /var/lib/blk/mnt/c3d66496b13fc63add30ed22b43414f5"}
 	var keys []string
 	for k := range got {
 		keys = append(keys, k)
@@ -697,8 +721,10 @@ virtio-pci-0000:00:04.0
 	if !slices.Equal(keys, want) {
 		t.Errorf("reality:\n got %q\nwant %q", keys, want)
 	}
-	if _, err := parseReality(strings.Split(out, "@persistent")[0]); err == nil {
-		t.Error("a listing cut short was taken")
+	for _, cut := range []string{"@persistent", "@file", "@mount"} {
+		if _, err := parseReality(strings.Split(out, cut)[0]); err == nil {
+			t.Errorf("a listing cut short before %s was taken", cut)
+		}
 	}
 
 	base := map[string]bool{"lv pool": true, "lv volume-a": true, "target t1": true}
