@@ -630,8 +630,46 @@ func (m *matrix) add(flow string, steps int, cells []string) {
 	m.rows = append(m.rows, matrixRow{flow, steps, cells})
 }
 
+// tally is how the tries of one workflow, or of all, ended.
+type tally struct{ ok, done, fail int }
+
+func (c *tally) add(o tally) { c.ok, c.done, c.fail = c.ok+o.ok, c.done+o.done, c.fail+o.fail }
+
+func (c tally) String() string {
+	return fmt.Sprintf("%d tries: %d ok, %d done, %d FAIL", c.ok+c.done+c.fail, c.ok, c.done, c.fail)
+}
+
+// tally counts a row's cells; a clean run that failed, or a flow stopped
+// part-way, counts as one FAIL.
+func (r matrixRow) tally() tally {
+	var c tally
+	if r.cells == nil {
+		c.fail++
+		return c
+	}
+	for _, cell := range r.cells {
+		if cell == "stopped" {
+			c.fail++
+			continue
+		}
+		_, o, _ := strings.Cut(cell, "\t")
+		o, _, _ = strings.Cut(o, "\t")
+		o, _, _ = strings.Cut(o, "(")
+		switch o {
+		case "ok":
+			c.ok++
+		case "done":
+			c.done++
+		default:
+			c.fail++
+		}
+	}
+	return c
+}
+
 // print logs workflow × kill point → outcome, one line per kill point
-// with the step it came after, and the totals.
+// with the step it came after, then the totals of each workflow and of
+// all.
 func (m *matrix) print(t *testing.T) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -639,31 +677,39 @@ func (m *matrix) print(t *testing.T) {
 	b.WriteString("crash matrix: kill point N (blk killed right after its Nth step), outcome, that step\n" +
 		"  ok = recovered with nothing orphaned; done(K) = that run finished in K steps, not killed; FAIL = see the errors above\n")
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	counts := map[string]int{}
 	for _, r := range m.rows {
 		if r.cells == nil {
 			fmt.Fprintf(tw, "  %s: clean run failed\n", r.flow)
-			counts["FAIL"]++
 			continue
 		}
 		fmt.Fprintf(tw, "  %s (a clean run: %d steps)\n", r.flow, r.steps)
 		for _, c := range r.cells {
 			if c == "stopped" {
 				fmt.Fprintf(tw, "    stopped: the volume was left in an unknown state\n")
-				counts["FAIL"]++
 				continue
 			}
 			fmt.Fprintf(tw, "    %s\n", c)
-			_, o, _ := strings.Cut(c, "\t")
-			o, _, _ = strings.Cut(o, "\t")
-			o, _, _ = strings.Cut(o, "(")
-			counts[o]++
 		}
 	}
 	tw.Flush()
-	fmt.Fprintf(&b, "  total: %d tries: %d ok, %d done, %d FAIL", counts["ok"]+counts["done"]+counts["FAIL"],
-		counts["ok"], counts["done"], counts["FAIL"])
+	b.WriteString(m.totals())
 	t.Log(b.String())
+}
+
+// totals is one line per workflow and one for all of them.
+func (m *matrix) totals() string {
+	var b strings.Builder
+	b.WriteString("crash matrix totals:\n")
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	var all tally
+	for _, r := range m.rows {
+		c := r.tally()
+		all.add(c)
+		fmt.Fprintf(tw, "  %s\t%d steps\t%s\n", r.flow, r.steps, c)
+	}
+	fmt.Fprintf(tw, "  total\t\t%s\n", all)
+	tw.Flush()
+	return b.String()
 }
 
 // The harness's own parts, on the tools' real output formats: a parser that
@@ -735,6 +781,18 @@ volume-` + uuid + `
 	}
 	if d := drift(base, base, nil, []string{"lv volume-a"}); !slices.Equal(d, []string{"still there: lv volume-a"}) {
 		t.Errorf("drift = %q", d)
+	}
+	m := &matrix{}
+	m.add("create thick", 5, []string{"1\tok\tlab: lvs", "3\tFAIL\tlab: lvcreate", "5\tdone(5)", "6\tdone(5)"})
+	m.add("attach", 9, nil)
+	m.add("detach", 12, []string{"1\tok\tlab: x", "stopped"})
+	wantTotals := "crash matrix totals:\n" +
+		"  create thick  5 steps   4 tries: 1 ok, 2 done, 1 FAIL\n" +
+		"  attach        9 steps   1 tries: 0 ok, 0 done, 1 FAIL\n" +
+		"  detach        12 steps  2 tries: 1 ok, 0 done, 1 FAIL\n" +
+		"  total                   7 tries: 2 ok, 2 done, 3 FAIL\n"
+	if got := m.totals(); got != wantTotals {
+		t.Errorf("totals:\n%s\nwant:\n%s", got, wantTotals)
 	}
 	if got := killPoints(7, 3); !slices.Equal(got, []int{1, 4, 7}) {
 		t.Errorf("killPoints(7, 3) = %v", got)
