@@ -19,11 +19,14 @@ import (
 	"time"
 )
 
-// TestCrash kills blk at every external step of each workflow, then
-// recovers the way an operator would, and checks the outcome against the
-// guest itself: the volume's row, its LV, tgt targets and CHAP accounts,
-// iSCSI sessions, node records and by-path links, disks in lab-vm1, and the
-// volume's bytes; then 'blk reconcile' must find no drift either.
+// TestCrash kills blk at every external step of each workflow (create,
+// delete, attach, detach, on LVM and NFS; snapshot create, delete and
+// revert; extend; clones from a volume, a snapshot and a volume in use;
+// create from an image), then recovers the way an operator would, and
+// checks the outcome against the guest itself: the volume's row, its LV or
+// file, snapshot LVs and files, tgt targets and CHAP accounts, iSCSI
+// sessions, node records and by-path links, NFS mounts, disks in lab-vm1,
+// and the volume's bytes; then 'blk reconcile' must find no drift either.
 //
 // It runs BLK_FAULT_BIN, blk built with -tags faultinject (lab/test.sh
 // builds it): BLK_FAULT_KILL_AFTER=N makes it SIGKILL itself right after
@@ -51,21 +54,48 @@ func TestCrash(t *testing.T) {
 	defer m.print(t)
 	start := time.Now()
 	defer func() { t.Logf("crash matrix took %s", time.Since(start).Round(time.Second)) }()
-	for _, thin := range []bool{false, true} {
-		kind := map[bool]string{false: "thick", true: "thin"}[thin]
-		t.Run("create/"+kind, func(t *testing.T) { crashMatrix(t, m, every, createFlow(thin)) })
+	for _, st := range []storage{lvThick, lvThin} {
+		t.Run("create/"+st.name, func(t *testing.T) { crashMatrix(t, m, every, createFlow(st)) })
 		for _, wipe := range []bool{false, true} {
-			name := "delete/" + kind
+			name := "delete/" + st.name
 			if wipe {
 				name += "/wipe"
 			}
-			t.Run(name, func(t *testing.T) { crashMatrix(t, m, every, deleteFlow(thin, wipe)) })
+			t.Run(name, func(t *testing.T) { crashMatrix(t, m, every, deleteFlow(st, wipe)) })
 		}
 	}
 	// Attach and detach on a thick volume only: the LV's kind changes
 	// nothing from the export on.
-	t.Run("attach", func(t *testing.T) { crashMatrix(t, m, every, attachFlow()) })
-	t.Run("detach", func(t *testing.T) { crashMatrix(t, m, every, detachFlow()) })
+	t.Run("attach", func(t *testing.T) { crashMatrix(t, m, every, attachFlow(lvThick)) })
+	t.Run("detach", func(t *testing.T) { crashMatrix(t, m, every, detachFlow(lvThick)) })
+
+	// nfs-1: a file on the export instead of an LV, a mount on the compute
+	// host instead of a target and a session.
+	t.Run("nfs/create", func(t *testing.T) { crashMatrix(t, m, every, createFlow(nfsFile)) })
+	t.Run("nfs/delete", func(t *testing.T) { crashMatrix(t, m, every, deleteFlow(nfsFile, false)) })
+	t.Run("nfs/attach", func(t *testing.T) { crashMatrix(t, m, every, attachFlow(nfsFile)) })
+	t.Run("nfs/detach", func(t *testing.T) { crashMatrix(t, m, every, detachFlow(nfsFile)) })
+
+	for _, st := range []storage{lvThick, lvThin, nfsFile} {
+		t.Run("snapshot/create/"+st.name, func(t *testing.T) { crashMatrix(t, m, every, snapshotCreateFlow(st)) })
+		t.Run("snapshot/delete/"+st.name, func(t *testing.T) { crashMatrix(t, m, every, snapshotDeleteFlow(st)) })
+		t.Run("snapshot/revert/"+st.name, func(t *testing.T) { crashMatrix(t, m, every, revertFlow(st)) })
+	}
+	for _, st := range []storage{lvThick, nfsFile} {
+		t.Run("extend/"+st.name, func(t *testing.T) { crashMatrix(t, m, every, extendFlow(st)) })
+	}
+	// A thick copy is a new LV and a streamed copy; a thin one, an instant
+	// thin snapshot of its source.
+	for _, st := range []storage{lvThick, lvThin} {
+		t.Run("clone/volume/"+st.name, func(t *testing.T) { crashMatrix(t, m, every, cloneFlow(st, "volume")) })
+		t.Run("clone/snapshot/"+st.name, func(t *testing.T) { crashMatrix(t, m, every, cloneFlow(st, "snapshot")) })
+	}
+	// An in-use volume is copied through a temporary snapshot, which must
+	// not outlive the copy.
+	t.Run("clone/in-use/thick", func(t *testing.T) { crashMatrix(t, m, every, cloneFlow(lvThick, "in-use")) })
+	for _, st := range []storage{lvThick, lvThin, nfsFile} {
+		t.Run("image/"+st.name, func(t *testing.T) { crashMatrix(t, m, every, imageFlow(st)) })
+	}
 }
 
 // fixture is one try's volume and what the guest looked like when it was
@@ -75,6 +105,15 @@ type fixture struct {
 	name, uuid, path string
 	sum              string          // sha256 of the LV's bytes, "" when not checked
 	base             map[string]bool // reality(), see there
+	// snap and snapUUID name a snapshot of the volume (snapshot flows,
+	// clones from a snapshot); snapUUID is filled when only its row knows.
+	snap, snapUUID string
+	// before is what a revert's volume read before it (sum: the snapshot's
+	// bytes); reverted says which of the two check found.
+	before   string
+	reverted bool
+	// src is the volume a clone copies (and its snapshot).
+	src *fixture
 }
 
 type flow struct {
@@ -254,29 +293,19 @@ func faultRun(t *testing.T, n int, args ...string) (r result, killed bool, steps
 	return r, killed, steps, strings.TrimSpace(last)
 }
 
-func createFlow(thin bool) flow {
-	kind := map[bool]string{false: "thick", true: "thin"}[thin]
+func createFlow(st storage) flow {
 	args := func(f fixture) []string {
-		a := []string{"volume", "create", f.name, "--size", "8MiB", "-o", "json"}
-		if thin {
-			a = append(a, "--thin")
-		}
-		return a
+		return append([]string{"volume", "create", f.name, "--size", "8MiB", "-o", "json"}, st.args...)
 	}
 	return flow{
-		name: "create " + kind,
+		name: "create " + st.name,
 		setup: func(t *testing.T, f *fixture) {
 			f.name = uniq("crash-c")
 			f.base = reality(t)
 		},
 		args: args,
 		// The same command again finishes what the killed one began.
-		recover: func(t *testing.T, f *fixture) []string {
-			if r := blk(t, args(*f)...); r.code != 0 {
-				return []string{fmt.Sprintf("create again: exit %d: %s", r.code, strings.TrimSpace(r.errOut))}
-			}
-			return nil
-		},
+		recover: rerun("create again", args),
 		check: func(t *testing.T, f *fixture) []string {
 			r := blk(t, "volume", "show", f.name, "-o", "json")
 			if r.code != 0 {
@@ -284,9 +313,14 @@ func createFlow(thin bool) flow {
 			}
 			v := decode[volume](t, r.out)
 			f.uuid = v.UUID
+			// An nfs volume is a sparse file, thin unless preallocated.
+			thin := st.thin || st.nfs
 			var p []string
 			if v.Status != "available" || v.Thin != thin || v.Attachment != nil {
 				p = append(p, fmt.Sprintf("volume is %s thin=%v attachment=%v, want available thin=%v", v.Status, v.Thin, v.Attachment, thin))
+			}
+			if st.nfs {
+				return append(p, st.matches(t, v)...)
 			}
 			l, found := lvOf(t, v.UUID)
 			switch {
@@ -301,15 +335,14 @@ func createFlow(thin bool) flow {
 			if f.uuid == "" {
 				return nil, nil
 			}
-			return []string{"lv volume-" + f.uuid}, nil
+			return []string{st.key(f.uuid)}, nil
 		},
 		cleanup: func(t *testing.T, f fixture) { blk(t, "volume", "delete", f.name, "--yes") },
 	}
 }
 
-func deleteFlow(thin, wipe bool) flow {
-	kind := map[bool]string{false: "thick", true: "thin"}[thin]
-	name := "delete " + kind
+func deleteFlow(st storage, wipe bool) flow {
+	name := "delete " + st.name
 	args := []string{"volume", "delete", "", "--yes"}
 	if wipe {
 		name += " --wipe"
@@ -319,43 +352,43 @@ func deleteFlow(thin, wipe bool) flow {
 	return flow{
 		name: name,
 		setup: func(t *testing.T, f *fixture) {
-			c := []string{"volume", "create", uniq("crash-d"), "--size", "8MiB", "-o", "json"}
-			if thin {
-				c = append(c, "--thin")
-			}
-			v := decode[volume](t, ok(t, c...))
+			v := decode[volume](t, ok(t, append([]string{"volume", "create", uniq("crash-d"), "--size", "8MiB", "-o", "json"}, st.args...)...))
 			f.name, f.uuid, f.path = v.Name, v.UUID, v.Path
-			sh(t, "sh", "-c", "yes blk-secret | head -c 8388608 | dd of="+v.Path+" bs=1M oflag=direct status=none")
+			sh(t, "sh", "-c", "yes blk-secret | head -c 8388608 | dd of="+v.Path+" bs=1M iflag=fullblock oflag=direct conv=notrunc status=none")
 			f.base = reality(t)
 		},
 		args: argsOf,
 		// The same command again ends it, whatever the kill left.
-		recover: func(t *testing.T, f *fixture) []string {
-			if r := blk(t, argsOf(*f)...); r.code != 0 {
-				return []string{fmt.Sprintf("delete again: exit %d: %s", r.code, strings.TrimSpace(r.errOut))}
-			}
-			return nil
-		},
+		recover: rerun("delete again", argsOf),
 		check: func(t *testing.T, f *fixture) []string {
 			var p []string
 			if r := blk(t, "volume", "show", f.name); r.code != 4 {
 				p = append(p, fmt.Sprintf("show after delete: exit %d, want 4", r.code))
 			}
-			if _, found := lvOf(t, f.uuid); found {
-				p = append(p, "LV still there")
+			if st.exists(t, f.uuid) {
+				p = append(p, st.what()+" still there")
 			}
 			return p
 		},
-		changed: func(f fixture) ([]string, []string) { return nil, []string{"lv volume-" + f.uuid} },
+		changed: func(f fixture) ([]string, []string) { return nil, []string{st.key(f.uuid)} },
 	}
 }
 
-// sharedVolume is a thick volume with known bytes, used by every try of
+// sharedVolume makes a volume with known bytes, used by every try of
 // attach or detach: each try must bring it back to available.
-func sharedVolume(t *testing.T) fixture {
-	v := decode[volume](t, ok(t, "volume", "create", uniq("crash-a"), "--size", "8MiB", "-o", "json"))
-	sh(t, "sh", "-c", "head -c 8388608 /dev/urandom | dd of="+v.Path+" bs=1M oflag=direct status=none")
-	return fixture{name: v.Name, uuid: v.UUID, path: v.Path, sum: lvSum(t, v.Path), base: reality(t)}
+func sharedVolume(st storage) func(t *testing.T) fixture {
+	return func(t *testing.T) fixture {
+		v := decode[volume](t, ok(t, append([]string{"volume", "create", uniq("crash-a"), "--size", "8MiB", "-o", "json"}, st.args...)...))
+		randomFill(t, v.Path, 8)
+		return fixture{name: v.Name, uuid: v.UUID, path: v.Path, sum: lvSum(t, v.Path), base: reality(t)}
+	}
+}
+
+// randomFill writes mib MiB of random bytes at the start of path, synced,
+// into the file or device as it is (an nfs volume's file keeps its size).
+func randomFill(t *testing.T, path string, mib int) {
+	t.Helper()
+	sh(t, "sh", "-c", fmt.Sprintf("head -c %d /dev/urandom | dd of=%s bs=1M iflag=fullblock oflag=direct conv=notrunc,fsync status=none", mib<<20, path))
 }
 
 func lvSum(t *testing.T, path string) string {
@@ -398,10 +431,10 @@ var attachArgs = func(f fixture) []string {
 	return []string{"volume", "attach", f.name, "--instance", "lab-vm1", "--bus", "scsi"}
 }
 
-func attachFlow() flow {
+func attachFlow(st storage) flow {
 	return flow{
-		name:    "attach",
-		prepare: sharedVolume,
+		name:    st.prefix() + "attach",
+		prepare: sharedVolume(st),
 		setup:   inKnownState,
 		args:    attachArgs,
 		// A killed attach is not resumed: detach --force removes what it made.
@@ -418,8 +451,12 @@ func attachFlow() flow {
 			if a.Status != "in-use" || a.Attachment == nil || a.Attachment.Instance != "lab-vm1" {
 				p = append(p, fmt.Sprintf("finished attach left the volume %s, attachment %+v", a.Status, a.Attachment))
 			}
-			if !reality(t)["disk in live lab-vm1 serial "+f.uuid[:20]] {
+			now := reality(t)
+			if !now["disk in live lab-vm1 serial "+f.uuid[:20]] {
 				p = append(p, "finished attach: no disk in lab-vm1")
+			}
+			if st.nfs && !now["mount "+nfsMount] {
+				p = append(p, "finished attach: nothing mounted at "+nfsMount)
 			}
 			if r := blk(t, "volume", "detach", f.name); r.code != 0 {
 				p = append(p, fmt.Sprintf("detach: exit %d: %s", r.code, strings.TrimSpace(r.errOut)))
@@ -432,10 +469,10 @@ func attachFlow() flow {
 	}
 }
 
-func detachFlow() flow {
+func detachFlow(st storage) flow {
 	return flow{
-		name:    "detach",
-		prepare: sharedVolume,
+		name:    st.prefix() + "detach",
+		prepare: sharedVolume(st),
 		setup: func(t *testing.T, f *fixture) {
 			inKnownState(t, f)
 			ok(t, attachArgs(*f)...)
