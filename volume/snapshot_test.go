@@ -446,3 +446,22 @@ func TestSnapshotCreateRunningIsNotTakenOver(t *testing.T) {
 	}
 	checkVolume(t, s, state.Available, 1)
 }
+
+// A rerun killed too holds the volume once more: the status to go back to
+// must survive both takeovers.
+func TestTwiceKilledSnapshotIsTakenOverStill(t *testing.T) {
+	s, stor, _, _ := snapService(t, true, true)
+	ctx := context.Background()
+	for _, from := range []string{state.InUse, state.Snapshotting} {
+		op, err := s.State.Claim(ctx, "snapshot", volUUID, []string{from}, state.Snapshotting)
+		if err != nil {
+			t.Fatal(err)
+		}
+		op.End(ctx, errors.New("killed"))
+	}
+	expectThinSnapshot(stor)
+	if _, err := s.CreateSnapshot(ctx, SnapshotOptions{Volume: "db1"}); err != nil {
+		t.Fatal(err)
+	}
+	checkVolume(t, s, state.InUse, 1)
+}
