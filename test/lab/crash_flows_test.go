@@ -265,6 +265,11 @@ func revertFlow(st storage) flow {
 		},
 		args:    args,
 		recover: rerun("snapshot revert again", args),
+		// A revert that ran to its end has nothing to roll back: the
+		// volume reads as the snapshot.
+		undo: func(t *testing.T, f *fixture) []string {
+			return intact(t, "after a finished revert the volume", f.path, 8, f.sum)
+		},
 		check: func(t *testing.T, f *fixture) []string {
 			_, p := inStatus(t, st, f.name, "available")
 			switch got := sum(t, f.path, 8); got {
@@ -376,6 +381,7 @@ func cloneFlow(st storage, from string) flow {
 		args: args,
 		// The same command again finishes the copy the killed run began.
 		recover: rerun("create again", args),
+		undo:    finished,
 		check: func(t *testing.T, f *fixture) []string {
 			_, p := inStatus(t, st, f.src.name, srcStatus)
 			p = append(p, intact(t, "the source", f.src.path, 8, f.src.sum)...)
@@ -417,6 +423,15 @@ func madeOrGone(t *testing.T, st storage, f *fixture, mib int) []string {
 	return append(p, intact(t, "volume "+f.name, v.Path, mib, f.sum)...)
 }
 
+// finished checks a create that ran to its end left its volume: check
+// also takes one that is gone, as a killed create may be rolled back.
+func finished(t *testing.T, f *fixture) []string {
+	if r := blk(t, "volume", "show", f.name); r.code != 0 {
+		return []string{fmt.Sprintf("after a finished create, volume show %s: exit %d: %s", f.name, r.code, strings.TrimSpace(r.errOut))}
+	}
+	return nil
+}
+
 func madeVolume(st storage) func(fixture) ([]string, []string) {
 	return func(f fixture) ([]string, []string) {
 		if f.uuid == "" {
@@ -448,6 +463,7 @@ func imageFlow(st storage) flow {
 		// The same command again finishes the create, writing the image
 		// again over what the killed run wrote.
 		recover: rerun("create again", args),
+		undo:    finished,
 		check: func(t *testing.T, f *fixture) []string {
 			return madeOrGone(t, st, f, 1)
 		},
