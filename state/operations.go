@@ -244,11 +244,13 @@ func (s *Store) claim(ctx context.Context, kind, op, uuid string, from []string,
 			ts, uuid); err != nil {
 			return err
 		}
-		set := `status = ?, updated_at = ?, previous_status = status`
+		// A takeover in the same status (a rerun of a killed command)
+		// keeps the status before it: a second kill must not lose it.
+		set, args := `status = ?, updated_at = ?, previous_status = CASE WHEN status = ? THEN previous_status ELSE status END`, []any{to, ts, to, uuid}
 		if kind == "snapshot" {
-			set = `status = ?, updated_at = ?`
+			set, args = `status = ?, updated_at = ?`, []any{to, ts, uuid}
 		}
-		if _, err = t.ExecContext(ctx, `UPDATE `+table+` SET `+set+` WHERE uuid = ?`, to, ts, uuid); err != nil {
+		if _, err = t.ExecContext(ctx, `UPDATE `+table+` SET `+set+` WHERE uuid = ?`, args...); err != nil {
 			return err
 		}
 		o, err = s.beginOp(ctx, t, op, uuid)

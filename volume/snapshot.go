@@ -282,7 +282,9 @@ func (s *Service) CreateSnapshot(ctx context.Context, o SnapshotOptions) (_ Snap
 	}
 	op, err := s.State.InsertSnapshot(ctx, &sn)
 	if err != nil {
-		return Snapshot{}, err
+		if op, err = s.resumeSnapshot(ctx, err, v, &sn); err != nil {
+			return Snapshot{}, err
+		}
 	}
 	r.journal(op)
 	r.add("snapshot row", func(ctx context.Context) error {
@@ -317,6 +319,30 @@ func (s *Service) CreateSnapshot(ctx context.Context, o SnapshotOptions) (_ Snap
 	out := snapshotOf(made)
 	out.Warning = warning
 	return out, nil
+}
+
+// resumeSnapshot takes over the row of a snapshot create that died before
+// it finished, when insertErr says sn's name is taken by it: the same
+// command, run again, finishes it (snapshot takes the LV or file the dead
+// run made). Any other conflict stands, as does a create still running.
+func (s *Service) resumeSnapshot(ctx context.Context, insertErr error, v state.Volume, sn *state.Snapshot) (Op, error) {
+	var ce *state.ConflictError
+	if !errors.As(insertErr, &ce) {
+		return nil, insertErr
+	}
+	old, err := s.State.Snapshot(ctx, sn.Name)
+	if err != nil || old.Status != state.Creating || old.Volume != v.UUID {
+		return nil, insertErr
+	}
+	op, err := s.State.ClaimSnapshot(ctx, "snapshot create", old.UUID, []string{state.Creating}, state.Creating)
+	if err != nil {
+		if errors.As(err, &ce) {
+			return nil, insertErr // held by a live run, or finished meanwhile
+		}
+		return nil, err
+	}
+	*sn = old
+	return op, nil
 }
 
 // ShowSnapshot finds one snapshot by name or UUID.

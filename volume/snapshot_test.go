@@ -394,3 +394,74 @@ func TestFailedFreezeIsThawedAll(t *testing.T) {
 		t.Errorf("ran %v, want %v; consistency %q", ev.log, want, sn.Consistency)
 	}
 }
+
+// A snapshot create killed after its lvcreate left the volume held, the
+// snapshot's row in creating and its LV: the same command again (same
+// --name) takes both over and finishes with that LV, as a rerun of a
+// volume create does.
+func TestKilledSnapshotCreateIsFinishedByARerun(t *testing.T) {
+	s, stor, _, _ := snapService(t, true, false)
+	ctx := context.Background()
+	vop, err := s.State.Claim(ctx, "snapshot", volUUID, []string{state.Available}, state.Snapshotting)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sop, err := s.State.InsertSnapshot(ctx, &state.Snapshot{UUID: snapUUID, Name: "s1", Volume: volUUID, SizeBytes: 1 << 30, Status: state.Creating})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vop.End(ctx, errors.New("killed"))
+	sop.End(ctx, errors.New("killed"))
+	s.testHookUUID = "6b6b6b6b-1111-2222-3333-444455556666" // the rerun's own, unused
+	stor.Expect(snapReport(snapLV, "1073741824", "blk,blk-snap-"+snapUUID+",blk-vol-"+volUUID), lvsOfName(snapLV)...)
+	sn, err := s.CreateSnapshot(ctx, SnapshotOptions{Volume: "db1", Name: "s1"})
+	if err != nil {
+		t.Fatalf("rerun: %v", err)
+	}
+	if sn.UUID != snapUUID || sn.Status != state.Available || sn.Path != "/dev/blk/"+snapLV {
+		t.Errorf("snapshot = %+v", sn)
+	}
+	checkVolume(t, s, state.Available, 1)
+
+	// A snapshot of that name that is not a killed create is no rerun.
+	if _, err := s.CreateSnapshot(ctx, SnapshotOptions{Volume: "db1", Name: "s1"}); !errors.Is(err, ErrConflict) {
+		t.Errorf("create of an existing snapshot's name: err = %v, want a conflict", err)
+	}
+	checkVolume(t, s, state.Available, 1)
+}
+
+// Nor is a create still running: its row is left to it.
+func TestSnapshotCreateRunningIsNotTakenOver(t *testing.T) {
+	s, _, _, _ := snapService(t, true, false)
+	ctx := context.Background()
+	if _, err := s.State.InsertSnapshot(ctx, &state.Snapshot{UUID: snapUUID, Name: "s1", Volume: volUUID, SizeBytes: 1 << 30, Status: state.Creating}); err != nil {
+		t.Fatal(err)
+	}
+	s.testHookUUID = "6b6b6b6b-1111-2222-3333-444455556666"
+	if _, err := s.CreateSnapshot(ctx, SnapshotOptions{Volume: "db1", Name: "s1"}); !errors.Is(err, ErrConflict) {
+		t.Errorf("err = %v, want a conflict", err)
+	}
+	if sn, err := s.State.Snapshot(ctx, "s1"); err != nil || sn.Status != state.Creating || sn.UUID != snapUUID {
+		t.Errorf("snapshot = %+v, %v; want it left creating", sn, err)
+	}
+	checkVolume(t, s, state.Available, 1)
+}
+
+// A rerun killed too holds the volume once more: the status to go back to
+// must survive both takeovers.
+func TestTwiceKilledSnapshotIsTakenOverStill(t *testing.T) {
+	s, stor, _, _ := snapService(t, true, true)
+	ctx := context.Background()
+	for _, from := range []string{state.InUse, state.Snapshotting} {
+		op, err := s.State.Claim(ctx, "snapshot", volUUID, []string{from}, state.Snapshotting)
+		if err != nil {
+			t.Fatal(err)
+		}
+		op.End(ctx, errors.New("killed"))
+	}
+	expectThinSnapshot(stor)
+	if _, err := s.CreateSnapshot(ctx, SnapshotOptions{Volume: "db1"}); err != nil {
+		t.Fatal(err)
+	}
+	checkVolume(t, s, state.InUse, 1)
+}

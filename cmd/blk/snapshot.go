@@ -50,7 +50,9 @@ On an nfs backend a snapshot is a sparse copy of the volume's file, made on
 the storage host as snapshot-<uuid> next to it, and only of an available
 volume: a guest writing during the copy would tear it (exit 3 when in use).
 
-The default name is <volume>-snap-<first 8 characters of its uuid>.`,
+The default name is <volume>-snap-<first 8 characters of its uuid>. A
+snapshot create that was killed is finished by running the same command
+again with the same --name: it takes over the snapshot the dead run began.`,
 		Example: `  blk snapshot create db1
   blk snapshot create db1 --name db1-before-upgrade --quiesce require
   blk snapshot create files1 -o json`,

@@ -19,11 +19,14 @@ import (
 	"time"
 )
 
-// TestCrash kills blk at every external step of each workflow, then
-// recovers the way an operator would, and checks the outcome against the
-// guest itself: the volume's row, its LV, tgt targets and CHAP accounts,
-// iSCSI sessions, node records and by-path links, disks in lab-vm1, and the
-// volume's bytes; then 'blk reconcile' must find no drift either.
+// TestCrash kills blk at every external step of each workflow (create,
+// delete, attach, detach, on LVM and NFS; snapshot create, delete and
+// revert; extend; clones from a volume, a snapshot and a volume in use;
+// create from an image), then recovers the way an operator would, and
+// checks the outcome against the guest itself: the volume's row, its LV or
+// file, snapshot LVs and files, tgt targets and CHAP accounts, iSCSI
+// sessions, node records and by-path links, NFS mounts, disks in lab-vm1,
+// and the volume's bytes; then 'blk reconcile' must find no drift either.
 //
 // It runs BLK_FAULT_BIN, blk built with -tags faultinject (lab/test.sh
 // builds it): BLK_FAULT_KILL_AFTER=N makes it SIGKILL itself right after
@@ -51,21 +54,48 @@ func TestCrash(t *testing.T) {
 	defer m.print(t)
 	start := time.Now()
 	defer func() { t.Logf("crash matrix took %s", time.Since(start).Round(time.Second)) }()
-	for _, thin := range []bool{false, true} {
-		kind := map[bool]string{false: "thick", true: "thin"}[thin]
-		t.Run("create/"+kind, func(t *testing.T) { crashMatrix(t, m, every, createFlow(thin)) })
+	for _, st := range []storage{lvThick, lvThin} {
+		t.Run("create/"+st.name, func(t *testing.T) { crashMatrix(t, m, every, createFlow(st)) })
 		for _, wipe := range []bool{false, true} {
-			name := "delete/" + kind
+			name := "delete/" + st.name
 			if wipe {
 				name += "/wipe"
 			}
-			t.Run(name, func(t *testing.T) { crashMatrix(t, m, every, deleteFlow(thin, wipe)) })
+			t.Run(name, func(t *testing.T) { crashMatrix(t, m, every, deleteFlow(st, wipe)) })
 		}
 	}
 	// Attach and detach on a thick volume only: the LV's kind changes
 	// nothing from the export on.
-	t.Run("attach", func(t *testing.T) { crashMatrix(t, m, every, attachFlow()) })
-	t.Run("detach", func(t *testing.T) { crashMatrix(t, m, every, detachFlow()) })
+	t.Run("attach", func(t *testing.T) { crashMatrix(t, m, every, attachFlow(lvThick)) })
+	t.Run("detach", func(t *testing.T) { crashMatrix(t, m, every, detachFlow(lvThick)) })
+
+	// nfs-1: a file on the export instead of an LV, a mount on the compute
+	// host instead of a target and a session.
+	t.Run("nfs/create", func(t *testing.T) { crashMatrix(t, m, every, createFlow(nfsFile)) })
+	t.Run("nfs/delete", func(t *testing.T) { crashMatrix(t, m, every, deleteFlow(nfsFile, false)) })
+	t.Run("nfs/attach", func(t *testing.T) { crashMatrix(t, m, every, attachFlow(nfsFile)) })
+	t.Run("nfs/detach", func(t *testing.T) { crashMatrix(t, m, every, detachFlow(nfsFile)) })
+
+	for _, st := range []storage{lvThick, lvThin, nfsFile} {
+		t.Run("snapshot/create/"+st.name, func(t *testing.T) { crashMatrix(t, m, every, snapshotCreateFlow(st)) })
+		t.Run("snapshot/delete/"+st.name, func(t *testing.T) { crashMatrix(t, m, every, snapshotDeleteFlow(st)) })
+		t.Run("snapshot/revert/"+st.name, func(t *testing.T) { crashMatrix(t, m, every, revertFlow(st)) })
+	}
+	for _, st := range []storage{lvThick, nfsFile} {
+		t.Run("extend/"+st.name, func(t *testing.T) { crashMatrix(t, m, every, extendFlow(st)) })
+	}
+	// A thick copy is a new LV and a streamed copy; a thin one, an instant
+	// thin snapshot of its source.
+	for _, st := range []storage{lvThick, lvThin} {
+		t.Run("clone/volume/"+st.name, func(t *testing.T) { crashMatrix(t, m, every, cloneFlow(st, "volume")) })
+		t.Run("clone/snapshot/"+st.name, func(t *testing.T) { crashMatrix(t, m, every, cloneFlow(st, "snapshot")) })
+	}
+	// An in-use volume is copied through a temporary snapshot, which must
+	// not outlive the copy.
+	t.Run("clone/in-use/thick", func(t *testing.T) { crashMatrix(t, m, every, cloneFlow(lvThick, "in-use")) })
+	for _, st := range []storage{lvThick, lvThin, nfsFile} {
+		t.Run("image/"+st.name, func(t *testing.T) { crashMatrix(t, m, every, imageFlow(st)) })
+	}
 }
 
 // fixture is one try's volume and what the guest looked like when it was
@@ -75,6 +105,15 @@ type fixture struct {
 	name, uuid, path string
 	sum              string          // sha256 of the LV's bytes, "" when not checked
 	base             map[string]bool // reality(), see there
+	// snap and snapUUID name a snapshot of the volume (snapshot flows,
+	// clones from a snapshot); snapUUID is filled when only its row knows.
+	snap, snapUUID string
+	// before is what a revert's volume read before it (sum: the snapshot's
+	// bytes); reverted says which of the two check found.
+	before   string
+	reverted bool
+	// src is the volume a clone copies (and its snapshot).
+	src *fixture
 }
 
 type flow struct {
@@ -254,29 +293,19 @@ func faultRun(t *testing.T, n int, args ...string) (r result, killed bool, steps
 	return r, killed, steps, strings.TrimSpace(last)
 }
 
-func createFlow(thin bool) flow {
-	kind := map[bool]string{false: "thick", true: "thin"}[thin]
+func createFlow(st storage) flow {
 	args := func(f fixture) []string {
-		a := []string{"volume", "create", f.name, "--size", "8MiB", "-o", "json"}
-		if thin {
-			a = append(a, "--thin")
-		}
-		return a
+		return append([]string{"volume", "create", f.name, "--size", "8MiB", "-o", "json"}, st.args...)
 	}
 	return flow{
-		name: "create " + kind,
+		name: "create " + st.name,
 		setup: func(t *testing.T, f *fixture) {
 			f.name = uniq("crash-c")
 			f.base = reality(t)
 		},
 		args: args,
 		// The same command again finishes what the killed one began.
-		recover: func(t *testing.T, f *fixture) []string {
-			if r := blk(t, args(*f)...); r.code != 0 {
-				return []string{fmt.Sprintf("create again: exit %d: %s", r.code, strings.TrimSpace(r.errOut))}
-			}
-			return nil
-		},
+		recover: rerun("create again", args),
 		check: func(t *testing.T, f *fixture) []string {
 			r := blk(t, "volume", "show", f.name, "-o", "json")
 			if r.code != 0 {
@@ -284,9 +313,14 @@ func createFlow(thin bool) flow {
 			}
 			v := decode[volume](t, r.out)
 			f.uuid = v.UUID
+			// An nfs volume is a sparse file, thin unless preallocated.
+			thin := st.thin || st.nfs
 			var p []string
 			if v.Status != "available" || v.Thin != thin || v.Attachment != nil {
 				p = append(p, fmt.Sprintf("volume is %s thin=%v attachment=%v, want available thin=%v", v.Status, v.Thin, v.Attachment, thin))
+			}
+			if st.nfs {
+				return append(p, st.matches(t, v)...)
 			}
 			l, found := lvOf(t, v.UUID)
 			switch {
@@ -301,15 +335,14 @@ func createFlow(thin bool) flow {
 			if f.uuid == "" {
 				return nil, nil
 			}
-			return []string{"lv volume-" + f.uuid}, nil
+			return []string{st.key(f.uuid)}, nil
 		},
 		cleanup: func(t *testing.T, f fixture) { blk(t, "volume", "delete", f.name, "--yes") },
 	}
 }
 
-func deleteFlow(thin, wipe bool) flow {
-	kind := map[bool]string{false: "thick", true: "thin"}[thin]
-	name := "delete " + kind
+func deleteFlow(st storage, wipe bool) flow {
+	name := "delete " + st.name
 	args := []string{"volume", "delete", "", "--yes"}
 	if wipe {
 		name += " --wipe"
@@ -319,43 +352,43 @@ func deleteFlow(thin, wipe bool) flow {
 	return flow{
 		name: name,
 		setup: func(t *testing.T, f *fixture) {
-			c := []string{"volume", "create", uniq("crash-d"), "--size", "8MiB", "-o", "json"}
-			if thin {
-				c = append(c, "--thin")
-			}
-			v := decode[volume](t, ok(t, c...))
+			v := decode[volume](t, ok(t, append([]string{"volume", "create", uniq("crash-d"), "--size", "8MiB", "-o", "json"}, st.args...)...))
 			f.name, f.uuid, f.path = v.Name, v.UUID, v.Path
-			sh(t, "sh", "-c", "yes blk-secret | head -c 8388608 | dd of="+v.Path+" bs=1M oflag=direct status=none")
+			sh(t, "sh", "-c", "yes blk-secret | head -c 8388608 | dd of="+v.Path+" bs=1M iflag=fullblock oflag=direct conv=notrunc status=none")
 			f.base = reality(t)
 		},
 		args: argsOf,
 		// The same command again ends it, whatever the kill left.
-		recover: func(t *testing.T, f *fixture) []string {
-			if r := blk(t, argsOf(*f)...); r.code != 0 {
-				return []string{fmt.Sprintf("delete again: exit %d: %s", r.code, strings.TrimSpace(r.errOut))}
-			}
-			return nil
-		},
+		recover: rerun("delete again", argsOf),
 		check: func(t *testing.T, f *fixture) []string {
 			var p []string
 			if r := blk(t, "volume", "show", f.name); r.code != 4 {
 				p = append(p, fmt.Sprintf("show after delete: exit %d, want 4", r.code))
 			}
-			if _, found := lvOf(t, f.uuid); found {
-				p = append(p, "LV still there")
+			if st.exists(t, f.uuid) {
+				p = append(p, st.what()+" still there")
 			}
 			return p
 		},
-		changed: func(f fixture) ([]string, []string) { return nil, []string{"lv volume-" + f.uuid} },
+		changed: func(f fixture) ([]string, []string) { return nil, []string{st.key(f.uuid)} },
 	}
 }
 
-// sharedVolume is a thick volume with known bytes, used by every try of
+// sharedVolume makes a volume with known bytes, used by every try of
 // attach or detach: each try must bring it back to available.
-func sharedVolume(t *testing.T) fixture {
-	v := decode[volume](t, ok(t, "volume", "create", uniq("crash-a"), "--size", "8MiB", "-o", "json"))
-	sh(t, "sh", "-c", "head -c 8388608 /dev/urandom | dd of="+v.Path+" bs=1M oflag=direct status=none")
-	return fixture{name: v.Name, uuid: v.UUID, path: v.Path, sum: lvSum(t, v.Path), base: reality(t)}
+func sharedVolume(st storage) func(t *testing.T) fixture {
+	return func(t *testing.T) fixture {
+		v := decode[volume](t, ok(t, append([]string{"volume", "create", uniq("crash-a"), "--size", "8MiB", "-o", "json"}, st.args...)...))
+		randomFill(t, v.Path, 8)
+		return fixture{name: v.Name, uuid: v.UUID, path: v.Path, sum: lvSum(t, v.Path), base: reality(t)}
+	}
+}
+
+// randomFill writes mib MiB of random bytes at the start of path, synced,
+// into the file or device as it is (an nfs volume's file keeps its size).
+func randomFill(t *testing.T, path string, mib int) {
+	t.Helper()
+	sh(t, "sh", "-c", fmt.Sprintf("head -c %d /dev/urandom | dd of=%s bs=1M iflag=fullblock oflag=direct conv=notrunc,fsync status=none", mib<<20, path))
 }
 
 func lvSum(t *testing.T, path string) string {
@@ -398,10 +431,10 @@ var attachArgs = func(f fixture) []string {
 	return []string{"volume", "attach", f.name, "--instance", "lab-vm1", "--bus", "scsi"}
 }
 
-func attachFlow() flow {
+func attachFlow(st storage) flow {
 	return flow{
-		name:    "attach",
-		prepare: sharedVolume,
+		name:    st.prefix() + "attach",
+		prepare: sharedVolume(st),
 		setup:   inKnownState,
 		args:    attachArgs,
 		// A killed attach is not resumed: detach --force removes what it made.
@@ -418,8 +451,12 @@ func attachFlow() flow {
 			if a.Status != "in-use" || a.Attachment == nil || a.Attachment.Instance != "lab-vm1" {
 				p = append(p, fmt.Sprintf("finished attach left the volume %s, attachment %+v", a.Status, a.Attachment))
 			}
-			if !reality(t)["disk in live lab-vm1 serial "+f.uuid[:20]] {
+			now := reality(t)
+			if !now["disk in live lab-vm1 serial "+f.uuid[:20]] {
 				p = append(p, "finished attach: no disk in lab-vm1")
+			}
+			if st.nfs && !now["mount "+nfsMount] {
+				p = append(p, "finished attach: nothing mounted at "+nfsMount)
 			}
 			if r := blk(t, "volume", "detach", f.name); r.code != 0 {
 				p = append(p, fmt.Sprintf("detach: exit %d: %s", r.code, strings.TrimSpace(r.errOut)))
@@ -432,10 +469,10 @@ func attachFlow() flow {
 	}
 }
 
-func detachFlow() flow {
+func detachFlow(st storage) flow {
 	return flow{
-		name:    "detach",
-		prepare: sharedVolume,
+		name:    st.prefix() + "detach",
+		prepare: sharedVolume(st),
 		setup: func(t *testing.T, f *fixture) {
 			inKnownState(t, f)
 			ok(t, attachArgs(*f)...)
@@ -475,12 +512,16 @@ echo @node; iscsiadm -m node 2>/dev/null || true
 echo @link; ls /dev/disk/by-path 2>/dev/null || true
 echo @live; virsh -c qemu:///system dumpxml lab-vm1
 echo @persistent; virsh -c qemu:///system dumpxml --inactive lab-vm1
+echo @file; ls -A /srv/blk
+echo @mount; findmnt --raw --noheadings --output TARGET | grep '^/var/lib/blk/mnt/' || true
 `
 
 // reality is what the guest holds that blk makes, one key per thing: LVs
-// of the blk group, tgt targets and CHAP accounts, iSCSI sessions and node
-// records, by-path links of iSCSI devices, and disks of lab-vm1 (live and
-// persistent) by serial.
+// of the blk group (volumes, snapshots, a clone's temporary snapshot), tgt
+// targets and CHAP accounts, iSCSI sessions and node records, by-path links
+// of iSCSI devices, disks of lab-vm1 (live and persistent) by serial, the
+// files of nfs-1's export (volumes, snapshots) and the mounts under blk's
+// mount root.
 func reality(t *testing.T) map[string]bool {
 	t.Helper()
 	m, err := parseReality(sh(t, "sh", "-c", realityScript))
@@ -493,10 +534,12 @@ func reality(t *testing.T) map[string]bool {
 func parseReality(out string) (map[string]bool, error) {
 	m := map[string]bool{}
 	section := ""
+	seen := map[string]bool{}
 	var live, persistent strings.Builder
 	for _, line := range strings.Split(out, "\n") {
 		if s, found := strings.CutPrefix(line, "@"); found {
 			section = s
+			seen[s] = true
 			continue
 		}
 		l := strings.TrimSpace(line)
@@ -525,6 +568,14 @@ func parseReality(out string) (map[string]bool, error) {
 			if strings.Contains(l, "-iscsi-") {
 				m["device link "+l] = true
 			}
+		case "file":
+			if l != "" {
+				m["file "+l] = true
+			}
+		case "mount":
+			if l != "" {
+				m["mount "+l] = true
+			}
 		case "live":
 			live.WriteString(line + "\n")
 		case "persistent":
@@ -536,7 +587,9 @@ func parseReality(out string) (map[string]bool, error) {
 			m["disk in "+def+" lab-vm1 serial "+s[1]] = true
 		}
 	}
-	if !strings.Contains(live.String(), "<domain") || !strings.Contains(persistent.String(), "<domain") {
+	// The script stops at the first listing that fails (set -e): the last
+	// section is there only when every one before it is whole.
+	if !strings.Contains(live.String(), "<domain") || !strings.Contains(persistent.String(), "<domain") || !seen["mount"] {
 		return nil, fmt.Errorf("reality: the guest's listing is cut short:\n%s", out)
 	}
 	return m, nil
@@ -614,8 +667,46 @@ func (m *matrix) add(flow string, steps int, cells []string) {
 	m.rows = append(m.rows, matrixRow{flow, steps, cells})
 }
 
+// tally is how the tries of one workflow, or of all, ended.
+type tally struct{ ok, done, fail int }
+
+func (c *tally) add(o tally) { c.ok, c.done, c.fail = c.ok+o.ok, c.done+o.done, c.fail+o.fail }
+
+func (c tally) String() string {
+	return fmt.Sprintf("%d tries: %d ok, %d done, %d FAIL", c.ok+c.done+c.fail, c.ok, c.done, c.fail)
+}
+
+// tally counts a row's cells; a clean run that failed, or a flow stopped
+// part-way, counts as one FAIL.
+func (r matrixRow) tally() tally {
+	var c tally
+	if r.cells == nil {
+		c.fail++
+		return c
+	}
+	for _, cell := range r.cells {
+		if cell == "stopped" {
+			c.fail++
+			continue
+		}
+		_, o, _ := strings.Cut(cell, "\t")
+		o, _, _ = strings.Cut(o, "\t")
+		o, _, _ = strings.Cut(o, "(")
+		switch o {
+		case "ok":
+			c.ok++
+		case "done":
+			c.done++
+		default:
+			c.fail++
+		}
+	}
+	return c
+}
+
 // print logs workflow × kill point → outcome, one line per kill point
-// with the step it came after, and the totals.
+// with the step it came after, then the totals of each workflow and of
+// all.
 func (m *matrix) print(t *testing.T) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -623,31 +714,39 @@ func (m *matrix) print(t *testing.T) {
 	b.WriteString("crash matrix: kill point N (blk killed right after its Nth step), outcome, that step\n" +
 		"  ok = recovered with nothing orphaned; done(K) = that run finished in K steps, not killed; FAIL = see the errors above\n")
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	counts := map[string]int{}
 	for _, r := range m.rows {
 		if r.cells == nil {
 			fmt.Fprintf(tw, "  %s: clean run failed\n", r.flow)
-			counts["FAIL"]++
 			continue
 		}
 		fmt.Fprintf(tw, "  %s (a clean run: %d steps)\n", r.flow, r.steps)
 		for _, c := range r.cells {
 			if c == "stopped" {
 				fmt.Fprintf(tw, "    stopped: the volume was left in an unknown state\n")
-				counts["FAIL"]++
 				continue
 			}
 			fmt.Fprintf(tw, "    %s\n", c)
-			_, o, _ := strings.Cut(c, "\t")
-			o, _, _ = strings.Cut(o, "\t")
-			o, _, _ = strings.Cut(o, "(")
-			counts[o]++
 		}
 	}
 	tw.Flush()
-	fmt.Fprintf(&b, "  total: %d tries: %d ok, %d done, %d FAIL", counts["ok"]+counts["done"]+counts["FAIL"],
-		counts["ok"], counts["done"], counts["FAIL"])
+	b.WriteString(m.totals())
 	t.Log(b.String())
+}
+
+// totals is one line per workflow and one for all of them.
+func (m *matrix) totals() string {
+	var b strings.Builder
+	b.WriteString("crash matrix totals:\n")
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	var all tally
+	for _, r := range m.rows {
+		c := r.tally()
+		all.add(c)
+		fmt.Fprintf(tw, "  %s\t%d steps\t%s\n", r.flow, r.steps, c)
+	}
+	fmt.Fprintf(tw, "  total\t\t%s\n", all)
+	tw.Flush()
+	return b.String()
 }
 
 // The harness's own parts, on the tools' real output formats: a parser that
@@ -658,6 +757,7 @@ func TestCrashHarnessReadsReality(t *testing.T) {
 	out := `@lv
   pool
   volume-` + uuid + `
+  _snapshot-` + uuid + `
 @target
 Target 1: ` + iqn + `
     System information:
@@ -680,14 +780,21 @@ virtio-pci-0000:00:04.0
 <domain type='qemu'><devices><disk type='block'><serial>` + uuid[:20] + `</serial></disk></devices></domain>
 @persistent
 <domain type='qemu'><devices></devices></domain>
+@file
+lost+found
+snapshot-` + uuid + `
+volume-` + uuid + `
+@mount
+/var/lib/blk/mnt/c3d66496b13fc63add30ed22b43414f5
 `
 	got, err := parseReality(out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"lv pool", "lv volume-" + uuid, "target " + iqn, "chap account blk-0b6f7c1e",
+	want := []string{"lv pool", "lv volume-" + uuid, "lv _snapshot-" + uuid, "target " + iqn, "chap account blk-0b6f7c1e",
 		"iscsi session " + iqn, "iscsi node " + iqn, "device link ip-127.0.0.1:3260-iscsi-" + iqn + "-lun-1",
-		"disk in live lab-vm1 serial " + uuid[:20]}
+		"disk in live lab-vm1 serial " + uuid[:20], "file lost+found", "file snapshot-" + uuid, "file volume-" + uuid,
+		"mount /var/lib/blk/mnt/c3d66496b13fc63add30ed22b43414f5"}
 	var keys []string
 	for k := range got {
 		keys = append(keys, k)
@@ -697,8 +804,10 @@ virtio-pci-0000:00:04.0
 	if !slices.Equal(keys, want) {
 		t.Errorf("reality:\n got %q\nwant %q", keys, want)
 	}
-	if _, err := parseReality(strings.Split(out, "@persistent")[0]); err == nil {
-		t.Error("a listing cut short was taken")
+	for _, cut := range []string{"@persistent", "@file", "@mount"} {
+		if _, err := parseReality(strings.Split(out, cut)[0]); err == nil {
+			t.Errorf("a listing cut short before %s was taken", cut)
+		}
 	}
 
 	base := map[string]bool{"lv pool": true, "lv volume-a": true, "target t1": true}
@@ -709,6 +818,18 @@ virtio-pci-0000:00:04.0
 	}
 	if d := drift(base, base, nil, []string{"lv volume-a"}); !slices.Equal(d, []string{"still there: lv volume-a"}) {
 		t.Errorf("drift = %q", d)
+	}
+	m := &matrix{}
+	m.add("create thick", 5, []string{"1\tok\tlab: lvs", "3\tFAIL\tlab: lvcreate", "5\tdone(5)", "6\tdone(5)"})
+	m.add("attach", 9, nil)
+	m.add("detach", 12, []string{"1\tok\tlab: x", "stopped"})
+	wantTotals := "crash matrix totals:\n" +
+		"  create thick  5 steps   4 tries: 1 ok, 2 done, 1 FAIL\n" +
+		"  attach        9 steps   1 tries: 0 ok, 0 done, 1 FAIL\n" +
+		"  detach        12 steps  2 tries: 1 ok, 0 done, 1 FAIL\n" +
+		"  total                   7 tries: 2 ok, 2 done, 3 FAIL\n"
+	if got := m.totals(); got != wantTotals {
+		t.Errorf("totals:\n%s\nwant:\n%s", got, wantTotals)
 	}
 	if got := killPoints(7, 3); !slices.Equal(got, []int{1, 4, 7}) {
 		t.Errorf("killPoints(7, 3) = %v", got)
