@@ -329,10 +329,10 @@ func (s *Service) thinChanges(ctx context.Context, l lvm.LVM, b config.Backend, 
 	defer unlock()
 	// Under the pool's lock no live backup holds its metadata snapshot: one
 	// held is a killed run's.
-	if err := l.ReleaseMetadataSnap(ctx, b.ThinPool); err != nil {
+	if err = l.ReleaseMetadataSnap(ctx, b.ThinPool); err != nil {
 		return nil, "", fmt.Errorf("release the metadata snapshot a killed backup left on pool %s/%s: %w", b.VG, b.ThinPool, err)
 	}
-	if err := l.ReserveMetadataSnap(ctx, b.ThinPool); err != nil {
+	if err = l.ReserveMetadataSnap(ctx, b.ThinPool); err != nil {
 		return nil, "", err
 	}
 	defer func() {

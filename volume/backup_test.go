@@ -298,7 +298,7 @@ func TestBackupOfAThickVolumeReadsASnapshotAndRemovesIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CreateBackup(context.Background(), BackupOptions{Volume: "db1", Name: "n1"}); !errors.Is(err, ErrConflict) {
+	if _, err = s.CreateBackup(context.Background(), BackupOptions{Volume: "db1", Name: "n1"}); !errors.Is(err, ErrConflict) {
 		t.Errorf("a second backup named n1: %v", err)
 	}
 	if b.Name != "n1" || b.Volume != "db1" || b.Repo != "r1" || b.SizeBytes != bkVol || b.ReadBytes != bkVol ||
@@ -487,7 +487,7 @@ func TestRestoreRefusesASmallerVolumeAndAFailedOneLeavesErrorRestoring(t *testin
 		t.Fatal(err)
 	}
 	s.State.MoveVolume(ctx, volUUID, state.Move{From: []string{state.Available}, To: state.Available, SizeBytes: bkVol - 1})
-	if _, err := s.RestoreBackup(ctx, RestoreOptions{Backup: b.Name, To: "db1"}); !errors.Is(err, ErrInvalid) {
+	if _, err = s.RestoreBackup(ctx, RestoreOptions{Backup: b.Name, To: "db1"}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("restore into a smaller volume: %v", err)
 	}
 	s.State.MoveVolume(ctx, volUUID, state.Move{From: []string{state.Available}, To: state.Available, SizeBytes: bkVol})
@@ -599,10 +599,10 @@ func TestBackupRerunTakesOverAKilledOne(t *testing.T) {
 	}
 	base := backupLVs(fl)
 	asDeadProcess(t, func() {
-		if _, err := s.State.Claim(ctx, "backup", volUUID, []string{state.InUse}, state.BackingUp); err != nil {
+		if _, err = s.State.Claim(ctx, "backup", volUUID, []string{state.InUse}, state.BackingUp); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.State.Lock(ctx, "thin_delta", poolObject("stor1", "blk", "pool")); err != nil {
+		if _, err = s.State.Lock(ctx, "thin_delta", poolObject("stor1", "blk", "pool")); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -53,7 +53,7 @@ func TestRepositoryOverSFTP(t *testing.T) {
 	if m.ChunkCount != 3 || m.Chunks[1] != backup.ZeroChunk {
 		t.Errorf("manifest: %d chunks, chunk 1 %q", m.ChunkCount, m.Chunks[1])
 	}
-	if err := l.Unlock(); err != nil {
+	if err = l.Unlock(); err != nil {
 		t.Fatal(err)
 	}
 	// Opened again, as the next blk would.

@@ -133,7 +133,7 @@ func intact(t *testing.T, what, path string, mib int, want string) []string {
 func newVolume(t *testing.T, st storage, prefix string, f *fixture) {
 	t.Helper()
 	v := decode[volume](t, ok(t, append([]string{"volume", "create", uniq(prefix), "--size", "8MiB", "-o", "json"}, st.args...)...))
-	randomFill(t, v.Path, 8)
+	randomFill(t, v.Path, 0, 8)
 	f.name, f.uuid, f.path, f.sum = v.Name, v.UUID, v.Path, sum(t, v.Path, 8)
 }
 
@@ -257,7 +257,7 @@ func revertFlow(st storage) flow {
 		name: "snapshot revert " + st.name,
 		setup: func(t *testing.T, f *fixture) {
 			withSnapshot(t, st, "crash-sr", f)
-			randomFill(t, f.path, 8)
+			randomFill(t, f.path, 0, 8)
 			if f.before = sum(t, f.path, 8); f.before == f.sum {
 				t.Fatal("writing the volume over changed nothing: the flow would prove nothing")
 			}
@@ -360,7 +360,7 @@ func cloneFlow(st storage, from string) flow {
 				ok(t, "snapshot", "create", src.name, "--name", src.snap)
 				// Written after the snapshot: the source keeps it, the
 				// clone must not have it.
-				randomFill(t, src.path, 8)
+				randomFill(t, src.path, 0, 8)
 				src.sum = sum(t, src.path, 8)
 			case "in-use":
 				ok(t, attachArgs(*src)...)

@@ -379,16 +379,9 @@ func deleteFlow(st storage, wipe bool) flow {
 func sharedVolume(st storage) func(t *testing.T) fixture {
 	return func(t *testing.T) fixture {
 		v := decode[volume](t, ok(t, append([]string{"volume", "create", uniq("crash-a"), "--size", "8MiB", "-o", "json"}, st.args...)...))
-		randomFill(t, v.Path, 8)
+		randomFill(t, v.Path, 0, 8)
 		return fixture{name: v.Name, uuid: v.UUID, path: v.Path, sum: lvSum(t, v.Path), base: reality(t)}
 	}
-}
-
-// randomFill writes mib MiB of random bytes at the start of path, synced,
-// into the file or device as it is (an nfs volume's file keeps its size).
-func randomFill(t *testing.T, path string, mib int) {
-	t.Helper()
-	sh(t, "sh", "-c", fmt.Sprintf("head -c %d /dev/urandom | dd of=%s bs=1M iflag=fullblock oflag=direct conv=notrunc,fsync status=none", mib<<20, path))
 }
 
 func lvSum(t *testing.T, path string) string {
