@@ -14,6 +14,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -383,13 +384,16 @@ func (r *Repo) Restore(ctx context.Context, m *Manifest, dst io.WriterAt, dstZer
 		direct = d
 	}
 	// writeAt writes through direct whatever O_DIRECT takes: whole aligned
-	// buffers. A last short chunk goes through dst.
+	// buffers. A last short chunk goes through dst, and so does a chunk
+	// O_DIRECT refused (EINVAL: a device with larger blocks).
 	writeAt := func(b []byte, off int64) error {
-		w := dst
 		if direct != nil && len(b)%directAlign == 0 && isAligned(b) {
-			w = direct
+			n, err := direct.WriteAt(b, off)
+			if n != 0 || !errors.Is(err, syscall.EINVAL) {
+				return err
+			}
 		}
-		_, err := w.WriteAt(b, off)
+		_, err := dst.WriteAt(b, off)
 		return err
 	}
 	type result struct {
