@@ -14,6 +14,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -43,7 +44,8 @@ type Options struct {
 	Progress func(Progress)
 }
 
-var zeroChunk = make([]byte, ChunkSize)
+// zeroChunk is aligned: restore writes it with O_DIRECT.
+var zeroChunk = alignedBuf(ChunkSize)[:ChunkSize]
 
 // timeFormat is RFC 3339 with fixed-width nanoseconds, so created_at
 // strings also sort as times.
@@ -118,7 +120,8 @@ func (r *Repo) Backup(ctx context.Context, src io.ReaderAt, size int64, opt Opti
 		b := make([]byte, ChunkSize)
 		bufs <- &b
 	}
-	outs := sync.Pool{New: func() any { b := make([]byte, 0, ChunkSize+ChunkSize/64+1024); return &b }}
+	// Aligned, so chunks are written with O_DIRECT (see direct_linux.go).
+	outs := sync.Pool{New: func() any { b := alignedBuf(maxStored); return &b }}
 	jobs := make(chan job, 1)
 	var done, stored, readBytes atomic.Int64
 	var dirsMu sync.Mutex
@@ -262,8 +265,9 @@ func (c *claims) claim(h string) bool {
 	return true
 }
 
-// ioWriters bounds the chunk files being written and synced at once.
-const ioWriters = 4
+// ioWriters bounds the chunk files being written and synced at once. Chunks
+// are written with O_DIRECT: a write waits on the device, not the CPU.
+const ioWriters = 6
 
 // prepareChunk hashes data and, unless it is all zeros or already stored,
 // compresses it into a buffer from outs.
@@ -323,8 +327,12 @@ func (r *Repo) loadChunk(i int, h string, want int, dec *zstd.Decoder, dst []byt
 	return out, len(raw), nil
 }
 
+// maxStored bounds a compressed chunk: zstd stores incompressible blocks raw,
+// at a few bytes per block more than their size.
+const maxStored = ChunkSize + ChunkSize/64 + 1024
+
 // raws are buffers for compressed chunks as read.
-var raws = sync.Pool{New: func() any { b := make([]byte, 0, ChunkSize+ChunkSize/64+1024); return &b }}
+var raws = sync.Pool{New: func() any { b := make([]byte, 0, maxStored); return &b }}
 
 // readChunkFile reads a whole chunk file into *buf, grown if needed.
 func (r *Repo) readChunkFile(name string, buf *[]byte) ([]byte, error) {
@@ -356,32 +364,53 @@ func newDecoder() (*zstd.Decoder, error) {
 	return zstd.NewReader(nil, zstd.WithDecoderConcurrency(workers()), zstd.WithDecoderMaxMemory(2*ChunkSize))
 }
 
-// Restore writes the backup m to dst in order, with bounded read-ahead and
-// parallel decompression, checking every chunk's hash before writing it.
-// With dstZeroed (a fresh thin volume or sparse file) zero chunks are left
-// unwritten. The caller holds a Shared lock.
+// Restore writes the backup m to dst, reading chunks in order with bounded
+// read-ahead; workers decompress, check each chunk's hash and write it at
+// its offset (io.WriterAt allows parallel writes of disjoint ranges), so
+// neither hashing nor writing is serialized. Progress and the first error
+// are reported in volume order. With dstZeroed (a fresh thin volume or
+// sparse file) zero chunks are left unwritten. When dst is a local file or
+// block device, chunks are written through a second, O_DIRECT descriptor.
+// Restore does not sync dst: the caller does. The caller holds a Shared lock.
 func (r *Repo) Restore(ctx context.Context, m *Manifest, dst io.WriterAt, dstZeroed bool, progress func(Progress)) error {
 	dec, err := newDecoder()
 	if err != nil {
 		return err
 	}
 	defer dec.Close()
+	var direct io.WriterAt
+	if d := reopenDirect(dst); d != nil {
+		defer d.Close()
+		direct = d
+	}
+	// writeAt writes through direct whatever O_DIRECT takes: whole aligned
+	// buffers. A last short chunk goes through dst, and so does a chunk
+	// O_DIRECT refused (EINVAL: a device with larger blocks).
+	writeAt := func(b []byte, off int64) error {
+		if direct != nil && len(b)%directAlign == 0 && isAligned(b) {
+			n, err := direct.WriteAt(b, off)
+			if n != 0 || !errors.Is(err, syscall.EINVAL) {
+				return err
+			}
+		}
+		_, err := dst.WriteAt(b, off)
+		return err
+	}
 	type result struct {
-		data []byte
-		buf  *[]byte
-		n    int
-		err  error
+		n   int // bytes read from the repository
+		err error
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	// Decoding goroutines finish before the decoder closes.
+	// Workers finish before the decoder closes.
 	defer func() { cancel(); wg.Wait() }()
 	nw := workers()
-	bufs := sync.Pool{New: func() any { b := make([]byte, 0, ChunkSize); return &b }}
+	bufs := sync.Pool{New: func() any { b := alignedBuf(ChunkSize); return &b }}
 	// order carries each chunk's result slot in volume order; its capacity
-	// is the read-ahead, which bounds memory.
-	order := make(chan chan result, 2*nw)
-	sem := make(chan struct{}, nw)
+	// is the read-ahead. sem bounds the chunks in memory: twice the
+	// workers, so the CPUs keep busy while others wait on their writes.
+	order := make(chan chan result, 4*nw)
+	sem := make(chan struct{}, 2*nw)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -393,9 +422,10 @@ func (r *Repo) Restore(ctx context.Context, m *Manifest, dst io.WriterAt, dstZer
 			case <-ctx.Done():
 				return
 			}
-			want := int(min(ChunkSize, m.SizeBytes-int64(i)*ChunkSize))
-			if h == ZeroChunk {
-				slot <- result{n: want}
+			off := int64(i) * ChunkSize
+			want := int(min(ChunkSize, m.SizeBytes-off))
+			if h == ZeroChunk && dstZeroed {
+				slot <- result{}
 				continue
 			}
 			select {
@@ -407,9 +437,23 @@ func (r *Repo) Restore(ctx context.Context, m *Manifest, dst io.WriterAt, dstZer
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
+				if h == ZeroChunk {
+					err := writeAt(zeroChunk[:want], off)
+					if err != nil {
+						err = fmt.Errorf("write at %d: %w", off, err)
+					}
+					slot <- result{err: err}
+					return
+				}
 				b := bufs.Get().(*[]byte)
+				defer bufs.Put(b)
 				out, n, err := r.loadChunk(i, h, want, dec, *b)
-				slot <- result{data: out, buf: b, n: n, err: err}
+				if err == nil {
+					if err = writeAt(out, off); err != nil {
+						err = fmt.Errorf("write at %d: %w", off, err)
+					}
+				}
+				slot <- result{n: n, err: err}
 			}()
 		}
 	}()
@@ -421,22 +465,8 @@ func (r *Repo) Restore(ctx context.Context, m *Manifest, dst io.WriterAt, dstZer
 		if res.err != nil {
 			return fmt.Errorf("restore backup %s: %w", m.UUID, res.err)
 		}
-		off := int64(i) * ChunkSize
-		l := int64(min(ChunkSize, m.SizeBytes-off))
-		var err error
-		switch {
-		case res.data != nil:
-			_, err = dst.WriteAt(res.data, off)
-			p.Read += int64(res.n)
-			*res.buf = res.data[:0]
-			bufs.Put(res.buf)
-		case !dstZeroed:
-			_, err = dst.WriteAt(zeroChunk[:l], off)
-		}
-		if err != nil {
-			return fmt.Errorf("restore backup %s: write at %d: %w", m.UUID, off, err)
-		}
-		p.Done += l
+		p.Read += int64(res.n)
+		p.Done += min(ChunkSize, m.SizeBytes-int64(i)*ChunkSize)
 		if progress != nil {
 			progress(p)
 		}

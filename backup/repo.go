@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path"
 	"sort"
 	"strings"
@@ -176,11 +177,25 @@ func (r *Repo) readFile(name string) ([]byte, error) {
 // directory batch that instead.
 func (r *Repo) writeAtomic(name string, data []byte, syncDir bool) error {
 	tmp := r.p("tmp", randomID())
-	f, err := r.fs.CreateExcl(tmp)
+	var f File
+	var direct *os.File
+	var err error
+	if _, local := r.fs.(OS); local && len(data) >= directAlign && isAligned(data) {
+		if direct, err = createDirect(tmp); direct != nil {
+			f = direct
+		}
+	}
+	if f == nil && err == nil {
+		f, err = r.fs.CreateExcl(tmp)
+	}
 	if err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
-	_, err = f.Write(data)
+	if direct != nil {
+		err = writeDirect(direct, data)
+	} else {
+		_, err = f.Write(data)
+	}
 	if err == nil {
 		err = f.Sync()
 	}
