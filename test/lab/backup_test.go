@@ -66,7 +66,6 @@ func randomFill(t *testing.T, path string, offsetMiB, mib int) {
 // backup is crash-consistent and says so); once the writer stops, a restore
 // into a new volume reads as the volume. The volume is in-use again after.
 func TestBackupOfAnInUseVolumeWhileItIsWritten(t *testing.T) {
-	waitForKernel(t, "lab-vm1")
 	name := uniq("bkuse")
 	v := decode[volume](t, ok(t, "volume", "create", name, "--size", "64MiB", "--thin", "-o", "json"))
 	defer blk(t, "volume", "delete", name, "--yes")
