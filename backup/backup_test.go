@@ -330,3 +330,31 @@ func TestIncrementalReadsOnlyChangedChunks(t *testing.T) {
 		t.Error("restore of the grown volume differs")
 	}
 }
+
+// A backup_repos path naming a directory in use (/, /var) must not become a
+// repository: gc would empty its tmp/.
+func TestInitRefusesADirectoryInUse(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "tmp"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "etc"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Init(OS{}, root); !errors.Is(err, ErrNotRepository) {
+		t.Fatalf("Init of a directory holding other files: %v, want ErrNotRepository", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "config")); err == nil {
+		t.Error("Init wrote a config into a directory in use")
+	}
+	// What a killed Init leaves is taken again.
+	half := filepath.Join(t.TempDir(), "repo")
+	for _, d := range []string{"manifests", "tmp", "chunks/00"} {
+		if err := os.MkdirAll(filepath.Join(half, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Init(OS{}, half); err != nil {
+		t.Fatalf("Init after a killed Init: %v", err)
+	}
+}
