@@ -192,6 +192,9 @@ func (s *Service) CreateBackup(ctx context.Context, o BackupOptions) (_ Backup, 
 	// failures are said, not undone.
 	r.success()
 	out.Warnings = append(out.Warnings, s.keepBase(ctx, l, v, snap, m)...)
+	// Also after Ctrl-C meanwhile: no undo gives the volume back now.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+	defer cancel()
 	if err := s.State.RecordBackup(ctx, state.BackupRecord{UUID: m.UUID, Name: m.Name, Volume: v.UUID, Parent: m.Parent,
 		Repo: repoName, Status: state.Available, SizeBytes: m.SizeBytes, StoredBytes: m.StoredBytes, ChunkCount: m.ChunkCount,
 		CreatedAt: m.CreatedAt}); err != nil {

@@ -661,3 +661,31 @@ func TestAVolumeLeftErrorRestoringCanBeDeleted(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// cancelAfter is a runner whose context ends (Ctrl-C) once a command
+// starting with word has run.
+type cancelAfter struct {
+	fileRunner
+	word   string
+	cancel func()
+}
+
+func (c cancelAfter) Run(ctx context.Context, cmd exec.Cmd) (exec.Result, error) {
+	res, err := c.fileRunner.Run(ctx, cmd)
+	if cmd.Args[0] == c.word {
+		c.cancel()
+	}
+	return res, err
+}
+
+// Ctrl-C after the backup is complete, while it tidies, still gives the
+// volume back: it must not stay backing-up.
+func TestBackupInterruptedWhileTidyingGivesTheVolumeBack(t *testing.T) {
+	s, _, _ := backupService(t, false, false, randomData(bkVol))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fr := s.Hosts.New("stor1", config.Host{}).(fileRunner)
+	s.Hosts.New = func(string, config.Host) exec.Runner { return cancelAfter{fr, "lvremove", cancel} }
+	_, _ = s.CreateBackup(ctx, BackupOptions{Volume: "db1"})
+	checkVolume(t, s, state.Available, 0)
+}
