@@ -465,3 +465,31 @@ func TestTwiceKilledSnapshotIsTakenOverStill(t *testing.T) {
 	}
 	checkVolume(t, s, state.InUse, 1)
 }
+
+// A merge done and a later step failed: the snapshot's LV is gone, so it
+// must not be listed available again (a later revert to it would "succeed"
+// by doing nothing); the volume says to rerun, and the rerun finishes.
+func TestRevertFailingAfterTheMergeKeepsTheSnapshotForTheRerun(t *testing.T) {
+	s, stor, _, _ := snapService(t, true, false)
+	takeSnapshot(t, s, stor)
+	ctx := context.Background()
+	stor.Expect(snapReport(snapLV, "1073741824", "blk"), lvsOfName(snapLV)...)
+	stor.Expect("", "lvconvert", "--yes", "--merge", "blk/"+snapLV)
+	stor.ExpectFail(5, "", notFound, lvsOfName(snapLV)...)
+	stor.ExpectFail(5, "", "connection reset", lvsOf(volUUID)...)
+	if _, err := s.RevertSnapshot(ctx, "s1"); err == nil {
+		t.Fatal("revert whose last step failed succeeded")
+	}
+	if sn, err := s.State.Snapshot(ctx, "s1"); err != nil || sn.Status == state.Available {
+		t.Errorf("merged snapshot after the failure: %+v, %v; want it not available", sn, err)
+	}
+	if v, _ := s.State.Volume(ctx, volUUID); v.Status != state.Error || !strings.Contains(v.LastError, "rerun") {
+		t.Errorf("volume %q (%q), want error asking for a rerun", v.Status, v.LastError)
+	}
+	stor.ExpectFail(5, "", notFound, lvsOfName(snapLV)...)
+	stor.Expect(snapReport("volume-"+volUUID, "1073741824", "blk,blk-vol-"+volUUID), lvsOf(volUUID)...)
+	if res, err := s.RevertSnapshot(ctx, "s1"); err != nil || !res.Consumed {
+		t.Fatalf("rerun: %+v, %v", res, err)
+	}
+	checkVolume(t, s, state.Available, 0)
+}
