@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -356,5 +357,19 @@ func TestInitRefusesADirectoryInUse(t *testing.T) {
 	}
 	if _, err := Init(OS{}, half); err != nil {
 		t.Fatalf("Init after a killed Init: %v", err)
+	}
+}
+
+// Changed ranges come from thin_delta's output: one that lies (negative,
+// wrapping) fails the backup, not the process, and never skips a chunk.
+func TestBackupRefusesChangedRangesOutOfRange(t *testing.T) {
+	r := newRepo(t)
+	data := volumeData(3)
+	base := backup(t, r, data, Options{})
+	for _, c := range []Range{{-1, 10}, {-ChunkSize * 4, ChunkSize}, {ChunkSize, math.MaxInt64}} {
+		_, err := r.Backup(context.Background(), bytes.NewReader(data), int64(len(data)), Options{Parent: base, Changed: []Range{c}})
+		if err == nil {
+			t.Errorf("changed range %+v accepted", c)
+		}
 	}
 }
