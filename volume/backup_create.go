@@ -335,9 +335,8 @@ func (s *Service) thinChanges(ctx context.Context, l lvm.LVM, b config.Backend, 
 	if err = l.ReleaseMetadataSnap(ctx, b.ThinPool); err != nil {
 		return nil, "", fmt.Errorf("release the metadata snapshot a killed backup left on pool %s/%s: %w", b.VG, b.ThinPool, err)
 	}
-	if err = l.ReserveMetadataSnap(ctx, b.ThinPool); err != nil {
-		return nil, "", err
-	}
+	// Released even when the reserve failed: its answer may be what was
+	// lost, and a pool holds only one.
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), metadataSnapTimeout)
 		defer cancel()
@@ -346,6 +345,9 @@ func (s *Service) thinChanges(ctx context.Context, l lvm.LVM, b config.Backend, 
 				b.VG, b.ThinPool, rerr, b.VG, b.ThinPool, b.Host))
 		}
 	}()
+	if err = l.ReserveMetadataSnap(ctx, b.ThinPool); err != nil {
+		return nil, "", err
+	}
 	d, err := l.ThinDelta(ctx, b.ThinPool, baseID, nextID)
 	if err != nil {
 		return nil, "", err

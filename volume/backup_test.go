@@ -689,3 +689,37 @@ func TestBackupInterruptedWhileTidyingGivesTheVolumeBack(t *testing.T) {
 	_, _ = s.CreateBackup(ctx, BackupOptions{Volume: "db1"})
 	checkVolume(t, s, state.Available, 0)
 }
+
+// lostAnswer runs a command holding word, then says it failed: the
+// connection dropped after the host did it.
+type lostAnswer struct {
+	fileRunner
+	word string
+}
+
+func (l lostAnswer) Run(ctx context.Context, cmd exec.Cmd) (exec.Result, error) {
+	res, err := l.fileRunner.Run(ctx, cmd)
+	if err == nil && slices.Contains(cmd.Args, l.word) {
+		return res, exec.NewError("stor1", cmd, -1, nil, exec.ErrConnLost)
+	}
+	return res, err
+}
+
+// A reserve whose answer was lost may have reserved it: the pool's one
+// metadata snapshot is released all the same.
+func TestBackupReleasesAMetadataSnapshotWhoseReserveFailed(t *testing.T) {
+	s, fl, _ := backupService(t, true, false, randomData(bkVol))
+	ctx := context.Background()
+	fr := s.Hosts.New("stor1", config.Host{}).(fileRunner)
+	s.Hosts.New = func(string, config.Host) exec.Runner { return lostAnswer{fr, "reserve_metadata_snap"} }
+	if _, err := s.CreateBackup(ctx, BackupOptions{Volume: "db1"}); err != nil {
+		t.Fatal(err) // the first has no parent: no thin_delta
+	}
+	if _, err := s.CreateBackup(ctx, BackupOptions{Volume: "db1"}); err == nil {
+		t.Fatal("backup whose reserve failed succeeded")
+	}
+	if fl.held {
+		t.Error("the failed reserve left the pool's metadata snapshot held")
+	}
+	checkVolume(t, s, state.Available, 0)
+}
