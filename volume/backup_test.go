@@ -686,7 +686,9 @@ func TestBackupInterruptedWhileTidyingGivesTheVolumeBack(t *testing.T) {
 	defer cancel()
 	fr := s.Hosts.New("stor1", config.Host{}).(fileRunner)
 	s.Hosts.New = func(string, config.Host) exec.Runner { return cancelAfter{fr, "lvremove", cancel} }
-	_, _ = s.CreateBackup(ctx, BackupOptions{Volume: "db1"})
+	if _, err := s.CreateBackup(ctx, BackupOptions{Volume: "db1"}); err != nil {
+		t.Errorf("a complete backup interrupted while tidying: %v", err)
+	}
 	checkVolume(t, s, state.Available, 0)
 }
 
