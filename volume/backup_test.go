@@ -725,3 +725,44 @@ func TestBackupReleasesAMetadataSnapshotWhoseReserveFailed(t *testing.T) {
 	}
 	checkVolume(t, s, state.Available, 0)
 }
+
+// Reconcile --fix acts after it looked: a backup that started meanwhile
+// holds the pool's metadata snapshot for its thin_delta (released under
+// it, thin_delta would read freed metadata), and a killed run's snapshot
+// may have become a volume's base. Both are left alone.
+func TestReconcileFixLeavesWhatABackupTookSinceItLooked(t *testing.T) {
+	s, fl, _ := backupService(t, true, false, randomData(bkVol))
+	ctx := context.Background()
+	unbased := backupSnapPrefix(volUUID) + "deadbeef"
+	fl.add(unbased, bkVol, true, nil, "blk", "blk-vol-"+volUUID, backupBaseTag)
+	fl.held = true
+	compare, err := lookBackupSnaps(ctx, s, "stor1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := s.snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Since: a backup of another volume of the pool is at its thin_delta,
+	// and the killed run's snapshot was made a base.
+	op, err := s.State.Lock(ctx, "thin_delta", poolObject("stor1", "blk", "pool"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer op.End(ctx, nil)
+	fl.mu.Lock()
+	fl.lvs[unbased].tags = append(fl.lvs[unbased].tags, backupTag("0f0f0f0f-1111-2222-3333-444455556666"))
+	fl.mu.Unlock()
+	for _, d := range compare(snap) {
+		if err := d.fix(ctx); err == nil && d.Kind == DriftHeldMetadataSnap {
+			t.Errorf("%s fixed while a backup holds the pool", d.Kind)
+		}
+	}
+	if !fl.held {
+		t.Error("--fix released the metadata snapshot a running backup holds")
+	}
+	if left := backupLVs(fl); !slices.Contains(left, unbased) {
+		t.Errorf("--fix removed %s, a base now", unbased)
+	}
+}
