@@ -208,6 +208,9 @@ func (s *Service) DeleteBackups(ctx context.Context, repo string, refs []string)
 			if err != nil {
 				return err
 			}
+			if slices.Contains(uuids, m.UUID) {
+				continue // named twice (by name and uuid): deleted once
+			}
 			out = append(out, backupOf(name, m))
 			uuids = append(uuids, m.UUID)
 		}

@@ -105,3 +105,20 @@ func TestBackupPruneAndItsRefusals(t *testing.T) {
 		t.Errorf("after delete: %d backups", len(ms))
 	}
 }
+
+// A backup named twice (by name and by uuid) is deleted once, and its
+// chunks with it: not half-deleted with an error.
+func TestBackupDeleteOfOneBackupNamedTwice(t *testing.T) {
+	dir, r := repoConfig(t)
+	m, err := r.Find("db1-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := blk(t, dir, nil, "backup", "delete", "db1-a", m.UUID, "db1-a", "--yes", "-o", "json")
+	if res.code != 0 {
+		t.Fatalf("delete: code %d %s", res.code, res.errOut)
+	}
+	if ms, _, _ := r.List(); len(ms) != 1 || ms[0].Name != "db1-b" {
+		t.Errorf("after delete: %d backups", len(ms))
+	}
+}
