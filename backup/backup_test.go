@@ -342,8 +342,8 @@ func TestInitRefusesADirectoryInUse(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "etc"), []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Init(OS{}, root); !errors.Is(err, ErrNotRepository) {
-		t.Fatalf("Init of a directory holding other files: %v, want ErrNotRepository", err)
+	if _, err := Init(OS{}, root); !errors.Is(err, ErrDirInUse) {
+		t.Fatalf("Init of a directory holding other files: %v, want ErrDirInUse", err)
 	}
 	if _, err := os.Stat(filepath.Join(root, "config")); err == nil {
 		t.Error("Init wrote a config into a directory in use")

@@ -39,6 +39,9 @@ var ErrNewerFormat = errors.New("written in a newer format")
 // ErrNotFound is returned for a backup the repository does not hold.
 var ErrNotFound = errors.New("not found")
 
+// ErrDirInUse is returned by Init for a directory holding other files.
+var ErrDirInUse = errors.New("directory in use")
+
 // ErrNotRepository is returned when a directory holds no repository.
 var ErrNotRepository = errors.New("not a blk backup repository")
 
@@ -81,8 +84,8 @@ func Init(fsys FS, root string) (*Repo, error) {
 	}
 	for _, fi := range fis {
 		if !slices.Contains(repoEntries, fi.Name()) {
-			return nil, fmt.Errorf("init repository %s: %w: the directory holds %q and no repository config: "+
-				"give backup_repos an empty or missing directory", root, ErrNotRepository, fi.Name())
+			return nil, fmt.Errorf("init repository %s: %w: it holds %q and no repository config: "+
+				"give backup_repos an empty or missing directory", root, ErrDirInUse, fi.Name())
 		}
 	}
 	dirs := []string{"manifests", "locks", "tmp"}

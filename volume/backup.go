@@ -117,6 +117,8 @@ func repoError(err error) error {
 		return fault.Wrap(ErrNotFound, err)
 	case errors.Is(err, backup.ErrLocked):
 		return fault.Wrap(ErrConflict, err)
+	case errors.Is(err, backup.ErrDirInUse): // the configured path is wrong
+		return fault.Wrap(ErrInvalid, err)
 	}
 	return err
 }
