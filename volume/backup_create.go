@@ -136,12 +136,9 @@ func (s *Service) CreateBackup(ctx context.Context, o BackupOptions) (_ Backup, 
 	}
 	r.add("volume status", back)
 	// The run taken over may have died with the guest frozen.
-	if v.Status == state.BackingUp && orig == state.InUse {
-		if att, aerr := s.State.Attachment(ctx, v.UUID); aerr == nil {
-			terr := s.thaw(ctx, att.Host, att.Instance)
-			if terr != nil && !errors.Is(terr, hypervisor.ErrNoAgent) && !errors.Is(terr, hypervisor.ErrNotRunning) {
-				return Backup{}, terr
-			}
+	if v.Status == state.BackingUp {
+		if err = s.thawAttached(ctx, v); err != nil {
+			return Backup{}, err
 		}
 	}
 
@@ -207,6 +204,25 @@ func (s *Service) CreateBackup(ctx context.Context, o BackupOptions) (_ Backup, 
 	out = backupOf(repoName, m)
 	out.Warnings = ws
 	return out, nil
+}
+
+// thawAttached thaws the guest of an attached volume, which a run killed
+// between freeze and thaw left frozen; one with no agent, not running or
+// gone has nothing frozen.
+func (s *Service) thawAttached(ctx context.Context, v state.Volume) error {
+	if v.Attachment == nil {
+		return nil
+	}
+	att, err := s.State.Attachment(ctx, v.UUID)
+	if err != nil {
+		return nil // detached meanwhile
+	}
+	err = s.thaw(ctx, att.Host, att.Instance)
+	if err != nil && !errors.Is(err, hypervisor.ErrNoAgent) && !errors.Is(err, hypervisor.ErrNotRunning) &&
+		!errors.Is(err, hypervisor.ErrNoDomain) {
+		return err
+	}
+	return nil
 }
 
 // statusBeforeBackup is the status a volume a killed backup left goes back

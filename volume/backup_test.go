@@ -766,3 +766,24 @@ func TestReconcileFixLeavesWhatABackupTookSinceItLooked(t *testing.T) {
 		t.Errorf("--fix removed %s, a base now", unbased)
 	}
 }
+
+// A backup killed between freeze and thaw left the volume backing-up and
+// maybe its guest frozen: reconcile --fix, putting the volume back, thaws
+// the guest first, as a rerun of the backup would.
+func TestReconcileFixOfAKilledBackupThawsTheGuest(t *testing.T) {
+	s, _, _, ev := snapService(t, true, true)
+	ctx := context.Background()
+	op, err := s.State.Claim(ctx, "backup", volUUID, []string{state.InUse}, state.BackingUp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op.End(ctx, errors.New("killed"))
+	v, _ := s.State.Volume(ctx, volUUID)
+	if err := resumers[state.BackingUp].run(ctx, s, v); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ev.log, []string{"fsthaw"}) {
+		t.Errorf("ran %v, want the guest thawed", ev.log)
+	}
+	checkVolume(t, s, state.InUse, 0)
+}
