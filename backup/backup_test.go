@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -328,5 +329,47 @@ func TestIncrementalReadsOnlyChangedChunks(t *testing.T) {
 	}
 	if got := restore(t, r, m); !bytes.Equal(got, grown) {
 		t.Error("restore of the grown volume differs")
+	}
+}
+
+// A backup_repos path naming a directory in use (/, /var) must not become a
+// repository: gc would empty its tmp/.
+func TestInitRefusesADirectoryInUse(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "tmp"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "etc"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Init(OS{}, root); !errors.Is(err, ErrDirInUse) {
+		t.Fatalf("Init of a directory holding other files: %v, want ErrDirInUse", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "config")); err == nil {
+		t.Error("Init wrote a config into a directory in use")
+	}
+	// What a killed Init leaves is taken again.
+	half := filepath.Join(t.TempDir(), "repo")
+	for _, d := range []string{"manifests", "tmp", "chunks/00"} {
+		if err := os.MkdirAll(filepath.Join(half, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Init(OS{}, half); err != nil {
+		t.Fatalf("Init after a killed Init: %v", err)
+	}
+}
+
+// Changed ranges come from thin_delta's output: one that lies (negative,
+// wrapping) fails the backup, not the process, and never skips a chunk.
+func TestBackupRefusesChangedRangesOutOfRange(t *testing.T) {
+	r := newRepo(t)
+	data := volumeData(3)
+	base := backup(t, r, data, Options{})
+	for _, c := range []Range{{-1, 10}, {-ChunkSize * 4, ChunkSize}, {ChunkSize, math.MaxInt64}} {
+		_, err := r.Backup(context.Background(), bytes.NewReader(data), int64(len(data)), Options{Parent: base, Changed: []Range{c}})
+		if err == nil {
+			t.Errorf("changed range %+v accepted", c)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"path"
 	"runtime"
 	"sort"
@@ -91,6 +92,9 @@ func (r *Repo) Backup(ctx context.Context, src io.ReaderAt, size int64, opt Opti
 			}
 		}
 		for _, c := range opt.Changed {
+			if c.Off < 0 || c.Len > math.MaxInt64-c.Off {
+				return nil, fmt.Errorf("backup: changed range at %d of %d bytes is out of range", c.Off, c.Len)
+			}
 			if c.Len <= 0 {
 				continue
 			}

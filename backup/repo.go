@@ -23,6 +23,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -38,6 +39,9 @@ var ErrNewerFormat = errors.New("written in a newer format")
 
 // ErrNotFound is returned for a backup the repository does not hold.
 var ErrNotFound = errors.New("not found")
+
+// ErrDirInUse is returned by Init for a directory holding other files.
+var ErrDirInUse = errors.New("directory in use")
 
 // ErrNotRepository is returned when a directory holds no repository.
 var ErrNotRepository = errors.New("not a blk backup repository")
@@ -72,6 +76,19 @@ func Init(fsys FS, root string) (*Repo, error) {
 	if _, err := fsys.Stat(r.p("config")); err == nil {
 		return Open(fsys, root)
 	}
+	// Only an empty or missing directory becomes a repository (or one an
+	// Init killed half-way left): prune's gc empties tmp/ and chunks/ under
+	// the root, which at a root of / or /var would be the host's own.
+	fis, err := fsys.ReadDir(root)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("init repository %s: %w", root, err)
+	}
+	for _, fi := range fis {
+		if !slices.Contains(repoEntries, fi.Name()) {
+			return nil, fmt.Errorf("init repository %s: %w: it holds %q and no repository config: "+
+				"give backup_repos an empty or missing directory", root, ErrDirInUse, fi.Name())
+		}
+	}
 	dirs := []string{"manifests", "locks", "tmp"}
 	for i := 0; i < 256; i++ {
 		dirs = append(dirs, fmt.Sprintf("chunks/%02x", i))
@@ -93,6 +110,9 @@ func Init(fsys FS, root string) (*Repo, error) {
 	}
 	return r, nil
 }
+
+// repoEntries are the names Init makes in a repository's root.
+var repoEntries = []string{"manifests", "locks", "tmp", "chunks", "config"}
 
 // Open opens the repository at root, refusing one of a newer format.
 func Open(fsys FS, root string) (*Repo, error) {

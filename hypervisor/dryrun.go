@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -78,10 +79,13 @@ func (d *DryRun) DomainXML(ctx context.Context, domain string, persistent bool) 
 	return dom.Marshal()
 }
 
+// passwdAttr is a console password in a domain's XML, never printed.
+var passwdAttr = regexp.MustCompile(`(\bpasswd=)(?:"[^"]*"|'[^']*')`)
+
 func (d *DryRun) DefineXML(_ context.Context, xml string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	fmt.Fprintf(d.out, "%s: libvirt define %s\n", d.host, strings.Join(strings.Fields(xml), " "))
+	fmt.Fprintf(d.out, "%s: libvirt define %s\n", d.host, passwdAttr.ReplaceAllString(strings.Join(strings.Fields(xml), " "), `${1}"********"`))
 	return nil
 }
 

@@ -184,15 +184,22 @@ func (v *Libvirt) wrap(op, domain string, err error) error {
 }
 
 func (v *Libvirt) DomainXML(ctx context.Context, domain string, persistent bool) (x string, err error) {
-	var flags libvirt.DomainXMLFlags
-	if persistent {
-		flags = libvirt.DomainXMLInactive
-	}
+	flags := xmlFlags(persistent)
 	err = v.onDomain(ctx, "dumpxml", domain, func(d libvirt.Domain) (err error) {
 		x, err = v.l.DomainGetXMLDesc(d, flags)
 		return err
 	})
 	return x, err
+}
+
+// xmlFlags are the flags of a domain's XML. The persistent definition is
+// what an attach --boot defines back: without its secrets (a console's
+// passwd) the define would drop them, and leave the console open.
+func xmlFlags(persistent bool) libvirt.DomainXMLFlags {
+	if persistent {
+		return libvirt.DomainXMLInactive | libvirt.DomainXMLSecure
+	}
+	return 0
 }
 
 func (v *Libvirt) AttachDevice(ctx context.Context, domain, xml string, f Flags) error {

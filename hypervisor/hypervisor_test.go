@@ -204,3 +204,27 @@ func TestWithBootDiskOnADomainWithNoDisk(t *testing.T) {
 		t.Errorf("err %v\n%s", err, out)
 	}
 }
+
+// An attach --boot defines the persistent XML back: read without its
+// secrets, the define would drop the console's password. The dry run that
+// prints the define never prints it.
+func TestPersistentXMLKeepsSecretsAndTheDryRunMasksThem(t *testing.T) {
+	if f := xmlFlags(true); f&libvirt.DomainXMLSecure == 0 || f&libvirt.DomainXMLInactive == 0 {
+		t.Errorf("persistent XML flags %d: want inactive and secure", f)
+	}
+	var out strings.Builder
+	d := NewDryRun(oneDomain{"<domain/>"}, "comp1", &out, &sync.Mutex{})
+	x := `<domain type="kvm"><name>web1</name><devices><graphics type="vnc" port="-1" passwd="s3cr&#34;et'x"/>` +
+		`<graphics type='spice' passwd='0ther'/></devices></domain>`
+	if err := d.DefineXML(context.Background(), x); err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"s3cr", "et", "x\"", "0ther"} {
+		if strings.Contains(out.String(), secret) {
+			t.Errorf("the dry run printed %q: %s", secret, out.String())
+		}
+	}
+	if !strings.Contains(out.String(), `passwd="********"`) {
+		t.Errorf("plan %q does not show the password masked", out.String())
+	}
+}

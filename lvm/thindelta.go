@@ -7,6 +7,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -131,15 +132,29 @@ func parseThinDelta(out []byte) (Delta, error) {
 	if doc.DataBlockSize <= 0 || doc.Diff == nil {
 		return Delta{}, errors.New("parse thin_delta output: no data_block_size or diff")
 	}
+	// A range past what bytes can say would wrap negative and read as
+	// "nothing changed there": the backup would silently miss data.
+	const most = math.MaxInt64 / 4
+	if doc.DataBlockSize > most/512 {
+		return Delta{}, fmt.Errorf("parse thin_delta output: data_block_size %d is out of range", doc.DataBlockSize)
+	}
 	d := Delta{BlockBytes: doc.DataBlockSize * 512}
+	var bad error
 	add := func(to *[]Extent, rs []deltaRange) {
 		for _, r := range rs {
+			if r.Begin < 0 || r.Length < 0 || r.Begin > most/d.BlockBytes || r.Length > most/d.BlockBytes {
+				bad = fmt.Errorf("parse thin_delta output: range begin=%d length=%d is out of range", r.Begin, r.Length)
+				return
+			}
 			*to = append(*to, Extent{Offset: r.Begin * d.BlockBytes, Length: r.Length * d.BlockBytes})
 		}
 	}
 	add(&d.Changed, doc.Diff.Different)
 	add(&d.Changed, doc.Diff.RightOnly)
 	add(&d.Zeroed, doc.Diff.LeftOnly)
+	if bad != nil {
+		return Delta{}, bad
+	}
 	byOffset := func(a, b Extent) int { return cmp.Compare(a.Offset, b.Offset) }
 	slices.SortFunc(d.Changed, byOffset)
 	slices.SortFunc(d.Zeroed, byOffset)

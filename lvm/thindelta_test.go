@@ -28,7 +28,12 @@ func TestParseThinDelta(t *testing.T) {
 	if !reflect.DeepEqual(d, want) {
 		t.Errorf("got %+v, want %+v", d, want)
 	}
-	for _, bad := range []string{"", "<superblock/>", `<superblock data_block_size="128"></superblock>`} {
+	for _, bad := range []string{"", "<superblock/>", `<superblock data_block_size="128"></superblock>`,
+		// Lies: a negative range, one that wraps when made bytes.
+		`<superblock data_block_size="128"><diff><different begin="-4" length="1"/></diff></superblock>`,
+		`<superblock data_block_size="128"><diff><right_only begin="144115188075855872" length="1"/></diff></superblock>`,
+		`<superblock data_block_size="128"><diff><left_only begin="0" length="-1"/></diff></superblock>`,
+		`<superblock data_block_size="9223372036854775807"><diff></diff></superblock>`} {
 		if _, err := parseThinDelta([]byte(bad)); err == nil {
 			t.Errorf("%q parsed", bad)
 		}

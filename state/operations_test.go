@@ -190,3 +190,28 @@ func TestClaimTakesOverOnlyFromTheDead(t *testing.T) {
 		t.Errorf("a second claim: %v", err)
 	}
 }
+
+// reset-state looks at the hosts, then sets the status: a volume that an
+// attach took meanwhile (available to attaching) is not reset under it.
+func TestResetLeavesAVolumeThatMovedSinceItWasLookedAt(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "state.db"))
+	op, err := s.InsertVolume(ctx, &Volume{UUID: "u1", Name: "db1", Backend: "b", SizeBytes: 1, Status: Creating})
+	if err != nil {
+		t.Fatal(err)
+	}
+	op.End(ctx, nil)
+	if _, err := s.MoveVolume(ctx, "u1", Move{From: []string{Creating}, To: Available}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Reserve(ctx, "u1", AttachmentRecord{Instance: "web1", Host: "c1", Device: "vdb"}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := s.ResetVolume(ctx, "u1", Reset{To: Error, From: Available, Reason: "reset"})
+	if !errors.Is(err, ErrConflict) || v.Status != Attaching {
+		t.Errorf("reset of a volume taken since: %v, status %s", err, v.Status)
+	}
+	if v, err = s.ResetVolume(ctx, "u1", Reset{To: Error, From: Attaching, Reason: "reset"}); err != nil || v.Status != Error {
+		t.Errorf("reset from what it is: %v, status %s", err, v.Status)
+	}
+}

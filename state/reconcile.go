@@ -127,14 +127,31 @@ type Reset struct {
 	Attached bool
 	// Reason is recorded as the volume's last error.
 	Reason string
+	// From, when set, is the status the caller looked at: a volume that
+	// moved since (an attach took it) is left alone.
+	From string
 }
 
 // ResetVolume sets the volume's status whatever it was, unless a running
 // operation on it has an owner that could be alive; those whose owners are
 // gone are closed as failed.
 func (s *Store) ResetVolume(ctx context.Context, uuid string, r Reset) (Volume, error) {
-	var held bool
+	var held, moved bool
 	err := s.tx(ctx, func(t *sql.Tx) error {
+		if r.From != "" {
+			var st string
+			err := t.QueryRowContext(ctx, `SELECT status FROM volumes WHERE uuid = ?`, uuid).Scan(&st)
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("volume %s: %w", uuid, ErrNotFound)
+			}
+			if err != nil {
+				return err
+			}
+			if st != r.From {
+				moved = true
+				return nil
+			}
+		}
 		rows, err := t.QueryContext(ctx, `SELECT owner FROM operations WHERE object = ? AND state = 'running'`, uuid)
 		if err != nil {
 			return err
@@ -183,6 +200,10 @@ func (s *Store) ResetVolume(ctx context.Context, uuid string, r Reset) (Volume, 
 	v, err := s.Volume(ctx, uuid)
 	if err == nil && held {
 		err = &ConflictError{Volume: v.Name, Status: v.Status, Holder: s.holder(ctx, uuid)}
+	}
+	if err == nil && moved {
+		err = &ConflictError{Volume: v.Name, Status: v.Status, Holder: s.holder(ctx, uuid),
+			Reason: fmt.Sprintf("went from %s to %s while reset-state looked: nothing was changed; look again", r.From, v.Status)}
 	}
 	return v, err
 }

@@ -268,6 +268,12 @@ func (s *Service) plug(ctx context.Context, r *reverter, hv hypervisor.Hyperviso
 		return err
 	}
 	if rec.Conn.Boot {
+		if active {
+			// Started since the attach looked: the define would not
+			// reach the running domain, which would go on without the disk.
+			return conflict("instance %q was started on %s during the attach: --boot changes what it boots from, so shut it down first",
+				rec.Instance, rec.Host)
+		}
 		return s.defineBootDisk(ctx, r, hv, rec, xml)
 	}
 	// Registered first: a failed call (a lost connection) may still have

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/blk-project/blk/hypervisor"
+	"github.com/blk-project/blk/internal/exec"
 	"github.com/blk-project/blk/state"
 	"libvirt.org/go/libvirtxml"
 )
@@ -127,5 +129,43 @@ func TestAttachBootRefusesARunningDomain(t *testing.T) {
 	}
 	if v, _ := s.State.Volume(ctx, "db1"); v.Status != state.Available || w.count != 0 || len(hv.calls) != 0 {
 		t.Errorf("volume %s, %d commands, libvirt %q: a refused attach did something", v.Status, w.count, hv.calls)
+	}
+}
+
+// startedAfter is a hypervisor whose domains start after n Active calls:
+// the operator started the instance while the attach ran.
+type startedAfter struct {
+	*fakeHV
+	n *int
+}
+
+func (h startedAfter) Active(ctx context.Context, name string) (bool, error) {
+	if *h.n--; *h.n < 0 {
+		h.shutOff[name] = false
+	}
+	return h.fakeHV.Active(ctx, name)
+}
+
+// Started between --boot's check and the define, the domain would run
+// without the disk while blk records it attached: refused and rolled back.
+func TestAttachBootRefusesADomainStartedMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	hv := newFakeHV("web1")
+	hv.shutOff["web1"] = true
+	s, _, _ := attachService(t, w, hv)
+	n := 1
+	s.Hosts.NewHypervisor = func(context.Context, string, exec.Runner) (hypervisor.Hypervisor, error) {
+		return startedAfter{hv, &n}, nil
+	}
+	_, _, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1", Boot: true})
+	if !errors.Is(err, ErrConflict) {
+		t.Errorf("attach --boot to a domain started meanwhile: %v", err)
+	}
+	if slices.Contains(hv.calls, "define web1") {
+		t.Errorf("libvirt calls = %q: the running domain was redefined", hv.calls)
+	}
+	if v, _ := s.State.Volume(ctx, "db1"); v.Status != state.Available {
+		t.Errorf("volume %s after the refusal", v.Status)
 	}
 }

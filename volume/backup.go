@@ -117,6 +117,8 @@ func repoError(err error) error {
 		return fault.Wrap(ErrNotFound, err)
 	case errors.Is(err, backup.ErrLocked):
 		return fault.Wrap(ErrConflict, err)
+	case errors.Is(err, backup.ErrDirInUse): // the configured path is wrong
+		return fault.Wrap(ErrInvalid, err)
 	}
 	return err
 }
@@ -207,6 +209,9 @@ func (s *Service) DeleteBackups(ctx context.Context, repo string, refs []string)
 			m, err := r.Find(ref)
 			if err != nil {
 				return err
+			}
+			if slices.Contains(uuids, m.UUID) {
+				continue // named twice (by name and uuid): deleted once
 			}
 			out = append(out, backupOf(name, m))
 			uuids = append(uuids, m.UUID)

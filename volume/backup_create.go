@@ -136,12 +136,9 @@ func (s *Service) CreateBackup(ctx context.Context, o BackupOptions) (_ Backup, 
 	}
 	r.add("volume status", back)
 	// The run taken over may have died with the guest frozen.
-	if v.Status == state.BackingUp && orig == state.InUse {
-		if att, aerr := s.State.Attachment(ctx, v.UUID); aerr == nil {
-			terr := s.thaw(ctx, att.Host, att.Instance)
-			if terr != nil && !errors.Is(terr, hypervisor.ErrNoAgent) && !errors.Is(terr, hypervisor.ErrNotRunning) {
-				return Backup{}, terr
-			}
+	if v.Status == state.BackingUp {
+		if err = s.thawAttached(ctx, v); err != nil {
+			return Backup{}, err
 		}
 	}
 
@@ -192,6 +189,9 @@ func (s *Service) CreateBackup(ctx context.Context, o BackupOptions) (_ Backup, 
 	// failures are said, not undone.
 	r.success()
 	out.Warnings = append(out.Warnings, s.keepBase(ctx, l, v, snap, m)...)
+	// Also after Ctrl-C meanwhile: no undo gives the volume back now.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+	defer cancel()
 	if err := s.State.RecordBackup(ctx, state.BackupRecord{UUID: m.UUID, Name: m.Name, Volume: v.UUID, Parent: m.Parent,
 		Repo: repoName, Status: state.Available, SizeBytes: m.SizeBytes, StoredBytes: m.StoredBytes, ChunkCount: m.ChunkCount,
 		CreatedAt: m.CreatedAt}); err != nil {
@@ -204,6 +204,25 @@ func (s *Service) CreateBackup(ctx context.Context, o BackupOptions) (_ Backup, 
 	out = backupOf(repoName, m)
 	out.Warnings = ws
 	return out, nil
+}
+
+// thawAttached thaws the guest of an attached volume, which a run killed
+// between freeze and thaw left frozen; one with no agent, not running or
+// gone has nothing frozen.
+func (s *Service) thawAttached(ctx context.Context, v state.Volume) error {
+	if v.Attachment == nil {
+		return nil
+	}
+	att, err := s.State.Attachment(ctx, v.UUID)
+	if err != nil {
+		return nil // detached meanwhile
+	}
+	err = s.thaw(ctx, att.Host, att.Instance)
+	if err != nil && !errors.Is(err, hypervisor.ErrNoAgent) && !errors.Is(err, hypervisor.ErrNotRunning) &&
+		!errors.Is(err, hypervisor.ErrNoDomain) {
+		return err
+	}
+	return nil
 }
 
 // statusBeforeBackup is the status a volume a killed backup left goes back
@@ -332,9 +351,8 @@ func (s *Service) thinChanges(ctx context.Context, l lvm.LVM, b config.Backend, 
 	if err = l.ReleaseMetadataSnap(ctx, b.ThinPool); err != nil {
 		return nil, "", fmt.Errorf("release the metadata snapshot a killed backup left on pool %s/%s: %w", b.VG, b.ThinPool, err)
 	}
-	if err = l.ReserveMetadataSnap(ctx, b.ThinPool); err != nil {
-		return nil, "", err
-	}
+	// Released even when the reserve failed: its answer may be what was
+	// lost, and a pool holds only one.
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), metadataSnapTimeout)
 		defer cancel()
@@ -343,6 +361,9 @@ func (s *Service) thinChanges(ctx context.Context, l lvm.LVM, b config.Backend, 
 				b.VG, b.ThinPool, rerr, b.VG, b.ThinPool, b.Host))
 		}
 	}()
+	if err = l.ReserveMetadataSnap(ctx, b.ThinPool); err != nil {
+		return nil, "", err
+	}
 	d, err := l.ThinDelta(ctx, b.ThinPool, baseID, nextID)
 	if err != nil {
 		return nil, "", err

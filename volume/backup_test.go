@@ -661,3 +661,129 @@ func TestAVolumeLeftErrorRestoringCanBeDeleted(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// cancelAfter is a runner whose context ends (Ctrl-C) once a command
+// starting with word has run.
+type cancelAfter struct {
+	fileRunner
+	word   string
+	cancel func()
+}
+
+func (c cancelAfter) Run(ctx context.Context, cmd exec.Cmd) (exec.Result, error) {
+	res, err := c.fileRunner.Run(ctx, cmd)
+	if cmd.Args[0] == c.word {
+		c.cancel()
+	}
+	return res, err
+}
+
+// Ctrl-C after the backup is complete, while it tidies, still gives the
+// volume back: it must not stay backing-up.
+func TestBackupInterruptedWhileTidyingGivesTheVolumeBack(t *testing.T) {
+	s, _, _ := backupService(t, false, false, randomData(bkVol))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fr := s.Hosts.New("stor1", config.Host{}).(fileRunner)
+	s.Hosts.New = func(string, config.Host) exec.Runner { return cancelAfter{fr, "lvremove", cancel} }
+	if _, err := s.CreateBackup(ctx, BackupOptions{Volume: "db1"}); err != nil {
+		t.Errorf("a complete backup interrupted while tidying: %v", err)
+	}
+	checkVolume(t, s, state.Available, 0)
+}
+
+// lostAnswer runs a command holding word, then says it failed: the
+// connection dropped after the host did it.
+type lostAnswer struct {
+	fileRunner
+	word string
+}
+
+func (l lostAnswer) Run(ctx context.Context, cmd exec.Cmd) (exec.Result, error) {
+	res, err := l.fileRunner.Run(ctx, cmd)
+	if err == nil && slices.Contains(cmd.Args, l.word) {
+		return res, exec.NewError("stor1", cmd, -1, nil, exec.ErrConnLost)
+	}
+	return res, err
+}
+
+// A reserve whose answer was lost may have reserved it: the pool's one
+// metadata snapshot is released all the same.
+func TestBackupReleasesAMetadataSnapshotWhoseReserveFailed(t *testing.T) {
+	s, fl, _ := backupService(t, true, false, randomData(bkVol))
+	ctx := context.Background()
+	fr := s.Hosts.New("stor1", config.Host{}).(fileRunner)
+	s.Hosts.New = func(string, config.Host) exec.Runner { return lostAnswer{fr, "reserve_metadata_snap"} }
+	if _, err := s.CreateBackup(ctx, BackupOptions{Volume: "db1"}); err != nil {
+		t.Fatal(err) // the first has no parent: no thin_delta
+	}
+	if _, err := s.CreateBackup(ctx, BackupOptions{Volume: "db1"}); err == nil {
+		t.Fatal("backup whose reserve failed succeeded")
+	}
+	if fl.held {
+		t.Error("the failed reserve left the pool's metadata snapshot held")
+	}
+	checkVolume(t, s, state.Available, 0)
+}
+
+// Reconcile --fix acts after it looked: a backup that started meanwhile
+// holds the pool's metadata snapshot for its thin_delta (released under
+// it, thin_delta would read freed metadata), and a killed run's snapshot
+// may have become a volume's base. Both are left alone.
+func TestReconcileFixLeavesWhatABackupTookSinceItLooked(t *testing.T) {
+	s, fl, _ := backupService(t, true, false, randomData(bkVol))
+	ctx := context.Background()
+	unbased := backupSnapPrefix(volUUID) + "deadbeef"
+	fl.add(unbased, bkVol, true, nil, "blk", "blk-vol-"+volUUID, backupBaseTag)
+	fl.held = true
+	compare, err := lookBackupSnaps(ctx, s, "stor1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := s.snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Since: a backup of another volume of the pool is at its thin_delta,
+	// and the killed run's snapshot was made a base.
+	op, err := s.State.Lock(ctx, "thin_delta", poolObject("stor1", "blk", "pool"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer op.End(ctx, nil)
+	fl.mu.Lock()
+	fl.lvs[unbased].tags = append(fl.lvs[unbased].tags, backupTag("0f0f0f0f-1111-2222-3333-444455556666"))
+	fl.mu.Unlock()
+	for _, d := range compare(snap) {
+		if err := d.fix(ctx); err == nil && d.Kind == DriftHeldMetadataSnap {
+			t.Errorf("%s fixed while a backup holds the pool", d.Kind)
+		}
+	}
+	if !fl.held {
+		t.Error("--fix released the metadata snapshot a running backup holds")
+	}
+	if left := backupLVs(fl); !slices.Contains(left, unbased) {
+		t.Errorf("--fix removed %s, a base now", unbased)
+	}
+}
+
+// A backup killed between freeze and thaw left the volume backing-up and
+// maybe its guest frozen: reconcile --fix, putting the volume back, thaws
+// the guest first, as a rerun of the backup would.
+func TestReconcileFixOfAKilledBackupThawsTheGuest(t *testing.T) {
+	s, _, _, ev := snapService(t, true, true)
+	ctx := context.Background()
+	op, err := s.State.Claim(ctx, "backup", volUUID, []string{state.InUse}, state.BackingUp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op.End(ctx, errors.New("killed"))
+	v, _ := s.State.Volume(ctx, volUUID)
+	if err := resumers[state.BackingUp].run(ctx, s, v); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ev.log, []string{"fsthaw"}) {
+		t.Errorf("ran %v, want the guest thawed", ev.log)
+	}
+	checkVolume(t, s, state.InUse, 0)
+}

@@ -423,7 +423,11 @@ var resumers = map[string]struct {
 		_, err := s.FinishExtend(ctx, v.UUID)
 		return err
 	}},
-	state.BackingUp: {"--fix puts it back as it was (the backup was not made: run it again)", func(ctx context.Context, s *Service, v state.Volume) error {
+	state.BackingUp: {"--fix thaws its guest and puts it back as it was (the backup was not made: run it again)", func(ctx context.Context, s *Service, v state.Volume) error {
+		// Killed between freeze and thaw, the backup left the guest frozen.
+		if err := s.thawAttached(ctx, v); err != nil {
+			return err
+		}
 		_, err := s.State.MoveVolume(ctx, v.UUID, state.Move{From: []string{state.BackingUp}, To: statusBeforeBackup(v)})
 		return err
 	}},

@@ -67,9 +67,7 @@ func lookBackupSnaps(ctx context.Context, s *Service, host string) (func(*snapsh
 			if snap.busy[u] {
 				continue // a backup running now
 			}
-			based := slices.ContainsFunc(f.lv.Tags, func(t string) bool {
-				return strings.HasPrefix(t, "blk-backup-") && t != backupBaseTag
-			})
+			based := isBase(f.lv)
 			why := ""
 			switch {
 			case !known:
@@ -86,8 +84,15 @@ func lookBackupSnaps(ctx context.Context, s *Service, host string) (func(*snapsh
 				Detail: "backup snapshot " + object + " is no volume's backup base: " + why,
 				Action: "--fix removes it (lvremove " + object + "); no backup needs it",
 				fix: func(ctx context.Context) error {
-					if _, err := l.LV(ctx, f.lv.Name); errors.Is(err, lvm.ErrNotFound) {
+					lv, err := l.LV(ctx, f.lv.Name)
+					switch {
+					case errors.Is(err, lvm.ErrNotFound):
 						return nil
+					case err != nil:
+						return err
+					case !based && isBase(lv):
+						// The run looked at as killed finished since.
+						return errors.New("it is a backup's base now: left alone")
 					}
 					return l.Remove(ctx, f.lv.Name)
 				}})
@@ -102,10 +107,30 @@ func lookBackupSnaps(ctx context.Context, s *Service, host string) (func(*snapsh
 				Detail: fmt.Sprintf("thin pool %s holds a metadata snapshot and no backup is running (one was killed)", object),
 				Action: fmt.Sprintf("--fix releases it (dmsetup message %s-%s-tpool 0 release_metadata_snap); the next backup would too",
 					b.VG, b.ThinPool),
-				fix: func(ctx context.Context) error { return l.ReleaseMetadataSnap(ctx, b.ThinPool) }})
+				fix: func(ctx context.Context) error {
+					// A backup that started since may hold it for its
+					// thin_delta, which would read freed metadata.
+					op, err := s.State.Lock(ctx, "reconcile", poolObject(b.Host, b.VG, b.ThinPool))
+					if errors.Is(err, ErrConflict) {
+						return fmt.Errorf("a backup uses it now: left alone: %w", err)
+					}
+					if err != nil {
+						return err
+					}
+					err = l.ReleaseMetadataSnap(ctx, b.ThinPool)
+					return errors.Join(err, op.End(ctx, err))
+				}})
 		}
 		return out
 	}, nil
+}
+
+// isBase says whether a backup snapshot is the base of a backup (tagged
+// with its manifest's uuid).
+func isBase(lv lvm.LV) bool {
+	return slices.ContainsFunc(lv.Tags, func(t string) bool {
+		return strings.HasPrefix(t, "blk-backup-") && t != backupBaseTag
+	})
 }
 
 // poolObject names a thin pool in the journal, for the lock of its one

@@ -125,7 +125,7 @@ func (s *Service) ResetState(ctx context.Context, o ResetOptions) (ResetResult, 
 		reason = "reset to " + o.To + " with --force despite: " + strings.Join(found, "; ")
 	}
 	nv, err := s.State.ResetVolume(ctx, v.UUID, state.Reset{To: o.To, DropAttachment: o.To == state.Available && hasAtt,
-		Attached: o.To == state.InUse && hasAtt, Reason: reason})
+		Attached: o.To == state.InUse && hasAtt, Reason: reason, From: v.Status})
 	res.Volume = volumeOf(nv)
 	return res, err
 }

@@ -519,18 +519,30 @@ func (s *Service) RevertSnapshot(ctx context.Context, ref string) (_ RevertResul
 	if err != nil {
 		return RevertResult{}, err
 	}
+	consumed := false
 	r.add("snapshot status", func(ctx context.Context) error {
+		if consumed {
+			// Merged into the volume, its LV is gone: listed available it
+			// would "revert" later by doing nothing. Left restoring, only
+			// the rerun the volume's error asks for takes it, and ends it.
+			return sop.End(ctx, err)
+		}
 		_, merr := s.State.MoveSnapshot(ctx, sn.UUID, state.SnapshotMove{From: []string{state.Restoring}, To: state.Available})
 		return errors.Join(merr, sop.End(ctx, err))
 	})
-	consumed, err := sp.revert(ctx, v, sn)
+	consumed, err = sp.revert(ctx, v, sn)
 	if err != nil {
 		// A copy back may have rewritten part of the volume; a merge LVM
-		// deferred changes it at the next activation: either way it is
-		// not the volume it was.
-		partial = isCopyRevert(sp) || errors.Is(err, lvm.ErrInUse)
+		// deferred changes it at the next activation; a merge done may
+		// have left it with the snapshot's tags: either way it is not the
+		// volume it was.
+		partial = isCopyRevert(sp) || errors.Is(err, lvm.ErrInUse) || consumed
 		return RevertResult{}, fmt.Errorf("revert volume %q to snapshot %q: %w", v.Name, sn.Name, err)
 	}
+	// The volume reads as the snapshot now: what is left records it, also
+	// after Ctrl-C.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+	defer cancel()
 	res := RevertResult{Consumed: consumed, Snapshot: snapshotOf(sn)}
 	if consumed {
 		err = s.State.DeleteSnapshot(ctx, sn.UUID, state.Restoring)

@@ -3,6 +3,7 @@ package volume
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/blk-project/blk/internal/fault"
 	"github.com/blk-project/blk/lvm"
@@ -102,6 +103,13 @@ func (p lvmProvider) revert(ctx context.Context, v state.Volume, sn state.Snapsh
 	lv, err := l.LV(ctx, lvName(v.UUID))
 	if err != nil {
 		return true, err
+	}
+	if lv.SizeBytes < v.SizeBytes {
+		// Extended since the snapshot, the volume keeps its size, as in
+		// Cinder: a merge gives it the snapshot's.
+		if lv, err = l.Extend(ctx, lv.Name, v.SizeBytes); err != nil {
+			return true, fmt.Errorf("grow the merged volume back to %s: %w", FormatSize(v.SizeBytes), err)
+		}
 	}
 	return true, l.Retag(ctx, lv, []string{lvm.Tag, lvm.VolumeTag(v.UUID)}, "blk-snap-")
 }

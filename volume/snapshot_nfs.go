@@ -52,14 +52,20 @@ func (p nfsProvider) removeSnapshot(ctx context.Context, sn state.Snapshot) erro
 
 // revert copies the snapshot back over the volume's file (sparse; a
 // preallocated volume is allocated in full again) and keeps the snapshot.
+// A volume extended since keeps its size, as in Cinder: the copy is the
+// snapshot's size, and is grown back to the volume's.
 func (p nfsProvider) revert(ctx context.Context, v state.Volume, sn state.Snapshot) (bool, error) {
 	f, err := p.files()
 	if err != nil {
 		return false, err
 	}
 	file := p.file(v.UUID)
-	_, err = f.Copy(ctx, p.snapFile(sn.UUID), file)
-	if err == nil && !v.Thin {
+	st, err := f.Copy(ctx, p.snapFile(sn.UUID), file)
+	switch {
+	case err != nil:
+	case st.SizeBytes < v.SizeBytes:
+		_, err = f.Grow(ctx, file, v.SizeBytes, !v.Thin)
+	case !v.Thin:
 		_, err = f.Preallocate(ctx, file, v.SizeBytes)
 	}
 	return false, err

@@ -465,3 +465,85 @@ func TestTwiceKilledSnapshotIsTakenOverStill(t *testing.T) {
 	}
 	checkVolume(t, s, state.InUse, 1)
 }
+
+// A merge done and a later step failed: the snapshot's LV is gone, so it
+// must not be listed available again (a later revert to it would "succeed"
+// by doing nothing); the volume says to rerun, and the rerun finishes.
+func TestRevertFailingAfterTheMergeKeepsTheSnapshotForTheRerun(t *testing.T) {
+	s, stor, _, _ := snapService(t, true, false)
+	takeSnapshot(t, s, stor)
+	ctx := context.Background()
+	stor.Expect(snapReport(snapLV, "1073741824", "blk"), lvsOfName(snapLV)...)
+	stor.Expect("", "lvconvert", "--yes", "--merge", "blk/"+snapLV)
+	stor.ExpectFail(5, "", notFound, lvsOfName(snapLV)...)
+	stor.ExpectFail(5, "", "connection reset", lvsOf(volUUID)...)
+	if _, err := s.RevertSnapshot(ctx, "s1"); err == nil {
+		t.Fatal("revert whose last step failed succeeded")
+	}
+	if sn, err := s.State.Snapshot(ctx, "s1"); err != nil || sn.Status == state.Available {
+		t.Errorf("merged snapshot after the failure: %+v, %v; want it not available", sn, err)
+	}
+	if v, _ := s.State.Volume(ctx, volUUID); v.Status != state.Error || !strings.Contains(v.LastError, "rerun") {
+		t.Errorf("volume %q (%q), want error asking for a rerun", v.Status, v.LastError)
+	}
+	stor.ExpectFail(5, "", notFound, lvsOfName(snapLV)...)
+	stor.Expect(snapReport("volume-"+volUUID, "1073741824", "blk,blk-vol-"+volUUID), lvsOf(volUUID)...)
+	if res, err := s.RevertSnapshot(ctx, "s1"); err != nil || !res.Consumed {
+		t.Fatalf("rerun: %+v, %v", res, err)
+	}
+	checkVolume(t, s, state.Available, 0)
+}
+
+// A volume extended since its snapshot keeps its size when reverted (as
+// Cinder extends it again after the revert): the file copied back is the
+// snapshot's size, and would be shorter than the volume's record.
+func TestNFSRevertKeepsTheSizeTheVolumeGrewTo(t *testing.T) {
+	hv := newFakeHV("web1")
+	s, stor, _ := twoHostService(t, "nfs-1", config.Backend{Type: "nfs", Host: "stor1", Export: export, Path: "/srv/blk"}, nil, hv)
+	addAvailable(t, s, state.Volume{UUID: volUUID, Name: "files1", Backend: "nfs-1", SizeBytes: 1 << 30, Thin: true,
+		Path: "/srv/blk/volume-" + volUUID})
+	s.testHookUUID = snapUUID
+	file, vol := "/srv/blk/snapshot-"+snapUUID, "/srv/blk/volume-"+volUUID
+	stor.Expect("", "cp", "--sparse=always", "--", vol, file)
+	stor.Expect("1073741824,8,512\n", "stat", "--format", "%s,%b,%B", file)
+	ctx := context.Background()
+	if _, err := s.CreateSnapshot(ctx, SnapshotOptions{Volume: "files1", Name: "f1"}); err != nil {
+		t.Fatal(err)
+	}
+	s.State.MoveVolume(ctx, volUUID, state.Move{From: []string{state.Available}, To: state.Available, SizeBytes: 2 << 30}) // extended
+	stor.Expect("", "cp", "--sparse=always", "--", file, vol)
+	stor.Expect("1073741824,8,512\n", "stat", "--format", "%s,%b,%B", vol)
+	stor.Expect("1073741824,8,512\n", "stat", "--format", "%s,%b,%B", vol)
+	stor.Expect("", "truncate", "--size", ">2147483648", vol)
+	stor.Expect("2147483648,8,512\n", "stat", "--format", "%s,%b,%B", vol)
+	res, err := s.RevertSnapshot(ctx, "f1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Volume.SizeBytes != 2<<30 {
+		t.Errorf("volume after the revert: %d bytes", res.Volume.SizeBytes)
+	}
+}
+
+// The same for LVM: a merge gives the volume its snapshot's size, which
+// an extend since outgrew; the volume is grown back.
+func TestLVMRevertKeepsTheSizeTheVolumeGrewTo(t *testing.T) {
+	s, stor, _, _ := snapService(t, true, false)
+	takeSnapshot(t, s, stor)
+	ctx := context.Background()
+	s.State.MoveVolume(ctx, volUUID, state.Move{From: []string{state.Available}, To: state.Available, SizeBytes: 2 << 30}) // extended
+	stor.Expect(snapReport(snapLV, "1073741824", "blk"), lvsOfName(snapLV)...)
+	stor.Expect("", "lvconvert", "--yes", "--merge", "blk/"+snapLV)
+	stor.ExpectFail(5, "", notFound, lvsOfName(snapLV)...)
+	stor.Expect(snapReport("volume-"+volUUID, "1073741824", "blk,blk-vol-"+volUUID), lvsOf(volUUID)...)
+	stor.Expect(snapReport("volume-"+volUUID, "1073741824", "blk,blk-vol-"+volUUID), lvsOf(volUUID)...)
+	stor.Expect("", "lvextend", "-L", "2147483648b", "blk/volume-"+volUUID)
+	stor.Expect(snapReport("volume-"+volUUID, "2147483648", "blk,blk-vol-"+volUUID), lvsOf(volUUID)...)
+	res, err := s.RevertSnapshot(ctx, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Consumed || res.Volume.SizeBytes != 2<<30 {
+		t.Errorf("result = %+v", res)
+	}
+}

@@ -105,3 +105,48 @@ func TestBackupPruneAndItsRefusals(t *testing.T) {
 		t.Errorf("after delete: %d backups", len(ms))
 	}
 }
+
+// A backup named twice (by name and by uuid) is deleted once, and its
+// chunks with it: not half-deleted with an error.
+func TestBackupDeleteOfOneBackupNamedTwice(t *testing.T) {
+	dir, r := repoConfig(t)
+	m, err := r.Find("db1-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := blk(t, dir, nil, "backup", "delete", "db1-a", m.UUID, "db1-a", "--yes", "-o", "json")
+	if res.code != 0 {
+		t.Fatalf("delete: code %d %s", res.code, res.errOut)
+	}
+	if ms, _, _ := r.List(); len(ms) != 1 || ms[0].Name != "db1-b" {
+		t.Errorf("after delete: %d backups", len(ms))
+	}
+}
+
+// A backup_repos path naming a directory in use is bad configuration
+// (exit 2): no repository is made there.
+func TestBackupIntoADirectoryInUseIsRefused(t *testing.T) {
+	dir := writeConfig(t, `
+state: STATE
+hosts: {local: {local: true}}
+backends: {nfs-1: {type: nfs, host: local, path: SRV, export: "127.0.0.1:SRV"}}
+backup_repos: {here: {host: local, path: SRV}}
+`)
+	srv := filepath.Join(dir, "srv")
+	os.MkdirAll(srv, 0o700)
+	b, _ := os.ReadFile(filepath.Join(dir, "blk.yaml"))
+	os.WriteFile(filepath.Join(dir, "blk.yaml"), bytes.ReplaceAll(b, []byte("SRV"), []byte(srv)), 0o600)
+	if res := blk(t, dir, nil, "volume", "create", "db1", "--size", "4MiB"); res.code != 0 {
+		t.Fatalf("create: %d %s", res.code, res.errOut)
+	}
+	res := blk(t, dir, nil, "backup", "create", "db1")
+	if res.code != ExitUsage || !strings.Contains(res.errOut, "empty or missing directory") {
+		t.Errorf("backup into the volumes' directory: code %d %s", res.code, res.errOut)
+	}
+	if _, err := os.Stat(filepath.Join(srv, "config")); err == nil {
+		t.Error("a repository was made among the volumes")
+	}
+	if res := blk(t, dir, nil, "volume", "show", "db1", "-o", "json"); !strings.Contains(res.out, `"status":"available"`) {
+		t.Errorf("volume after the refused backup: %s", res.out)
+	}
+}

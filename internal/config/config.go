@@ -6,6 +6,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"path"
 	"regexp"
 	"slices"
 	"strconv"
@@ -312,6 +313,10 @@ func (c *Config) Validate(file string) error {
 		}
 		if !strings.HasPrefix(r.Path, "/") {
 			return bad("backup_repos."+name+".path", "missing or not absolute")
+		}
+		// The repository owns the directory: prune empties its tmp/.
+		if r.Path == "/" || path.Clean(r.Path) != r.Path {
+			return bad("backup_repos."+name+".path", "%q: give a clean absolute path of a directory of its own (write %q)", r.Path, path.Clean(r.Path))
 		}
 	}
 	if d := c.Defaults.Backend; d != "" && d != AutoBackend {

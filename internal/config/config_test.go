@@ -93,6 +93,8 @@ func TestInputThatMustBeRefused(t *testing.T) {
 		{"    vg: blk", "    vg: blk\n    max_pool_usage_percent: 101", `backends.lvm-1.max_pool_usage_percent: 101: must be 1 to 100`},
 		{"  lvm-1:", "  auto:", `backends.auto: "auto" is reserved`},
 		{"defaults: {backend: lvm-1}", "defaults: {backend: lvm-2}", `defaults.backend: backend "lvm-2" is not defined`},
+		{"defaults: {backend: lvm-1}", "backup_repos: {r1: {host: stor1, path: /srv/b/..}}\ndefaults: {backend: lvm-1}", `backup_repos.r1.path: "/srv/b/..": give a clean absolute path`},
+		{"defaults: {backend: lvm-1}", "backup_repos: {r1: {host: stor1, path: /}}\ndefaults: {backend: lvm-1}", `backup_repos.r1.path: "/": give a clean`},
 	} {
 		body := strings.Replace(good, c.old, c.new, 1)
 		if body == good {

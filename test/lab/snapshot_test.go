@@ -217,3 +217,38 @@ func TestInUseSnapshotWithAgentIsFilesystemConsistent(t *testing.T) {
 		t.Errorf("after the snapshot the guest is %s", status)
 	}
 }
+
+// Snapshot, extend, revert: the volume reads as the snapshot and keeps the
+// size it was extended to (a thin merge and an NFS copy back give it the
+// snapshot's, which blk grows back).
+func TestSnapshotRevertAfterExtendKeepsTheSize(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		args []string
+	}{{"thick", nil}, {"thin", []string{"--thin"}}, {"nfs", []string{"--backend", "nfs-1"}}} {
+		t.Run(c.name, func(t *testing.T) {
+			name := uniq("rvx")
+			v := decode[volume](t, ok(t, append([]string{"volume", "create", name, "--size", "16MiB", "-o", "json"}, c.args...)...))
+			defer blk(t, "volume", "delete", name, "--yes")
+			fill(t, v.Path, "AAAA", 0)
+			a := sum(t, v.Path, 16)
+			ok(t, "snapshot", "create", name, "--name", name+"-s")
+			defer blk(t, "snapshot", "delete", name+"-s", "--yes")
+			ok(t, "volume", "extend", name, "--size", "32MiB")
+			fill(t, v.Path, "BBBB", 0)
+			ok(t, "snapshot", "revert", name+"-s", "--yes")
+			if got := sum(t, v.Path, 16); got != a {
+				t.Errorf("after revert the volume reads %s, want A's %s", got, a)
+			}
+			if size := strings.TrimSpace(sh(t, "blockdev", "--getsize64", v.Path)); c.name != "nfs" && size != "33554432" {
+				t.Errorf("after revert the LV is %s bytes, want 32MiB", size)
+			}
+			if size := strings.TrimSpace(sh(t, "stat", "-L", "-c", "%s", v.Path)); c.name == "nfs" && size != "33554432" {
+				t.Errorf("after revert the file is %s bytes, want 32MiB", size)
+			}
+			if got := decode[volume](t, ok(t, "volume", "show", name, "-o", "json")); got.SizeBytes != 32<<20 || got.Status != "available" {
+				t.Errorf("after revert: %+v", got)
+			}
+		})
+	}
+}
