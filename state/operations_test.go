@@ -201,10 +201,10 @@ func TestResetLeavesAVolumeThatMovedSinceItWasLookedAt(t *testing.T) {
 		t.Fatal(err)
 	}
 	op.End(ctx, nil)
-	if _, err := s.MoveVolume(ctx, "u1", Move{From: []string{Creating}, To: Available}); err != nil {
+	if _, err = s.MoveVolume(ctx, "u1", Move{From: []string{Creating}, To: Available}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Reserve(ctx, "u1", AttachmentRecord{Instance: "web1", Host: "c1", Device: "vdb"}); err != nil {
+	if _, err = s.Reserve(ctx, "u1", AttachmentRecord{Instance: "web1", Host: "c1", Device: "vdb"}); err != nil {
 		t.Fatal(err)
 	}
 	v, err := s.ResetVolume(ctx, "u1", Reset{To: Error, From: Available, Reason: "reset"})
