@@ -50,7 +50,7 @@ rm -f "$LAB"/state/ssh.db*
 run over-ssh env BLK_BIN="$bin/blk" BLK_FAULT_BIN="$bin/blk-fault" BLK_CONFIG="$ssh_conf" \
   BLK_LAB_SSH="127.0.0.1:${BLK_LAB_PORT:-2222},$LAB/ssh/id_ed25519,$LAB/ssh/known_hosts" \
   "$bin/lab.test" -test.v -test.timeout $timeout ${BLK_LAB_RUN:+-test.run "$BLK_LAB_RUN"}
-run in-guest lab/lab.sh ssh "rm -f /var/lib/blk/state.db*; cd /tmp && BLK_BIN=$bin/blk BLK_FAULT_BIN=$bin/blk-fault ${BLK_CRASH_EVERY:+BLK_CRASH_EVERY=$BLK_CRASH_EVERY} BLK_CONFIG=$LAB/blk-local.yaml $bin/lab.test -test.v -test.timeout $timeout ${BLK_LAB_RUN:+-test.run '$BLK_LAB_RUN'}"
+run in-guest lab/lab.sh ssh "rm -f /var/lib/blk/state.db*; cd /tmp && BLK_BIN=$bin/blk BLK_FAULT_BIN=$bin/blk-fault ${BLK_CRASH_EVERY:+BLK_CRASH_EVERY=$BLK_CRASH_EVERY} ${BLK_CRASH_ALL:+BLK_CRASH_ALL=$BLK_CRASH_ALL} BLK_CONFIG=$LAB/blk-local.yaml $bin/lab.test -test.v -test.timeout $timeout ${BLK_LAB_RUN:+-test.run '$BLK_LAB_RUN'}"
 t2=$(date +%s.%N)
 
 if [ "$fail" != 0 ]; then

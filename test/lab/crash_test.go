@@ -69,6 +69,13 @@ func TestCrash(t *testing.T) {
 	t.Run("attach", func(t *testing.T) { crashMatrix(t, m, every, attachFlow(lvThick)) })
 	t.Run("detach", func(t *testing.T) { crashMatrix(t, m, every, detachFlow(lvThick)) })
 
+	// The workflows below make the matrix about an hour a mode: make check
+	// (CI) leaves them out; BLK_CRASH_ALL=1 make lab-test runs them.
+	if os.Getenv("BLK_CRASH_ALL") == "" {
+		t.Log("BLK_CRASH_ALL unset: NFS, snapshot, extend, clone and image workflows left out of the matrix")
+		return
+	}
+
 	// nfs-1: a file on the export instead of an LV, a mount on the compute
 	// host instead of a target and a session.
 	t.Run("nfs/create", func(t *testing.T) { crashMatrix(t, m, every, createFlow(nfsFile)) })
