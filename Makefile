@@ -99,6 +99,7 @@ bench:
 	bench/clone.sh
 	bench/extend.sh
 	bench/from-image.sh
+	bench/incremental.sh
 	bench/backup.sh
 
 clean:
