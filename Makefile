@@ -99,7 +99,6 @@ bench:
 	bench/clone.sh
 	bench/extend.sh
 	bench/from-image.sh
-	bench/incremental.sh
 	bench/backup.sh
 
 clean:
