@@ -24,7 +24,19 @@ func guestExec(t *testing.T, domain string, argv ...string) (string, int) {
 			PID int `json:"pid"`
 		} `json:"return"`
 	}
-	if err := json.Unmarshal([]byte(sh(t, "virsh", "-c", "qemu:///system", "qemu-agent-command", domain, string(req))), &started); err != nil {
+	// The nested guest answers its agent late while it takes a new disk
+	// in ("Guest agent not available for now"): ask again for a minute.
+	var out string
+	for i := 0; ; i++ {
+		var err error
+		if out, err = guestRun("virsh", "-c", "qemu:///system", "qemu-agent-command", domain, string(req)); err == nil {
+			break
+		} else if i == 30 || !strings.Contains(err.Error(), "agent") {
+			t.Fatalf("guest-exec %q: %v", argv, err)
+		}
+		time.Sleep(2 * time.Second)
+	}
+	if err := json.Unmarshal([]byte(out), &started); err != nil {
 		t.Fatalf("guest-exec %q: %v", argv, err)
 	}
 	status := fmt.Sprintf(`{"execute":"guest-exec-status","arguments":{"pid":%d}}`, started.Return.PID)
