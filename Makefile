@@ -52,11 +52,11 @@ test:
 
 ## check: everything CI runs: lint, unit tests, stale completions, lab tests
 # check is what CI runs, under its hour: the lab suite once, with blk
-# driving the guest over SSH. lab-test runs it in both modes (blk over SSH
+# driving the guest over SSH, the crash matrix at every sixth step. lab-test runs it in both modes (blk over SSH
 # and blk inside the guest); BLK_CRASH_ALL=1 adds every workflow to the
 # crash matrix.
 check: lint test completions-check
-	BLK_LAB_MODES=over-ssh lab/test.sh
+	BLK_LAB_MODES=over-ssh BLK_CRASH_EVERY=$${BLK_CRASH_EVERY:-6} lab/test.sh
 
 # Linters at pinned versions, run from the module cache (outside the repo).
 SHADOW      := golang.org/x/tools/go/analysis/passes/shadow/cmd/shadow@v0.52.0
