@@ -23,7 +23,7 @@ go build -o "$bin/blk" ./cmd/blk || exit 1
 # delete, attach and detach took about 15 minutes a mode; NFS, snapshots,
 # extend, clones and images add to it (BLK_LAB_RUN='TestCrash/...' runs a
 # part; BLK_LAB_TIMEOUT, 45m by default, bounds each mode). By default it
-# tries the first, every third and the last kill point (make check, CI);
+# tries the first, every third and the last kill point (make check, CI: every sixth);
 # BLK_CRASH_EVERY=1 runs all of them.
 export BLK_CRASH_EVERY=${BLK_CRASH_EVERY:-3}
 timeout=${BLK_LAB_TIMEOUT:-45m}
