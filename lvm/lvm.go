@@ -324,10 +324,35 @@ func (l LVM) ThinPool(ctx context.Context, name string) (Pool, error) {
 // Extend grows the LV (thick, or a thin LV's virtual size) to at least size
 // and returns it as LVM made it. An LV already that large is left alone, so
 // a rerun of a killed extend does not fail on it.
+//
+// LVM grows the origin of a thick snapshot only while it is inactive: such
+// an LV is deactivated around lvextend (its snapshots with it) and refused
+// with ErrInUse while something holds it open. An LV found inactive (a
+// killed extend's) is activated again.
 func (l LVM) Extend(ctx context.Context, name string, size int64) (LV, error) {
 	lv, err := l.LV(ctx, name)
-	if err != nil || lv.SizeBytes >= size {
+	if err != nil {
 		return lv, err
+	}
+	if lv.SizeBytes >= size {
+		if !lv.Active() {
+			err = l.Activate(ctx, name, true)
+		}
+		return lv, err
+	}
+	if lv.ThickOrigin() && lv.Active() {
+		if lv.Open() {
+			return lv, fault.New(ErrInUse, "%s/%s has thick snapshots and is open: LVM grows a thick snapshot's origin only while it is inactive", l.VG, name)
+		}
+		if err = l.Activate(ctx, name, false); err != nil {
+			return lv, err
+		}
+		defer func() {
+			// Also when lvextend failed: the volume must stay usable.
+			if aerr := l.Activate(context.WithoutCancel(ctx), name, true); aerr != nil {
+				err = errors.Join(err, aerr)
+			}
+		}()
 	}
 	sectors := (size + 511) / 512 * 512
 	if _, err = l.run(ctx, exec.Cmd{Args: []string{"lvextend", "-L", strconv.FormatInt(sectors, 10) + "b", l.VG + "/" + name},
@@ -344,3 +369,25 @@ func (l LVM) Extend(ctx context.Context, name string, size int64) (LV, error) {
 	}
 	return grown, nil
 }
+
+// Activate activates (lvchange -ay) or deactivates (-an) the LV; an
+// origin's thick snapshots follow it.
+func (l LVM) Activate(ctx context.Context, name string, on bool) error {
+	flag := "-an"
+	if on {
+		flag = "-ay"
+	}
+	_, err := l.run(ctx, exec.Cmd{Args: []string{"lvchange", flag, l.VG + "/" + name}, Mutates: true})
+	return err
+}
+
+// lv_attr's characters: 1 the volume type, 5 the state, 6 whether open.
+
+// ThickOrigin says the LV is the origin of a thick (copy-on-write) snapshot.
+func (lv LV) ThickOrigin() bool { return len(lv.Attr) > 0 && lv.Attr[0] == 'o' }
+
+// Active says the LV has a device; an empty Attr (a dry run's read) counts.
+func (lv LV) Active() bool { return len(lv.Attr) < 5 || lv.Attr[4] == 'a' }
+
+// Open says something holds the LV's device open.
+func (lv LV) Open() bool { return len(lv.Attr) > 5 && lv.Attr[5] == 'o' }

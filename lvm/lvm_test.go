@@ -199,3 +199,53 @@ func TestExtendGrowsOnlyWhatIsSmaller(t *testing.T) {
 		t.Errorf("extend of a large enough LV = %+v, %v", lv, err)
 	}
 }
+
+func lvReportAttr(size, attr string) string {
+	return strings.Replace(lvReport(size), "-wi-a-----", attr, 1)
+}
+
+// LVM grows a thick snapshot's origin only while inactive ("Snapshot origin
+// volumes can be resized only while inactive", seen in the lab): Extend
+// deactivates it around lvextend and activates it again, also when
+// lvextend fails; an open one is refused before anything changes.
+func TestExtendOfAThickOriginDeactivatesItAround(t *testing.T) {
+	ctx := context.Background()
+	f := exectest.New(t, "stor1")
+	l := LVM{Run: f, VG: "blk"}
+	f.Expect(lvReportAttr("16777216", "owi-a-s---"), append(lvsArgs, "blk/v")...).
+		Expect("", "lvchange", "-an", "blk/v").
+		Expect("", "lvextend", "-L", "33554432b", "blk/v").
+		Expect(lvReportAttr("33554432", "owi---s---"), append(lvsArgs, "blk/v")...).
+		Expect("", "lvchange", "-ay", "blk/v")
+	f.InOrder([]string{"lvchange", "-an", "blk/v"}, []string{"lvextend", "-L", "33554432b", "blk/v"}, []string{"lvchange", "-ay", "blk/v"})
+	if lv, err := l.Extend(ctx, "v", 32<<20); err != nil || lv.SizeBytes != 32<<20 {
+		t.Fatalf("extend = %+v, %v", lv, err)
+	}
+
+	f = exectest.New(t, "stor1")
+	l = LVM{Run: f, VG: "blk"}
+	f.Expect(lvReportAttr("16777216", "owi-a-s---"), append(lvsArgs, "blk/v")...).
+		Expect("", "lvchange", "-an", "blk/v").
+		ExpectFail(5, "", "  Insufficient free space: 4 extents needed, but only 0 available", "lvextend", "-L", "33554432b", "blk/v").
+		Expect("", "lvchange", "-ay", "blk/v")
+	if _, err := l.Extend(ctx, "v", 32<<20); !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("failed lvextend: %v", err)
+	}
+
+	f = exectest.New(t, "stor1")
+	l = LVM{Run: f, VG: "blk"}
+	f.Expect(lvReportAttr("16777216", "owi-aos---"), append(lvsArgs, "blk/v")...)
+	if _, err := l.Extend(ctx, "v", 32<<20); !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "only while it is inactive") {
+		t.Fatalf("open origin: %v", err)
+	}
+}
+
+// A killed extend of a thick origin may leave it inactive: the rerun, with
+// nothing left to grow, activates it.
+func TestExtendActivatesAnLVLeftInactive(t *testing.T) {
+	f := exectest.New(t, "stor1")
+	f.Expect(lvReportAttr("33554432", "owi---s---"), append(lvsArgs, "blk/v")...).Expect("", "lvchange", "-ay", "blk/v")
+	if lv, err := (LVM{Run: f, VG: "blk"}).Extend(context.Background(), "v", 32<<20); err != nil || lv.SizeBytes != 32<<20 {
+		t.Fatalf("extend = %+v, %v", lv, err)
+	}
+}

@@ -73,6 +73,10 @@ func (s *Service) Extend(ctx context.Context, o ExtendOptions) (_ Volume, err er
 	if err != nil {
 		return volumeOf(v), err
 	}
+	if b.Type == "lvm" && !v.Thin && v.SnapshotCount > 0 && v.Status == state.InUse {
+		return volumeOf(v), conflict("volume %q is in use and has %s: LVM grows a thick volume with snapshots only while it is inactive: "+
+			"detach it or delete the snapshots first", v.Name, s.snapshotsOf(ctx, v))
+	}
 	p, err := s.provider(v.Backend, b)
 	if err != nil {
 		return volumeOf(v), err

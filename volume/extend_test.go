@@ -424,3 +424,25 @@ func TestFinishExtendTakesTheStoragesSize(t *testing.T) {
 		t.Fatalf("finish = %+v, %v (device %d)", v, err, w.devSize)
 	}
 }
+
+// LVM cannot grow an open thick snapshot origin: an in-use thick volume with
+// snapshots is refused up front, naming them, and nothing runs or moves.
+func TestExtendOfAnInUseThickVolumeWithSnapshotsIsRefused(t *testing.T) {
+	ctx := context.Background()
+	s, w := inUseExtendService(t, newFakeHV("web1"))
+	sop, err := s.State.InsertSnapshot(ctx, &state.Snapshot{UUID: snapUUID, Name: "s1", Volume: volUUID, SizeBytes: 1 << 30, Status: state.Available})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sop.End(ctx, nil)
+	_, err = s.Extend(ctx, ExtendOptions{Volume: "db1", Size: "2GiB"})
+	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "has snapshot(s) s1") || !strings.Contains(err.Error(), "detach it or delete the snapshots") {
+		t.Fatalf("err = %v", err)
+	}
+	if v, _ := s.State.Volume(ctx, "db1"); v.Status != state.InUse || v.SizeBytes != 1<<30 || v.LastError != "" {
+		t.Errorf("refused extend changed the volume: %+v", v)
+	}
+	if len(w.calls) != 0 {
+		t.Errorf("refused extend ran %q", w.calls)
+	}
+}

@@ -18,7 +18,11 @@ func newVolumeExtendCmd(a *App) *cobra.Command {
 The volume is extending meanwhile, then back to available or in-use.
 
   lvm: lvextend -L <bytes>b (thin volumes: their virtual size); the size
-       recorded is what LVM made (whole extents).
+       recorded is what LVM made (whole extents). LVM grows a thick
+       volume that has snapshots only while it is inactive: an available
+       one is deactivated around lvextend (its snapshots keep their
+       room: writes past their size need none), an in-use one is refused
+       (exit 3: detach it, or delete the snapshots, first).
   nfs: the file is lengthened with truncate (and allocated, if preallocated).
 
 When the volume is attached, the compute host and the guest are told too:
