@@ -202,6 +202,8 @@ func (s *Store) Claim(ctx context.Context, op, uuid string, from []string, to st
 func (s *Store) claim(ctx context.Context, kind, op, uuid string, from []string, to string) (*Op, error) {
 	var o *Op
 	var conflict *ConflictError
+	var took []string // the dead runs' operations taken over
+	var objName string
 	table := kind + "s"
 	txErr := s.tx(ctx, func(t *sql.Tx) error {
 		var name, st string
@@ -212,22 +214,25 @@ func (s *Store) claim(ctx context.Context, kind, op, uuid string, from []string,
 		if err != nil {
 			return err
 		}
+		objName = name
 		conflict = &ConflictError{Kind: kind, Volume: name, Status: st}
 		if !slices.Contains(from, st) {
 			return nil
 		}
-		rows, err := t.QueryContext(ctx, `SELECT owner FROM operations WHERE object = ? AND state = 'running'`, uuid)
+		rows, err := t.QueryContext(ctx, `SELECT op, owner, started_at FROM operations WHERE object = ? AND state = 'running'`, uuid)
 		if err != nil {
 			return err
 		}
 		var owners []string
+		took = took[:0]
 		for rows.Next() {
-			var own string
-			if err = rows.Scan(&own); err != nil {
+			var dead, own, started string
+			if err = rows.Scan(&dead, &own, &started); err != nil {
 				rows.Close()
 				return err
 			}
 			owners = append(owners, own)
+			took = append(took, fmt.Sprintf("its %s by %s since %s", dead, own, started))
 		}
 		rows.Close()
 		if err = rows.Err(); err != nil {
@@ -262,6 +267,10 @@ func (s *Store) claim(ctx context.Context, kind, op, uuid string, from []string,
 	if conflict != nil {
 		conflict.Holder = s.holder(ctx, uuid)
 		return nil, conflict
+	}
+	if len(took) > 0 && s.TakeOver != nil {
+		s.TakeOver(fmt.Sprintf("%s %q: %s, which is gone (killed?), is taken over: this %s finishes or rolls it back",
+			kind, objName, strings.Join(took, "; "), op))
 	}
 	return o, nil
 }

@@ -167,8 +167,13 @@ func TestClaimTakesOverOnlyFromTheDead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var told []string
+	s.TakeOver = func(msg string) { told = append(told, msg) }
 	if _, err = s.Claim(ctx, "delete", "u1", []string{Creating}, Deleting); !errors.Is(err, ErrConflict) {
 		t.Fatalf("claim under a live owner: %v", err)
+	}
+	if len(told) != 0 {
+		t.Errorf("a live owner's operation was said taken over: %q", told)
 	}
 	// The same operation, owned by a pid that does not run.
 	p := strings.Split(Owner, ":")
@@ -185,6 +190,11 @@ func TestClaimTakesOverOnlyFromTheDead(t *testing.T) {
 	v, _ := s.Volume(ctx, "u1")
 	if running != 1 || v.Status != Deleting || op == nil {
 		t.Errorf("after the claim: %d running, status %s", running, v.Status)
+	}
+	// blk says so: whose run, and what this one does about it.
+	if len(told) != 1 || !strings.Contains(told[0], `volume "db1": its create by `+strings.Join(p, ":")) ||
+		!strings.Contains(told[0], "is taken over: this delete finishes or rolls it back") {
+		t.Errorf("takeover told %q", told)
 	}
 	if _, err = s.Claim(ctx, "delete", "u1", []string{Deleting}, Deleting); !errors.Is(err, ErrConflict) {
 		t.Errorf("a second claim: %v", err)

@@ -59,6 +59,9 @@ type Store struct {
 	db     *sql.DB
 	path   string
 	memory bool // a dry run's stand-in for a state file that does not exist
+	// TakeOver, when set, is told each time a claim takes over the
+	// operation of a run that is provably gone, so people see it.
+	TakeOver func(msg string)
 }
 
 // BusyTimeout is how long a writer waits for another before giving up.

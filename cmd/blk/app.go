@@ -264,6 +264,7 @@ func (a *App) service(ctx context.Context, mode state.Mode) (*volume.Service, er
 	if err != nil {
 		return nil, err
 	}
+	st.TakeOver = func(msg string) { a.warn("%s", msg) }
 	var log *slog.Logger
 	if a.Verbose {
 		log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
