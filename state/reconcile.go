@@ -11,7 +11,10 @@ import (
 
 // Transitional are the statuses a volume holds only while an operation
 // runs: one of them with no live operation is stuck.
-var Transitional = []string{Creating, Attaching, Detaching, Deleting, Extending, BackingUp, Restoring}
+var Transitional = []string{Creating, Attaching, Detaching, Deleting, Extending, BackingUp, Restoring, Snapshotting, Reverting}
+
+// SnapshotTransitional are the same for a snapshot.
+var SnapshotTransitional = []string{Creating, Deleting, Restoring}
 
 // OpRecord is one running operation of the journal, with what this process
 // can prove about its owner.

@@ -121,6 +121,7 @@ var checks = []check{
 // snapshot is the state file, read once for a reconcile.
 type snapshot struct {
 	vols map[string]state.Volume           // by UUID
+	snps []state.Snapshot                  // the snapshot rows
 	atts map[string]state.AttachmentRecord // by volume UUID
 	ops  []state.OpRecord                  // running
 	// busy are objects a running operation holds whose owner may be
@@ -143,6 +144,9 @@ func (s *Service) snapshot(ctx context.Context) (*snapshot, error) {
 	}
 	for _, a := range atts {
 		snap.atts[a.Volume] = a
+	}
+	if snap.snps, err = s.State.ListSnapshots(ctx, ""); err != nil {
+		return nil, err
 	}
 	if snap.ops, err = s.State.RunningOps(ctx); err != nil {
 		return nil, err
@@ -436,6 +440,92 @@ var resumers = map[string]struct {
 		_, err := s.State.MoveVolume(ctx, v.UUID, state.Move{From: []string{state.Restoring}, To: state.ErrorRestoring, LastError: &msg})
 		return err
 	}},
+	state.Snapshotting: {"--fix finishes the snapshot it was taking (as rerunning 'blk snapshot create' with its name would), else thaws its guest and puts it back",
+		func(ctx context.Context, s *Service, v state.Volume) error {
+			if sn, ok := s.snapshotIn(ctx, v.UUID, state.Creating); ok {
+				_, err := s.CreateSnapshot(ctx, SnapshotOptions{Volume: v.UUID, Name: sn.Name})
+				return err
+			}
+			// Held for a clone (whose new volume's create is finished on
+			// its own), or killed before its snapshot had a row.
+			if err := s.thawAttached(ctx, v); err != nil {
+				return err
+			}
+			return s.putBack(ctx, v, state.Snapshotting, statusBeforeBackup(v))
+		}},
+	state.Reverting: {"--fix finishes the revert (as rerunning 'blk snapshot revert' would), else puts it back available",
+		func(ctx context.Context, s *Service, v state.Volume) error {
+			if sn, ok := s.snapshotIn(ctx, v.UUID, state.Restoring); ok {
+				_, err := s.RevertSnapshot(ctx, sn.UUID)
+				return err
+			}
+			// Killed before it held the snapshot (nothing was merged), or
+			// after the merge consumed it (the volume reads as the
+			// snapshot): available either way.
+			return s.putBack(ctx, v, state.Reverting, state.Available)
+		}},
+}
+
+// snapshotIn finds the volume's snapshot in status, if it has one.
+func (s *Service) snapshotIn(ctx context.Context, volume, status string) (state.Snapshot, bool) {
+	sns, _ := s.State.ListSnapshots(ctx, volume)
+	for _, sn := range sns {
+		if sn.Status == status {
+			return sn, true
+		}
+	}
+	return state.Snapshot{}, false
+}
+
+// putBack moves a volume a dead run held from status from to status to,
+// taking the dead run's operation over; one that moved meanwhile (another
+// repair finished its workflow) is left alone.
+func (s *Service) putBack(ctx context.Context, v state.Volume, from, to string) error {
+	if cur, err := s.State.Volume(ctx, v.UUID); err != nil || cur.Status != from {
+		return err
+	}
+	op, err := s.State.Claim(ctx, "reconcile", v.UUID, []string{from}, to)
+	if err != nil {
+		return err
+	}
+	return op.End(ctx, nil)
+}
+
+// snapshotResumers finish what a killed snapshot workflow left in a status,
+// when its volume is not stuck too (then the volume's resumer does it).
+var snapshotResumers = map[string]struct {
+	action string
+	run    func(ctx context.Context, s *Service, sn state.Snapshot) error
+}{
+	state.Creating: {"--fix finishes the snapshot create (as rerunning 'blk snapshot create' with its name would)", func(ctx context.Context, s *Service, sn state.Snapshot) error {
+		_, err := s.CreateSnapshot(ctx, SnapshotOptions{Volume: sn.Volume, Name: sn.Name})
+		return err
+	}},
+	state.Deleting: {"--fix finishes the snapshot delete (as rerunning it would)", func(ctx context.Context, s *Service, sn state.Snapshot) error {
+		_, err := s.DeleteSnapshots(ctx, []string{sn.UUID})
+		return err
+	}},
+	state.Restoring: {"--fix finishes the revert (as rerunning 'blk snapshot revert' would)", func(ctx context.Context, s *Service, sn state.Snapshot) error {
+		_, err := s.RevertSnapshot(ctx, sn.UUID)
+		return err
+	}},
+}
+
+// endDeadOps ends the dead runs' operations on object that a repair left
+// running (one that only moved a status takes nothing over), once the
+// repair succeeded.
+func (s *Service) endDeadOps(ctx context.Context, snap *snapshot, object string, err error) error {
+	if err != nil {
+		return err
+	}
+	for _, o := range snap.ops {
+		if o.Object == object && o.Gone {
+			if _, eerr := s.State.EndStaleOp(ctx, o.ID); eerr != nil {
+				return eerr
+			}
+		}
+	}
+	return nil
 }
 
 // lookOperations reads nothing on a host: it finds the journal's running
@@ -472,9 +562,28 @@ func (s *Service) compareOperations(snap *snapshot) []Drift {
 			Action: fmt.Sprintf("rerun the command that left it; once reality agrees, 'blk volume reset-state %s --to STATUS'", v.Name)}
 		if r, ok := resumers[v.Status]; ok {
 			d.Action = r.action
-			d.fix = func(ctx context.Context) error { return r.run(ctx, s, v) }
+			d.fix = func(ctx context.Context) error { return s.endDeadOps(ctx, snap, u, r.run(ctx, s, v)) }
 		}
 		out = append(out, d)
+	}
+	for _, sn := range snap.snps {
+		if !slices.Contains(state.SnapshotTransitional, sn.Status) || snap.busy[sn.UUID] {
+			continue
+		}
+		stuck[sn.UUID] = true
+		if v := snap.vols[sn.Volume]; stuck[sn.Volume] &&
+			(v.Status == state.Snapshotting && sn.Status == state.Creating || v.Status == state.Reverting && sn.Status == state.Restoring) {
+			continue // its volume's resumer finishes it
+		}
+		host := ""
+		if b, ok := s.Config.Backends[sn.Backend]; ok {
+			host = b.Host
+		}
+		r := snapshotResumers[sn.Status]
+		out = append(out, Drift{Host: host, Kind: DriftStuckStatus, Object: "snapshot " + sn.Name, Volume: sn.VolumeName,
+			Detail: fmt.Sprintf("snapshot %s of volume %s is %s and no live operation holds it", sn.Name, sn.VolumeName, sn.Status),
+			Action: r.action,
+			fix:    func(ctx context.Context) error { return s.endDeadOps(ctx, snap, sn.UUID, r.run(ctx, s, sn)) }})
 	}
 	for _, o := range snap.ops {
 		if !o.Gone || stuck[o.Object] {

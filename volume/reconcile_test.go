@@ -612,3 +612,67 @@ func TestReconcileLooksAtHostsConcurrentlyBounded(t *testing.T) {
 		t.Errorf("200 hosts took %v: not looked at together", d)
 	}
 }
+
+// Snapshot workflows killed part-way: a snapshot create (volume
+// snapshotting, snapshot creating), a snapshot delete (snapshot deleting),
+// a revert killed before it held its snapshot (volume reverting). Each is
+// reported, --fix finishes or rolls it back, and reconcile is then clean.
+func TestReconcileFinishesKilledSnapshotWorkflows(t *testing.T) {
+	ctx := context.Background()
+	s, _, lvs, _ := reconService(t)
+	addAvailable(t, s, state.Volume{UUID: vol2UUID, Name: "db2", Backend: "lvm-1", SizeBytes: 1 << 30, Path: "/dev/blk/volume-" + vol2UUID})
+	addAvailable(t, s, state.Volume{UUID: orphanU, Name: "db3", Backend: "lvm-1", SizeBytes: 1 << 30, Path: "/dev/blk/volume-" + orphanU})
+	for _, u := range []string{vol2UUID, orphanU} {
+		lvs["volume-"+u] = struct {
+			tags []string
+			size int64
+		}{lvTags(map[string]string{vol2UUID: "db2", orphanU: "db3"}[u], u), 1 << 30}
+	}
+	const s2 = "5b5b5b5b-1111-2222-3333-444455556666"
+	op, err := s.State.InsertSnapshot(ctx, &state.Snapshot{UUID: s2, Name: "s2", Volume: vol2UUID, SizeBytes: 1 << 30, Status: state.Creating})
+	if err != nil {
+		t.Fatal(err)
+	}
+	op.End(ctx, nil)
+	if _, err = s.State.MoveSnapshot(ctx, s2, state.SnapshotMove{From: []string{state.Creating}, To: state.Available}); err != nil {
+		t.Fatal(err)
+	}
+	asDeadProcess(t, func() {
+		if _, err := s.State.Claim(ctx, "snapshot", volUUID, []string{state.Available}, state.Snapshotting); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.State.InsertSnapshot(ctx, &state.Snapshot{UUID: snapUUID, Name: "s1", Volume: volUUID, SizeBytes: 1 << 30, Status: state.Creating}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.State.ClaimSnapshot(ctx, "snapshot delete", s2, []string{state.Available}, state.Deleting); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.State.Claim(ctx, "revert", orphanU, []string{state.Available}, state.Reverting); err != nil {
+			t.Fatal(err)
+		}
+	})
+	want := []string{"stor1 stuck-status snapshot s2", "stor1 stuck-status volume db1", "stor1 stuck-status volume db3"}
+	if got := kinds(reconcile(t, s, ReconcileOptions{})); !slices.Equal(got, want) {
+		t.Fatalf("drift: %q, want %q", got, want)
+	}
+	if n := Unfixed(reconcile(t, s, ReconcileOptions{Fix: true})); n != 0 {
+		t.Fatalf("%d not fixed", n)
+	}
+	for name, st := range map[string]string{"db1": state.Available, "db2": state.Available, "db3": state.Available} {
+		if v, _ := s.State.Volume(ctx, name); v.Status != st {
+			t.Errorf("%s is %s, want %s", name, v.Status, st)
+		}
+	}
+	if sn, err := s.State.Snapshot(ctx, "s1"); err != nil || sn.Status != state.Available {
+		t.Errorf("the killed snapshot create was not finished: %+v %v", sn, err)
+	}
+	if _, ok := lvs["_snapshot-"+snapUUID]; !ok {
+		t.Error("no snapshot LV was made")
+	}
+	if _, err := s.State.Snapshot(ctx, "s2"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the killed snapshot delete was not finished: %v", err)
+	}
+	if got := kinds(reconcile(t, s, ReconcileOptions{})); len(got) != 0 {
+		t.Errorf("after --fix: %q", got)
+	}
+}

@@ -41,17 +41,25 @@ a time. What is looked for (KIND):
   missing-disk              an attachment whose disk (by serial) is not in its domain
   orphan-disk               a disk with a volume's serial in a domain it is not
                             attached to
+  orphan-backup-snapshot    a backup snapshot LV that is no volume's backup base
+  held-metadata-snapshot    a thin pool metadata snapshot held with no backup running
   stale-operation           a journaled operation whose process is provably gone
-  stuck-status              a volume creating, attaching, detaching, deleting or
-                            extending with no live operation
+  stuck-status              a volume creating, attaching, detaching, deleting,
+                            extending, backing-up, restoring, snapshotting or
+                            reverting, or a snapshot creating, deleting or
+                            restoring, with no live operation
 
 A volume a live blk process is working on is left out: that is work in
 progress, not drift. A stale operation is reported on the machine its
 process ran on (its hostname), which may be no configured host.
 
 With --fix blk repairs what is safe, and each item says whether it was:
-a stuck create, delete or detach is finished and a stuck attach rolled back,
-each by the workflow's own rerun; orphan sessions (unless a domain has a disk
+a stuck create, delete, detach, extend, snapshot create, snapshot delete or
+revert is finished and a stuck attach rolled back, each by the workflow's own
+rerun; a volume a killed backup or clone held has its guest thawed and is put
+back, one a killed restore held is marked error_restoring (rerun the
+restore); orphan backup snapshots are removed and a held pool metadata
+snapshot released; orphan sessions (unless a domain has a disk
 on one), node records, mounts (the same), ACLs, targets (once no initiator is
 logged in) and accounts (the same) are removed; the target of an in-use volume is made
 again from its attachment (same IQN, LUN, CHAP account and initiator, as
