@@ -3,30 +3,16 @@ package backup
 import (
 	"errors"
 	"os"
-	"strconv"
 	"syscall"
-	"unsafe"
+
+	"github.com/blk-project/blk/internal/directio"
 )
 
 // Chunks are written with O_DIRECT where the file system allows it: on
 // this kind of machine (a VM, 2 cores) copying them through the page cache
 // cost more CPU than compressing them (about 2 s of system time per 2 GiB
 // written), and a backup or restore evicts nothing from the cache of the
-// host it runs on. O_DIRECT wants the buffer, the length and the offset
-// aligned; directAlign covers every Linux file system and block device.
-const directAlign = 4096
-
-// alignedBuf returns an empty slice of capacity n whose first byte is
-// directAlign-aligned.
-func alignedBuf(n int) []byte {
-	b := make([]byte, n+directAlign)
-	off := int(-uintptr(unsafe.Pointer(&b[0])) & (directAlign - 1))
-	return b[off : off : off+n]
-}
-
-func isAligned(b []byte) bool {
-	return len(b) > 0 && uintptr(unsafe.Pointer(&b[0]))&(directAlign-1) == 0
-}
+// host it runs on. directio has the alignment rules.
 
 // createDirect creates name (O_EXCL) on the local file system for writing
 // with O_DIRECT; nil when the file system refuses direct I/O.
@@ -44,8 +30,8 @@ func createDirect(name string) (*os.File, error) {
 // opens with O_DIRECT but refuses the write (EINVAL: a larger block size)
 // gets all of it through the page cache.
 func writeDirect(f *os.File, data []byte) error {
-	body := len(data) &^ (directAlign - 1)
-	if !isAligned(data) {
+	body := len(data) &^ (directio.Align - 1)
+	if !directio.Aligned(data) {
 		body = 0
 	}
 	if body > 0 {
@@ -90,23 +76,4 @@ func setDirect(f *os.File, on bool) error {
 		err = serr
 	}
 	return err
-}
-
-// reopenDirect opens a second, O_DIRECT descriptor on the file or block
-// device behind w, when w is one; nil otherwise. The caller's descriptor
-// keeps its flags.
-func reopenDirect(w any) *os.File {
-	f, ok := w.(*os.File)
-	if !ok {
-		return nil
-	}
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	var d *os.File
-	_ = rc.Control(func(fd uintptr) {
-		d, _ = os.OpenFile("/proc/self/fd/"+strconv.Itoa(int(fd)), os.O_WRONLY|syscall.O_DIRECT, 0)
-	})
-	return d
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/blk-project/blk/internal/directio"
 )
 
 // mixedData is compressible, random and zero chunks and a short last one,
@@ -26,16 +28,16 @@ func mixedData() []byte {
 
 func TestWriteAtomicAnyLengthAndAlignment(t *testing.T) {
 	r := newRepo(t)
-	src := alignedBuf(3 * directAlign)[:3*directAlign]
+	src := directio.Buf(3 * directio.Align)[:3*directio.Align]
 	rand.New(rand.NewSource(1)).Read(src)
 	for _, tc := range []struct {
 		name string
 		data []byte
 	}{
-		{"whole blocks", src[:2*directAlign]},
-		{"a tail", src[:2*directAlign+17]},
+		{"whole blocks", src[:2*directio.Align]},
+		{"a tail", src[:2*directio.Align+17]},
 		{"shorter than a block", src[:100]},
-		{"unaligned", src[1 : 2*directAlign+1]},
+		{"unaligned", src[1 : 2*directio.Align+1]},
 	} {
 		if err := r.writeAtomic("chunks/00/"+tc.name, tc.data, false); err != nil {
 			t.Fatalf("%s: %v", tc.name, err)

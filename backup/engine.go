@@ -15,10 +15,11 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/blk-project/blk/internal/directio"
 )
 
 // Range is a byte range of a volume.
@@ -46,7 +47,7 @@ type Options struct {
 }
 
 // zeroChunk is aligned: restore writes it with O_DIRECT.
-var zeroChunk = alignedBuf(ChunkSize)[:ChunkSize]
+var zeroChunk = directio.Buf(ChunkSize)[:ChunkSize]
 
 // timeFormat is RFC 3339 with fixed-width nanoseconds, so created_at
 // strings also sort as times.
@@ -125,7 +126,7 @@ func (r *Repo) Backup(ctx context.Context, src io.ReaderAt, size int64, opt Opti
 		bufs <- &b
 	}
 	// Aligned, so chunks are written with O_DIRECT (see direct_linux.go).
-	outs := sync.Pool{New: func() any { b := alignedBuf(maxStored); return &b }}
+	outs := sync.Pool{New: func() any { b := directio.Buf(maxStored); return &b }}
 	jobs := make(chan job, 1)
 	var done, stored, readBytes atomic.Int64
 	var dirsMu sync.Mutex
@@ -382,22 +383,14 @@ func (r *Repo) Restore(ctx context.Context, m *Manifest, dst io.WriterAt, dstZer
 		return err
 	}
 	defer dec.Close()
-	var direct io.WriterAt
-	if d := reopenDirect(dst); d != nil {
-		defer d.Close()
-		direct = d
+	direct := directio.Reopen(dst, true)
+	if direct != nil {
+		defer direct.Close()
 	}
-	// writeAt writes through direct whatever O_DIRECT takes: whole aligned
-	// buffers. A last short chunk goes through dst, and so does a chunk
-	// O_DIRECT refused (EINVAL: a device with larger blocks).
+	// Whole aligned chunks go through direct; a last short chunk, or one
+	// O_DIRECT refused (EINVAL: a device with larger blocks), through dst.
 	writeAt := func(b []byte, off int64) error {
-		if direct != nil && len(b)%directAlign == 0 && isAligned(b) {
-			n, err := direct.WriteAt(b, off)
-			if n != 0 || !errors.Is(err, syscall.EINVAL) {
-				return err
-			}
-		}
-		_, err := dst.WriteAt(b, off)
+		_, err := directio.WriteAt(direct, dst, b, off)
 		return err
 	}
 	type result struct {
@@ -409,7 +402,7 @@ func (r *Repo) Restore(ctx context.Context, m *Manifest, dst io.WriterAt, dstZer
 	// Workers finish before the decoder closes.
 	defer func() { cancel(); wg.Wait() }()
 	nw := workers()
-	bufs := sync.Pool{New: func() any { b := alignedBuf(ChunkSize); return &b }}
+	bufs := sync.Pool{New: func() any { b := directio.Buf(ChunkSize); return &b }}
 	// order carries each chunk's result slot in volume order; its capacity
 	// is the read-ahead. sem bounds the chunks in memory: twice the
 	// workers, so the CPUs keep busy while others wait on their writes.

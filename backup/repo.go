@@ -26,6 +26,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/blk-project/blk/internal/directio"
 )
 
 // Format is the repository format this blk writes and the newest it reads.
@@ -200,7 +202,7 @@ func (r *Repo) writeAtomic(name string, data []byte, syncDir bool) error {
 	var f File
 	var direct *os.File
 	var err error
-	if _, local := r.fs.(OS); local && len(data) >= directAlign && isAligned(data) {
+	if _, local := r.fs.(OS); local && len(data) >= directio.Align && directio.Aligned(data) {
 		if direct, err = createDirect(tmp); direct != nil {
 			f = direct
 		}

@@ -10,8 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
+
+	"github.com/blk-project/blk/internal/directio"
 )
 
 // BlockSize is the unit of reads and writes.
@@ -52,6 +55,15 @@ func Copy(ctx context.Context, dst io.WriterAt, src io.ReaderAt, size int64, o O
 		firstErr         error
 		wg               sync.WaitGroup
 	)
+	// Local files and devices are read and written with O_DIRECT where
+	// they allow it: through the page cache, a copy cost about 20 times
+	// dd iflag=direct oflag=direct in the lab's guest (system time).
+	dsrc, ddst := directio.Reopen(src, false), directio.Reopen(dst, true)
+	for _, d := range []*os.File{dsrc, ddst} {
+		if d != nil {
+			defer d.Close()
+		}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	fail := func(err error) {
@@ -66,14 +78,14 @@ func Copy(ctx context.Context, dst io.WriterAt, src io.ReaderAt, size int64, o O
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			buf := make([]byte, BlockSize)
+			buf := directio.Buf(BlockSize)[:BlockSize]
 			for {
 				off := next.Add(BlockSize) - BlockSize
 				if off >= size || ctx.Err() != nil {
 					return
 				}
 				b := buf[:min(BlockSize, size-off)]
-				n, err := src.ReadAt(b, off)
+				n, err := directio.ReadAt(dsrc, src, b, off)
 				if n < len(b) {
 					if err == nil || errors.Is(err, io.EOF) {
 						err = fmt.Errorf("short read at byte %d: the source ends at %d, %d expected", off, off+int64(n), size)
@@ -84,7 +96,7 @@ func Copy(ctx context.Context, dst io.WriterAt, src io.ReaderAt, size int64, o O
 				if o.SkipZeros && bytes.Equal(b, zeros[:len(b)]) {
 					skipped.Add(int64(len(b)))
 				} else {
-					if _, err := dst.WriteAt(b, off); err != nil {
+					if _, err := directio.WriteAt(ddst, dst, b, off); err != nil {
 						fail(fmt.Errorf("write at byte %d: %w", off, err))
 						return
 					}

@@ -101,3 +101,43 @@ func TestSparseFileStaysSparse(t *testing.T) {
 		t.Errorf("target allocates %d bytes for one written block", blocks)
 	}
 }
+
+// Real files, as local copies open them: whole blocks go through O_DIRECT
+// descriptors where the file system takes them, a tail that is no whole
+// number of pages through the page cache; every byte arrives.
+func TestFilesCopyWholeWithATail(t *testing.T) {
+	dir := t.TempDir()
+	size := int64(2*BlockSize + 3*4096 + 100)
+	want := make([]byte, size)
+	for i := range want {
+		want[i] = byte(i*7 + i/4096)
+	}
+	srcPath, dstPath := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
+	if err := os.WriteFile(srcPath, want, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dstPath, make([]byte, size), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.Open(srcPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(dstPath, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	st, err := Copy(context.Background(), dst, src, size, Options{})
+	if err != nil || st.Written != size {
+		t.Fatalf("copy = %+v, %v", st, err)
+	}
+	got, err := os.ReadFile(dstPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Error("the copy differs from its source")
+	}
+}
