@@ -41,7 +41,7 @@ dd if=/dev/urandom of=/dev/blk/volume-\$K bs=4M oflag=direct status=none || true
 hyperfine -N -w 1 -r $RUNS --export-json thick.json \
   -n 'blk thick clone' -p \"bash -c '\$B volume delete bench-thick-c --yes -q >/dev/null 2>&1; true'\" \
      \"\$B volume create bench-thick-c --from-volume bench-thick -q\" \
-  -n 'dd direct' \"dd if=/dev/blk/volume-\$K of=/dev/blk/volume-\$R bs=4M iflag=direct oflag=direct status=none\" >&2
+  -n 'dd direct' -p true \"dd if=/dev/blk/volume-\$K of=/dev/blk/volume-\$R bs=4M iflag=direct oflag=direct status=none\" >&2
 cmp /dev/blk/volume-\$K /dev/blk/volume-\$(\$B volume show bench-thick-c -o json | uuid)
 \$B volume delete bench-thin bench-thick bench-thick-c bench-ref --yes -q >/dev/null"
 
