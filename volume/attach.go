@@ -57,6 +57,21 @@ const lunID = 1
 // deviceWait bounds how long udev may take to make the by-path link.
 var deviceWait = 30 * time.Second
 
+// rollBackKilledAttach undoes what a killed attach of v made. A step it
+// could not undo stops the new attach: that export could still let the
+// killed attach's host in.
+func (s *Service) rollBackKilledAttach(ctx context.Context, v state.Volume) error {
+	res, err := s.Detach(ctx, DetachOptions{Volume: v.UUID, Force: true})
+	if err != nil {
+		return fmt.Errorf("roll back the killed attach of volume %q: %w", v.Name, err)
+	}
+	if len(res.Warnings) > 0 {
+		return fmt.Errorf("roll back the killed attach of volume %q: %s: the volume is available again, and 'blk reconcile' lists what is left",
+			v.Name, strings.Join(res.Warnings, "; "))
+	}
+	return nil
+}
+
 // Attach makes the volume reachable from the compute host (iSCSI export and
 // login, or the NFS export's mount) and plugs the disk into the domain, live
 // and persistent. Every step made is undone in reverse if a later one fails.
@@ -75,6 +90,17 @@ func (s *Service) Attach(ctx context.Context, o AttachOptions) (_ Volume, alread
 			return volumeOf(v), true, nil
 		}
 		return volumeOf(v), false, conflict("volume %q is attached to %s on %s: detach it first", v.Name, v.Attachment.Instance, v.Attachment.Host)
+	}
+	if v.Status == state.Attaching && !s.Hosts.DryRun() {
+		// A killed attach, run again: what it made is rolled back as
+		// 'detach --force' would (its Claim takes it over only from a
+		// process proven gone), then the attach starts afresh.
+		if err = s.rollBackKilledAttach(ctx, v); err != nil {
+			return volumeOf(v), false, err
+		}
+		if v, err = s.State.Volume(ctx, v.UUID); err != nil {
+			return volumeOf(v), false, err
+		}
 	}
 	if v.Status != state.Available {
 		return volumeOf(v), false, &state.ConflictError{Volume: v.Name, Status: v.Status, Holder: s.State.Holder(ctx, v.UUID),

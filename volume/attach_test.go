@@ -756,3 +756,38 @@ func TestADeadLibvirtConnectionIsDialledAgain(t *testing.T) {
 		t.Fatalf("a dead connection was reused: %d dials", len(dials))
 	}
 }
+
+// The same attach, run again after one that was left attaching (killed, or
+// with a rollback that could not finish): what the first made is rolled
+// back, and the volume is attached afresh. While a step of that rollback
+// still fails, the new attach does not start.
+func TestAttachRunAgainRollsBackTheOneLeftAndAttaches(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	w.failOp = "delete target"
+	hv := newFakeHV("web1")
+	hv.failOn = "attach"
+	s, _, _ := attachService(t, w, hv)
+	if _, _, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1", Bus: "scsi"}); err == nil {
+		t.Fatal("the first attach did not fail")
+	}
+	hv.failOn = ""
+	_, _, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1", Bus: "scsi"})
+	if err == nil || !strings.Contains(err.Error(), "roll back the killed attach") {
+		t.Fatalf("rerun while tgtd holds the target: %v", err)
+	}
+	w.failOp = ""
+	v, already, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1", Bus: "scsi"})
+	if err != nil || already || v.Status != state.InUse || v.Attachment == nil {
+		t.Fatalf("rerun: %+v, %v, %v", v, already, err)
+	}
+	if len(w.targets) != 1 || len(w.sessions) != 1 {
+		t.Errorf("after the rerun: targets %v sessions %v", w.targets, w.sessions)
+	}
+	if _, err = s.Detach(ctx, DetachOptions{Volume: "db1"}); err != nil {
+		t.Fatal(err)
+	}
+	if left := w.empty(); left != "" {
+		t.Errorf("left behind: %s", left)
+	}
+}

@@ -38,7 +38,9 @@ leaves those orders as they are.
 Any failure undoes, in reverse, what this run made (the domain's definition
 included), and the volume is available again. Attaching a volume already
 attached to the same instance succeeds and says so; to another instance it
-exits 3.`,
+exits 3. An attach that was killed (the volume stays attaching) is run again
+the same way: what it made is rolled back first, as 'detach --force' would,
+then the volume is attached afresh.`,
 		Example: `  blk volume attach db1 --instance web1
   blk volume attach db1 --instance web1 --bus scsi --read-only
   blk volume attach db1 --instance web1 --dry-run

@@ -138,21 +138,58 @@ func TestAttachDryRunPrintsThePlan(t *testing.T) {
 	}
 }
 
-// An attach killed with SIGKILL part-way, then detach --force: nothing left.
-func TestKilledAttachIsCleanedByForceDetach(t *testing.T) {
-	name := uniq("kill")
+// killedAttach starts an attach of a new volume to lab-vm1 and SIGKILLs it
+// once its export exists, before it finishes.
+func killedAttach(t *testing.T, name string) volume {
+	t.Helper()
 	v := decode[volume](t, ok(t, "volume", "create", name, "--size", "8MiB", "-o", "json"))
 	cmd := osexec.Command(os.Getenv("BLK_BIN"), "volume", "attach", name, "--instance", "lab-vm1", "--bus", "scsi")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// Kill it once the export exists, before it finishes.
 	deadline := time.Now().Add(60 * time.Second)
 	for !strings.Contains(sh(t, "tgtadm", "--lld", "iscsi", "--op", "show", "--mode", "target"), v.UUID) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
+	return v
+}
+
+// An attach killed with SIGKILL part-way, run again: it rolls back what the
+// killed one made, says it took it over, and attaches; the detach then
+// leaves nothing.
+func TestKilledAttachRunAgainAttaches(t *testing.T) {
+	name := uniq("rekill")
+	v := killedAttach(t, name)
+	r := blk(t, "volume", "attach", name, "--instance", "lab-vm1", "--bus", "scsi")
+	if r.code != 0 || !strings.Contains(r.errOut, "is taken over") {
+		t.Fatalf("attach run again: exit %d %s", r.code, r.errOut)
+	}
+	got := decode[attached](t, ok(t, "volume", "show", name, "-o", "json"))
+	if got.Status != "in-use" || got.Attachment == nil || got.Attachment.Instance != "lab-vm1" {
+		t.Fatalf("volume = %+v", got)
+	}
+	targets := 0
+	for _, l := range strings.Split(sh(t, "tgtadm", "--lld", "iscsi", "--op", "show", "--mode", "target"), "\n") {
+		if strings.HasPrefix(l, "Target ") && strings.Contains(l, v.UUID) {
+			targets++
+		}
+	}
+	if targets != 1 {
+		t.Errorf("%d targets of the volume", targets)
+	}
+	ok(t, "volume", "detach", name)
+	if left := leftovers(t, v.UUID, "lab-vm1"); len(left) > 0 {
+		t.Errorf("after the detach: %v", left)
+	}
+	ok(t, "volume", "delete", name, "--yes")
+}
+
+// An attach killed with SIGKILL part-way, then detach --force: nothing left.
+func TestKilledAttachIsCleanedByForceDetach(t *testing.T) {
+	name := uniq("kill")
+	v := killedAttach(t, name)
 	if r := blk(t, "volume", "delete", name, "--yes"); r.code != 3 {
 		t.Errorf("delete of a half-attached volume: exit %d %s", r.code, r.errOut)
 	}
