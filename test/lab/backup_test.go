@@ -51,7 +51,7 @@ func backupLeftovers(t *testing.T, uuid string, thin bool) []string {
 	if f := strings.Fields(sh(t, "dmsetup", "status", "blk-pool-tpool")); len(f) < 7 || f[6] != "-" {
 		out = append(out, "the pool's metadata snapshot is held: "+strings.Join(f, " "))
 	}
-	return out
+	return append(out, reconciled(t)...)
 }
 
 // randomFill writes mib MiB of random bytes at offset MiB of path.
@@ -276,6 +276,9 @@ func TestBackupAndRestoreSurviveKill9(t *testing.T) {
 				}
 				if st := decode[volume](t, ok(t, "volume", "show", target, "-o", "json")).Status; st != "available" {
 					t.Errorf("restore killed after step %d (%s), rerun: volume %s", n, last, st)
+				}
+				if p := reconciled(t); len(p) > 0 {
+					t.Errorf("restore killed after step %d (%s), rerun: %s", n, last, strings.Join(p, "; "))
 				}
 			}
 		})
