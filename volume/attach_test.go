@@ -598,11 +598,7 @@ func TestAttachRefusesUnknownInstanceAndTakenDevice(t *testing.T) {
 // it could go to a second host while the first one can still log in.
 func TestFailedRollbackKeepsTheVolumeHeld(t *testing.T) {
 	ctx := context.Background()
-	w := newWorld()
-	w.failOp = "delete target"
-	hv := newFakeHV("web1")
-	hv.failOn = "attach"
-	s, _, _ := attachService(t, w, hv)
+	s, w, hv := failingRollbackService(t)
 	_, _, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1", Bus: "scsi"})
 	if err == nil || !strings.Contains(err.Error(), `volume "db1" stays attaching`) || !strings.Contains(err.Error(), "blk volume detach --force db1") {
 		t.Fatalf("err = %v", err)
@@ -763,11 +759,7 @@ func TestADeadLibvirtConnectionIsDialledAgain(t *testing.T) {
 // still fails, the new attach does not start.
 func TestAttachRunAgainRollsBackTheOneLeftAndAttaches(t *testing.T) {
 	ctx := context.Background()
-	w := newWorld()
-	w.failOp = "delete target"
-	hv := newFakeHV("web1")
-	hv.failOn = "attach"
-	s, _, _ := attachService(t, w, hv)
+	s, w, hv := failingRollbackService(t)
 	if _, _, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1", Bus: "scsi"}); err == nil {
 		t.Fatal("the first attach did not fail")
 	}
@@ -790,4 +782,16 @@ func TestAttachRunAgainRollsBackTheOneLeftAndAttaches(t *testing.T) {
 	if left := w.empty(); left != "" {
 		t.Errorf("left behind: %s", left)
 	}
+}
+
+// failingRollbackService fails an attach at its libvirt step, and the
+// rollback at deleting the target.
+func failingRollbackService(t *testing.T) (*Service, *world, *fakeHV) {
+	t.Helper()
+	w := newWorld()
+	w.failOp = "delete target"
+	hv := newFakeHV("web1")
+	hv.failOn = "attach"
+	s, _, _ := attachService(t, w, hv)
+	return s, w, hv
 }

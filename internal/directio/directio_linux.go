@@ -61,22 +61,20 @@ func usable(d *os.File, b []byte, off int64) bool {
 // and when O_DIRECT refuses it (EINVAL: a device with larger blocks),
 // through r.
 func ReadAt(direct *os.File, r io.ReaderAt, b []byte, off int64) (int, error) {
-	if usable(direct, b, off) {
-		n, err := direct.ReadAt(b, off)
-		if n != 0 || !errors.Is(err, syscall.EINVAL) {
-			return n, err
-		}
-	}
-	return r.ReadAt(b, off)
+	return either(usable(direct, b, off), direct.ReadAt, r.ReadAt, b, off)
 }
 
 // WriteAt is ReadAt's twin for writes.
 func WriteAt(direct *os.File, w io.WriterAt, b []byte, off int64) (int, error) {
-	if usable(direct, b, off) {
-		n, err := direct.WriteAt(b, off)
+	return either(usable(direct, b, off), direct.WriteAt, w.WriteAt, b, off)
+}
+
+func either(useDirect bool, direct, buffered func([]byte, int64) (int, error), b []byte, off int64) (int, error) {
+	if useDirect {
+		n, err := direct(b, off)
 		if n != 0 || !errors.Is(err, syscall.EINVAL) {
 			return n, err
 		}
 	}
-	return w.WriteAt(b, off)
+	return buffered(b, off)
 }
