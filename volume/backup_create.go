@@ -12,6 +12,7 @@ import (
 	"github.com/blk-project/blk/hypervisor"
 	"github.com/blk-project/blk/internal/config"
 	"github.com/blk-project/blk/internal/exec"
+	"github.com/blk-project/blk/internal/retry"
 	"github.com/blk-project/blk/lvm"
 	"github.com/blk-project/blk/state"
 )
@@ -381,19 +382,14 @@ func (s *Service) thinChanges(ctx context.Context, l lvm.LVM, b config.Backend, 
 // among blk processes sharing this state file, waiting up to poolLockWait.
 func (s *Service) lockPool(ctx context.Context, b config.Backend) (func(), error) {
 	object := poolObject(b.Host, b.VG, b.ThinPool)
-	deadline := time.Now().Add(poolLockWait)
-	for {
-		op, err := s.State.Lock(ctx, "thin_delta", object)
-		if err == nil {
-			return func() { op.End(context.WithoutCancel(ctx), nil) }, nil
-		}
-		if !errors.Is(err, state.ErrConflict) || time.Now().After(deadline) {
-			return nil, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Second):
-		}
+	var op Op
+	err := retry.Do(ctx, retry.Policy{Within: poolLockWait, Delay: time.Second, Retry: func(err error) bool { return errors.Is(err, state.ErrConflict) }},
+		func() (err error) {
+			op, err = s.State.Lock(ctx, "thin_delta", object)
+			return err
+		})
+	if err != nil {
+		return nil, err
 	}
+	return func() { op.End(context.WithoutCancel(ctx), nil) }, nil
 }

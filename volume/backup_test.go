@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/blk-project/blk/backup"
 	"github.com/blk-project/blk/internal/config"
@@ -786,4 +787,28 @@ func TestReconcileFixOfAKilledBackupThawsTheGuest(t *testing.T) {
 		t.Errorf("ran %v, want the guest thawed", ev.log)
 	}
 	checkVolume(t, s, state.InUse, 0)
+}
+
+// One thin_delta per pool at a time: a backup waits for the pool's lock
+// (poolLockWait at most), and takes it once the holder lets go.
+func TestPoolLockWaitsForItsHolder(t *testing.T) {
+	ctx := context.Background()
+	s, _, _ := backupService(t, true, false, nil)
+	b := s.Config.Backends["lvm-1"]
+	release, err := s.lockPool(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setGlobal(t, &poolLockWait, 10*time.Millisecond)
+	if _, err = s.lockPool(ctx, b); !errors.Is(err, ErrConflict) {
+		t.Fatalf("a held pool: %v", err)
+	}
+	setGlobal(t, &poolLockWait, 10*time.Second)
+	time.AfterFunc(50*time.Millisecond, release)
+	start := time.Now()
+	again, err := s.lockPool(ctx, b)
+	if err != nil {
+		t.Fatalf("after the holder let go: %v (%v)", err, time.Since(start))
+	}
+	again()
 }
