@@ -329,30 +329,34 @@ func (l LVM) ThinPool(ctx context.Context, name string) (Pool, error) {
 // an LV is deactivated around lvextend (its snapshots with it) and refused
 // with ErrInUse while something holds it open. An LV found inactive (a
 // killed extend's) is activated again.
-func (l LVM) Extend(ctx context.Context, name string, size int64) (LV, error) {
-	lv, err := l.LV(ctx, name)
-	if err != nil {
+func (l LVM) Extend(ctx context.Context, name string, size int64) (lv LV, err error) {
+	if lv, err = l.LV(ctx, name); err != nil {
 		return lv, err
 	}
-	if lv.SizeBytes >= size {
-		if !lv.Active() {
-			err = l.Activate(ctx, name, true)
-		}
-		return lv, err
-	}
-	if lv.ThickOrigin() && lv.Active() {
+	inactive := !lv.Active()
+	if lv.ThickOrigin() && !inactive && lv.SizeBytes < size {
 		if lv.Open() {
 			return lv, fault.New(ErrInUse, "%s/%s has thick snapshots and is open: LVM grows a thick snapshot's origin only while it is inactive", l.VG, name)
 		}
 		if err = l.Activate(ctx, name, false); err != nil {
 			return lv, err
 		}
+		inactive = true
+	}
+	if inactive {
+		// Deactivated here, or by a killed extend: whatever happens
+		// next, the volume must be usable again.
 		defer func() {
-			// Also when lvextend failed: the volume must stay usable.
-			if aerr := l.Activate(context.WithoutCancel(ctx), name, true); aerr != nil {
+			uctx := context.WithoutCancel(ctx)
+			if aerr := l.Activate(uctx, name, true); aerr != nil {
 				err = errors.Join(err, aerr)
+			} else if back, rerr := l.lv(uctx, name, true); rerr == nil {
+				lv = back
 			}
 		}()
+	}
+	if lv.SizeBytes >= size {
+		return lv, nil
 	}
 	sectors := (size + 511) / 512 * 512
 	if _, err = l.run(ctx, exec.Cmd{Args: []string{"lvextend", "-L", strconv.FormatInt(sectors, 10) + "b", l.VG + "/" + name},

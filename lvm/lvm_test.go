@@ -216,9 +216,10 @@ func TestExtendOfAThickOriginDeactivatesItAround(t *testing.T) {
 		Expect("", "lvchange", "-an", "blk/v").
 		Expect("", "lvextend", "-L", "33554432b", "blk/v").
 		Expect(lvReportAttr("33554432", "owi---s---"), append(lvsArgs, "blk/v")...).
-		Expect("", "lvchange", "-ay", "blk/v")
+		Expect("", "lvchange", "-ay", "blk/v").
+		Expect(lvReportAttr("33554432", "owi-a-s---"), append(lvsArgs, "blk/v")...)
 	f.InOrder([]string{"lvchange", "-an", "blk/v"}, []string{"lvextend", "-L", "33554432b", "blk/v"}, []string{"lvchange", "-ay", "blk/v"})
-	if lv, err := l.Extend(ctx, "v", 32<<20); err != nil || lv.SizeBytes != 32<<20 {
+	if lv, err := l.Extend(ctx, "v", 32<<20); err != nil || lv.SizeBytes != 32<<20 || !lv.Active() {
 		t.Fatalf("extend = %+v, %v", lv, err)
 	}
 
@@ -227,7 +228,8 @@ func TestExtendOfAThickOriginDeactivatesItAround(t *testing.T) {
 	f.Expect(lvReportAttr("16777216", "owi-a-s---"), append(lvsArgs, "blk/v")...).
 		Expect("", "lvchange", "-an", "blk/v").
 		ExpectFail(5, "", "  Insufficient free space: 4 extents needed, but only 0 available", "lvextend", "-L", "33554432b", "blk/v").
-		Expect("", "lvchange", "-ay", "blk/v")
+		Expect("", "lvchange", "-ay", "blk/v").
+		Expect(lvReportAttr("16777216", "owi-a-s---"), append(lvsArgs, "blk/v")...)
 	if _, err := l.Extend(ctx, "v", 32<<20); !errors.Is(err, ErrNoSpace) {
 		t.Fatalf("failed lvextend: %v", err)
 	}
@@ -243,9 +245,32 @@ func TestExtendOfAThickOriginDeactivatesItAround(t *testing.T) {
 // A killed extend of a thick origin may leave it inactive: the rerun, with
 // nothing left to grow, activates it.
 func TestExtendActivatesAnLVLeftInactive(t *testing.T) {
+	ctx := context.Background()
 	f := exectest.New(t, "stor1")
-	f.Expect(lvReportAttr("33554432", "owi---s---"), append(lvsArgs, "blk/v")...).Expect("", "lvchange", "-ay", "blk/v")
-	if lv, err := (LVM{Run: f, VG: "blk"}).Extend(context.Background(), "v", 32<<20); err != nil || lv.SizeBytes != 32<<20 {
+	f.Expect(lvReportAttr("33554432", "owi---s---"), append(lvsArgs, "blk/v")...).Expect("", "lvchange", "-ay", "blk/v").
+		Expect(lvReportAttr("33554432", "owi-a-s---"), append(lvsArgs, "blk/v")...)
+	if lv, err := (LVM{Run: f, VG: "blk"}).Extend(ctx, "v", 32<<20); err != nil || lv.SizeBytes != 32<<20 || !lv.Active() {
 		t.Fatalf("extend = %+v, %v", lv, err)
+	}
+	// Killed between lvchange -an and lvextend: the rerun grows it and
+	// activates it.
+	f = exectest.New(t, "stor1")
+	f.Expect(lvReportAttr("16777216", "owi---s---"), append(lvsArgs, "blk/v")...).
+		Expect("", "lvextend", "-L", "33554432b", "blk/v").
+		Expect(lvReportAttr("33554432", "owi---s---"), append(lvsArgs, "blk/v")...).
+		Expect("", "lvchange", "-ay", "blk/v").
+		Expect(lvReportAttr("33554432", "owi-a-s---"), append(lvsArgs, "blk/v")...)
+	if lv, err := (LVM{Run: f, VG: "blk"}).Extend(ctx, "v", 32<<20); err != nil || lv.SizeBytes != 32<<20 || !lv.Active() {
+		t.Fatalf("rerun = %+v, %v", lv, err)
+	}
+	// An activation that fails is the extend's failure: the volume is
+	// not usable.
+	f = exectest.New(t, "stor1")
+	f.Expect(lvReportAttr("16777216", "owi-a-s---"), append(lvsArgs, "blk/v")...).
+		Expect("", "lvchange", "-an", "blk/v").Expect("", "lvextend", "-L", "33554432b", "blk/v").
+		Expect(lvReportAttr("33554432", "owi---s---"), append(lvsArgs, "blk/v")...).
+		ExpectFail(5, "", "  device-mapper: reload ioctl failed", "lvchange", "-ay", "blk/v")
+	if lv, err := (LVM{Run: f, VG: "blk"}).Extend(ctx, "v", 32<<20); err == nil || !strings.Contains(err.Error(), "reload ioctl failed") {
+		t.Fatalf("failed activation: %+v, %v", lv, err)
 	}
 }

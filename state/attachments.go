@@ -50,8 +50,21 @@ type AttachmentRecord struct {
 // in one transaction: two attaches of one volume cannot both win, nor two
 // volumes take one device of an instance.
 func (s *Store) Reserve(ctx context.Context, uuid string, a AttachmentRecord) (Volume, error) {
+	v, _, err := s.reserve(ctx, uuid, a, "")
+	return v, err
+}
+
+// ReserveOp is Reserve that also journals this process's op on the volume,
+// in the same transaction: a volume attaching with no running operation
+// is then always one whose attach was killed, never one about to journal.
+func (s *Store) ReserveOp(ctx context.Context, uuid string, a AttachmentRecord, op string) (Volume, *Op, error) {
+	return s.reserve(ctx, uuid, a, op)
+}
+
+func (s *Store) reserve(ctx context.Context, uuid string, a AttachmentRecord, op string) (Volume, *Op, error) {
 	var moved int64
 	var deviceTaken bool
+	var o *Op
 	err := s.tx(ctx, func(t *sql.Tx) error {
 		var err error
 		if moved, err = casStatus(ctx, t, uuid, Available, Attaching); err != nil || moved == 0 {
@@ -64,22 +77,26 @@ func (s *Store) Reserve(ctx context.Context, uuid string, a AttachmentRecord) (V
 			deviceTaken = true
 			return errRollback
 		}
+		if err != nil || op == "" {
+			return err
+		}
+		o, err = s.beginOp(ctx, t, op, uuid)
 		return err
 	})
 	if err != nil && !errors.Is(err, errRollback) {
-		return Volume{}, err
+		return Volume{}, nil, err
 	}
 	v, gerr := s.Volume(ctx, uuid)
 	if gerr != nil {
-		return v, gerr
+		return v, nil, gerr
 	}
 	if deviceTaken {
-		return v, &ConflictError{Volume: v.Name, Reason: fmt.Sprintf("cannot take device %s of %s: another volume holds it", a.Device, a.Instance)}
+		return v, nil, &ConflictError{Volume: v.Name, Reason: fmt.Sprintf("cannot take device %s of %s: another volume holds it", a.Device, a.Instance)}
 	}
 	if moved == 0 {
-		return v, &ConflictError{Volume: v.Name, Status: v.Status, Holder: s.holder(ctx, uuid)}
+		return v, nil, &ConflictError{Volume: v.Name, Status: v.Status, Holder: s.holder(ctx, uuid)}
 	}
-	return v, nil
+	return v, o, nil
 }
 
 var errRollback = errors.New("rollback")

@@ -57,19 +57,18 @@ const lunID = 1
 // deviceWait bounds how long udev may take to make the by-path link.
 var deviceWait = 30 * time.Second
 
-// rollBackKilledAttach undoes what a killed attach of v made. A step it
-// could not undo stops the new attach: that export could still let the
-// killed attach's host in.
+// rollBackKilledAttach undoes what a killed attach of v made, as a detach
+// would: its Claim takes the attach over only from a process proven gone
+// (an attach journals itself in the transaction that reserves the volume),
+// and a step that fails stops it with the volume still held (detaching), so
+// it cannot go to a second host while the first may still reach it.
 func (s *Service) rollBackKilledAttach(ctx context.Context, v state.Volume) error {
-	res, err := s.Detach(ctx, DetachOptions{Volume: v.UUID, Force: true})
-	if err != nil {
+	_, err := s.Detach(ctx, DetachOptions{Volume: v.UUID, killedAttach: true})
+	var ce *state.ConflictError
+	if err != nil && !errors.As(err, &ce) {
 		return fmt.Errorf("roll back the killed attach of volume %q: %w", v.Name, err)
 	}
-	if len(res.Warnings) > 0 {
-		return fmt.Errorf("roll back the killed attach of volume %q: %s: the volume is available again, and 'blk reconcile' lists what is left",
-			v.Name, strings.Join(res.Warnings, "; "))
-	}
-	return nil
+	return err
 }
 
 // Attach makes the volume reachable from the compute host (iSCSI export and
@@ -148,7 +147,8 @@ func (s *Service) Attach(ctx context.Context, o AttachOptions) (_ Volume, alread
 	conn.Boot = o.Boot
 	rec := state.AttachmentRecord{Volume: v.UUID, Instance: o.Instance, Host: host, Device: dev, Status: state.Attaching, Conn: conn,
 		DevicePath: conn.DevicePath}
-	if _, err = s.State.Reserve(ctx, v.UUID, rec); err != nil {
+	_, op, err := s.State.ReserveOp(ctx, v.UUID, rec, "attach")
+	if err != nil {
 		return volumeOf(v), false, err
 	}
 	r := newReverter()
@@ -166,10 +166,6 @@ func (s *Service) Attach(ctx context.Context, o AttachOptions) (_ Volume, alread
 		_, uerr := s.State.Unreserve(ctx, uuid)
 		return uerr
 	})
-	op, err := s.State.BeginOp(ctx, "attach", v.UUID)
-	if err != nil {
-		return volumeOf(v), false, err
-	}
 	r.journal(op)
 	if err = p.connect(ctx, r, v, &rec); err != nil {
 		return volumeOf(v), false, fmt.Errorf("attach volume %q to %q: %w", v.Name, o.Instance, err)

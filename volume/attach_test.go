@@ -768,7 +768,14 @@ func TestAttachRunAgainRollsBackTheOneLeftAndAttaches(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "roll back the killed attach") {
 		t.Fatalf("rerun while tgtd holds the target: %v", err)
 	}
+	// The failed rollback keeps the volume held, and says how to go on.
+	if v, _ := s.State.Volume(ctx, "db1"); v.Status != state.Detaching || !strings.Contains(err.Error(), "run detach again") {
+		t.Fatalf("after a failed rollback the volume is %s: %v", v.Status, err)
+	}
 	w.failOp = ""
+	if _, err = s.Detach(ctx, DetachOptions{Volume: "db1"}); err != nil {
+		t.Fatal(err)
+	}
 	v, already, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web1", Bus: "scsi"})
 	if err != nil || already || v.Status != state.InUse || v.Attachment == nil {
 		t.Fatalf("rerun: %+v, %v, %v", v, already, err)
@@ -794,4 +801,24 @@ func failingRollbackService(t *testing.T) (*Service, *world, *fakeHV) {
 	hv.failOn = "attach"
 	s, _, _ := attachService(t, w, hv)
 	return s, w, hv
+}
+
+// An attach in progress is journaled from the moment it reserves the
+// volume: a second attach is refused, never taken for a rerun of a killed
+// one.
+func TestAttachNeverTakesOverALiveAttach(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	s, _, _ := attachService(t, w, newFakeHV("web1", "web2"))
+	if _, _, err := s.State.ReserveOp(ctx, volUUID, state.AttachmentRecord{Volume: volUUID, Instance: "web1",
+		Host: "comp1", Device: "sdb", Status: state.Attaching}, "attach"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web2", Bus: "scsi"})
+	if !errors.Is(err, ErrConflict) || strings.Contains(err.Error(), "roll back") {
+		t.Fatalf("attach beside a live one: %v", err)
+	}
+	if rec, _ := s.State.Attachment(ctx, volUUID); rec.Instance != "web1" || len(w.targets) != 0 {
+		t.Errorf("the live attach's reservation changed: %+v, targets %v", rec, w.targets)
+	}
 }

@@ -17,6 +17,10 @@ type DetachOptions struct {
 	Volume   string
 	Instance string // when set, the volume must be attached to it
 	Force    bool
+	// killedAttach rolls back an attach whose process died (the volume
+	// attaching), stopping at the first step that fails, as a plain
+	// detach does: the volume then stays held.
+	killedAttach bool
 }
 
 // DetachResult tells what detach did.
@@ -55,7 +59,7 @@ func (s *Service) Detach(ctx context.Context, o DetachOptions) (res DetachResult
 		return res, err
 	}
 	from := []string{state.InUse}
-	if v.Status == state.Detaching || o.Force && v.Status == state.Attaching {
+	if v.Status == state.Detaching || (o.Force || o.killedAttach) && v.Status == state.Attaching {
 		// Continue a detach, or clean up a killed attach: Claim takes it
 		// over only from a process proven gone.
 		from = []string{v.Status}

@@ -86,7 +86,11 @@ func (s *Service) Extend(ctx context.Context, o ExtendOptions) (_ Volume, err er
 		return volumeOf(v), err
 	}
 	// Where it goes back to is what is true now, not previous_status: a
-	// rerun's Claim recorded extending there.
+	// rerun's Claim recorded extending there. Read after the Claim: an
+	// attach may have finished since v was read.
+	if cur, cerr := s.State.Volume(ctx, v.UUID); cerr == nil {
+		v = cur
+	}
 	back := state.Available
 	var rec *state.AttachmentRecord
 	if v.Attachment != nil {

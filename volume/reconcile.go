@@ -429,11 +429,7 @@ var resumers = map[string]struct {
 	}},
 	state.BackingUp: {"--fix thaws its guest and puts it back as it was (the backup was not made: run it again)", func(ctx context.Context, s *Service, v state.Volume) error {
 		// Killed between freeze and thaw, the backup left the guest frozen.
-		if err := s.thawAttached(ctx, v); err != nil {
-			return err
-		}
-		_, err := s.State.MoveVolume(ctx, v.UUID, state.Move{From: []string{state.BackingUp}, To: statusBeforeBackup(v)})
-		return err
+		return s.putBack(ctx, v, state.BackingUp, statusBeforeBackup(v), func(ctx context.Context) error { return s.thawAttached(ctx, v) })
 	}},
 	state.Restoring: {"--fix marks it error_restoring (its data is part restored: run the restore again)", func(ctx context.Context, s *Service, v state.Volume) error {
 		msg := "a restore into it was killed part-way: run it again"
@@ -447,11 +443,9 @@ var resumers = map[string]struct {
 				return err
 			}
 			// Held for a clone (whose new volume's create is finished on
-			// its own), or killed before its snapshot had a row.
-			if err := s.thawAttached(ctx, v); err != nil {
-				return err
-			}
-			return s.putBack(ctx, v, state.Snapshotting, statusBeforeBackup(v))
+			// its own), or killed before its snapshot had a row. Thawed
+			// only once taken over: a live run may have frozen it since.
+			return s.putBack(ctx, v, state.Snapshotting, statusBeforeBackup(v), func(ctx context.Context) error { return s.thawAttached(ctx, v) })
 		}},
 	state.Reverting: {"--fix finishes the revert (as rerunning 'blk snapshot revert' would), else puts it back available",
 		func(ctx context.Context, s *Service, v state.Volume) error {
@@ -462,7 +456,7 @@ var resumers = map[string]struct {
 			// Killed before it held the snapshot (nothing was merged), or
 			// after the merge consumed it (the volume reads as the
 			// snapshot): available either way.
-			return s.putBack(ctx, v, state.Reverting, state.Available)
+			return s.putBack(ctx, v, state.Reverting, state.Available, nil)
 		}},
 }
 
@@ -477,18 +471,21 @@ func (s *Service) snapshotIn(ctx context.Context, volume, status string) (state.
 	return state.Snapshot{}, false
 }
 
-// putBack moves a volume a dead run held from status from to status to,
-// taking the dead run's operation over; one that moved meanwhile (another
-// repair finished its workflow) is left alone.
-func (s *Service) putBack(ctx context.Context, v state.Volume, from, to string) error {
-	if cur, err := s.State.Volume(ctx, v.UUID); err != nil || cur.Status != from {
-		return err
-	}
-	op, err := s.State.Claim(ctx, "reconcile", v.UUID, []string{from}, to)
+// putBack moves a volume a dead run held from status from to status to:
+// it takes the dead run's operation over first (so nothing a live run does
+// is touched), runs before, if any, and moves it.
+func (s *Service) putBack(ctx context.Context, v state.Volume, from, to string, before func(context.Context) error) error {
+	op, err := s.State.Claim(ctx, "reconcile", v.UUID, []string{from}, from)
 	if err != nil {
 		return err
 	}
-	return op.End(ctx, nil)
+	if before != nil {
+		if err = before(ctx); err != nil {
+			return errors.Join(err, op.End(ctx, err))
+		}
+	}
+	_, err = s.State.MoveVolume(ctx, v.UUID, state.Move{From: []string{from}, To: to})
+	return errors.Join(err, op.End(ctx, err))
 }
 
 // snapshotResumers finish what a killed snapshot workflow left in a status,
@@ -562,7 +559,17 @@ func (s *Service) compareOperations(snap *snapshot) []Drift {
 			Action: fmt.Sprintf("rerun the command that left it; once reality agrees, 'blk volume reset-state %s --to STATUS'", v.Name)}
 		if r, ok := resumers[v.Status]; ok {
 			d.Action = r.action
-			d.fix = func(ctx context.Context) error { return s.endDeadOps(ctx, snap, u, r.run(ctx, s, v)) }
+			d.fix = func(ctx context.Context) error {
+				// Another repair (a clone's create finished) or a rerun
+				// may have moved it since it was looked at.
+				if cur, err := s.State.Volume(ctx, u); err != nil || cur.Status != v.Status {
+					if errors.Is(err, ErrNotFound) {
+						err = nil // finished (and gone) meanwhile
+					}
+					return err
+				}
+				return s.endDeadOps(ctx, snap, u, r.run(ctx, s, v))
+			}
 		}
 		out = append(out, d)
 	}
@@ -583,7 +590,15 @@ func (s *Service) compareOperations(snap *snapshot) []Drift {
 		out = append(out, Drift{Host: host, Kind: DriftStuckStatus, Object: "snapshot " + sn.Name, Volume: sn.VolumeName,
 			Detail: fmt.Sprintf("snapshot %s of volume %s is %s and no live operation holds it", sn.Name, sn.VolumeName, sn.Status),
 			Action: r.action,
-			fix:    func(ctx context.Context) error { return s.endDeadOps(ctx, snap, sn.UUID, r.run(ctx, s, sn)) }})
+			fix: func(ctx context.Context) error {
+				if cur, err := s.State.Snapshot(ctx, sn.UUID); err != nil || cur.Status != sn.Status {
+					if errors.Is(err, ErrNotFound) {
+						err = nil // finished (and gone) meanwhile
+					}
+					return err
+				}
+				return s.endDeadOps(ctx, snap, sn.UUID, r.run(ctx, s, sn))
+			}})
 	}
 	for _, o := range snap.ops {
 		if !o.Gone || stuck[o.Object] {

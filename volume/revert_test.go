@@ -111,6 +111,20 @@ func (s *spyStore) BeginOp(ctx context.Context, op, object string) (Op, error) {
 	return endRecorder{&s.ended}, nil
 }
 
+// ReserveOp reserves as the state file does, then journals in memory; a
+// journal that cannot be written fails the reservation with it (one
+// transaction).
+func (s *spyStore) ReserveOp(ctx context.Context, uuid string, a state.AttachmentRecord, op string) (state.Volume, Op, error) {
+	if s.failBegin {
+		return state.Volume{}, nil, errors.New("database is locked")
+	}
+	v, o, err := s.Store.ReserveOp(ctx, uuid, a, op)
+	if err != nil {
+		return v, nil, err
+	}
+	return v, endRecorder{&s.ended}, o.End(ctx, nil)
+}
+
 func TestAttachJournalsItsOutcome(t *testing.T) {
 	ctx := context.Background()
 	hv := newFakeHV("web1")

@@ -32,6 +32,8 @@ type Store interface {
 	MoveVolume(ctx context.Context, uuid string, m state.Move) (state.Volume, error)
 	DeleteVolume(ctx context.Context, uuid, from string) error
 	Reserve(ctx context.Context, uuid string, a state.AttachmentRecord) (state.Volume, error)
+	// ReserveOp is Reserve that journals op at once.
+	ReserveOp(ctx context.Context, uuid string, a state.AttachmentRecord, op string) (state.Volume, Op, error)
 	UpdateAttachment(ctx context.Context, a state.AttachmentRecord) error
 	FinishAttach(ctx context.Context, uuid string) (state.Volume, error)
 	Unreserve(ctx context.Context, uuid string) (state.Volume, error)
@@ -81,6 +83,14 @@ func (s stateStore) InsertVolume(ctx context.Context, v *state.Volume) (Op, erro
 		return nil, err
 	}
 	return o, nil
+}
+
+func (s stateStore) ReserveOp(ctx context.Context, uuid string, a state.AttachmentRecord, op string) (state.Volume, Op, error) {
+	v, o, err := s.Store.ReserveOp(ctx, uuid, a, op)
+	if err != nil {
+		return v, nil, err
+	}
+	return v, o, nil
 }
 
 func (s stateStore) BeginOp(ctx context.Context, op, object string) (Op, error) {
@@ -220,6 +230,11 @@ func (d *dryStore) DeleteVolume(ctx context.Context, uuid, from string) error {
 
 func (d *dryStore) Reserve(ctx context.Context, uuid string, a state.AttachmentRecord) (state.Volume, error) {
 	return d.move(ctx, uuid, []string{state.Available}, state.Attaching)
+}
+
+func (d *dryStore) ReserveOp(ctx context.Context, uuid string, a state.AttachmentRecord, _ string) (state.Volume, Op, error) {
+	v, err := d.Reserve(ctx, uuid, a)
+	return v, dryOp{}, err
 }
 
 func (d *dryStore) UpdateAttachment(context.Context, state.AttachmentRecord) error { return nil }
