@@ -15,10 +15,16 @@ import (
 // host it runs on. directio has the alignment rules.
 
 // createDirect creates name (O_EXCL) on the local file system for writing
-// with O_DIRECT; nil when the file system refuses direct I/O.
+// with O_DIRECT; nil when the file system refuses direct I/O. Such a file
+// system (tmpfs before Linux 6.6) may refuse only after it made the file:
+// made by this call (O_EXCL), it is removed, so the caller can create it
+// without O_DIRECT.
 func createDirect(name string) (*os.File, error) {
 	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_DIRECT, 0o600)
 	if errors.Is(err, syscall.EINVAL) {
+		if rerr := os.Remove(name); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			return nil, rerr
+		}
 		return nil, nil
 	}
 	return f, err
