@@ -5,7 +5,7 @@
 #   BLK=/path/to/blk BLK_CONFIG=$LAB/blk-local.yaml bench/incremental.sh
 # The volume (BENCH_MIB, default 2048) is filled with random data (nothing
 # for dedup or zero-skipping to win on), backed up in full (--full, timed),
-# 1% of it rewritten in 64 KiB writes spread over the volume, and backed up
+# 1% of it rewritten in whole chunks spread over the volume, and backed up
 # again (incremental, timed). Volume and backups are removed at the end.
 set -euo pipefail
 blk=${BLK:-blk}
@@ -40,12 +40,15 @@ timed() {
 
 echo "== full backup (--full: every chunk read, none new to store)"
 timed full "$blk" backup create "$name" --full -o json
-# 1%: writes of 64 KiB (a thin pool block) evenly spread.
-writes=$(((mib << 20) / 100 / 65536))
-step=$(((mib << 20) / 65536 / writes))
-echo "== rewriting $writes blocks of 64 KiB (1% of the volume)"
+# 1%: whole 4 MiB chunks evenly spread. (1% in 64 KiB writes spread evenly
+# would touch about 64% of the chunks: a backup of fixed 4 MiB chunks reads
+# every chunk a write touches.)
+chunks=$((mib / 4))
+writes=$(((chunks + 99) / 100))
+step=$((chunks / writes))
+echo "== rewriting $writes chunks of 4 MiB (1% of the volume)"
 for i in $(seq 0 $((writes - 1))); do
-  head -c 65536 /dev/urandom | dd of="$path" bs=64K seek=$((i * step)) oflag=direct conv=notrunc status=none
+  head -c 4194304 /dev/urandom | dd of="$path" bs=4M seek=$((i * step)) iflag=fullblock oflag=direct conv=notrunc status=none
 done
 sync
 echo "== incremental backup"
