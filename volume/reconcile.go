@@ -438,8 +438,10 @@ var resumers = map[string]struct {
 	}},
 	state.Snapshotting: {"--fix finishes the snapshot it was taking (as rerunning 'blk snapshot create' with its name would), else thaws its guest and puts it back",
 		func(ctx context.Context, s *Service, v state.Volume) error {
-			if sn, ok := s.snapshotIn(ctx, v.UUID, state.Creating); ok {
-				_, err := s.CreateSnapshot(ctx, SnapshotOptions{Volume: v.UUID, Name: sn.Name})
+			if sn, ok, err := s.snapshotIn(ctx, v.UUID, state.Creating); err != nil || ok {
+				if err == nil {
+					_, err = s.CreateSnapshot(ctx, SnapshotOptions{Volume: v.UUID, Name: sn.Name})
+				}
 				return err
 			}
 			// Held for a clone (whose new volume's create is finished on
@@ -449,8 +451,10 @@ var resumers = map[string]struct {
 		}},
 	state.Reverting: {"--fix finishes the revert (as rerunning 'blk snapshot revert' would), else puts it back available",
 		func(ctx context.Context, s *Service, v state.Volume) error {
-			if sn, ok := s.snapshotIn(ctx, v.UUID, state.Restoring); ok {
-				_, err := s.RevertSnapshot(ctx, sn.UUID)
+			if sn, ok, err := s.snapshotIn(ctx, v.UUID, state.Restoring); err != nil || ok {
+				if err == nil {
+					_, err = s.RevertSnapshot(ctx, sn.UUID)
+				}
 				return err
 			}
 			// Killed before it held the snapshot (nothing was merged), or
@@ -461,14 +465,24 @@ var resumers = map[string]struct {
 }
 
 // snapshotIn finds the volume's snapshot in status, if it has one.
-func (s *Service) snapshotIn(ctx context.Context, volume, status string) (state.Snapshot, bool) {
-	sns, _ := s.State.ListSnapshots(ctx, volume)
+func (s *Service) snapshotIn(ctx context.Context, volume, status string) (state.Snapshot, bool, error) {
+	sns, err := s.State.ListSnapshots(ctx, volume)
 	for _, sn := range sns {
 		if sn.Status == status {
-			return sn, true
+			return sn, true, nil
 		}
 	}
-	return state.Snapshot{}, false
+	return state.Snapshot{}, false, err
+}
+
+// stillIn says whether a row a repair was planned for is still in the
+// status it was seen in: another repair (a clone's create finished) or a
+// rerun may have moved it, or removed it (no error then).
+func stillIn(status, was string, err error) (bool, error) {
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil && status == was, err
 }
 
 // putBack moves a volume a dead run held from status from to status to:
@@ -560,13 +574,9 @@ func (s *Service) compareOperations(snap *snapshot) []Drift {
 		if r, ok := resumers[v.Status]; ok {
 			d.Action = r.action
 			d.fix = func(ctx context.Context) error {
-				// Another repair (a clone's create finished) or a rerun
-				// may have moved it since it was looked at.
-				if cur, err := s.State.Volume(ctx, u); err != nil || cur.Status != v.Status {
-					if errors.Is(err, ErrNotFound) {
-						err = nil // finished (and gone) meanwhile
-					}
-					return err
+				cur, err := s.State.Volume(ctx, u)
+				if ok, serr := stillIn(cur.Status, v.Status, err); !ok {
+					return serr
 				}
 				return s.endDeadOps(ctx, snap, u, r.run(ctx, s, v))
 			}
@@ -591,11 +601,9 @@ func (s *Service) compareOperations(snap *snapshot) []Drift {
 			Detail: fmt.Sprintf("snapshot %s of volume %s is %s and no live operation holds it", sn.Name, sn.VolumeName, sn.Status),
 			Action: r.action,
 			fix: func(ctx context.Context) error {
-				if cur, err := s.State.Snapshot(ctx, sn.UUID); err != nil || cur.Status != sn.Status {
-					if errors.Is(err, ErrNotFound) {
-						err = nil // finished (and gone) meanwhile
-					}
-					return err
+				cur, err := s.State.Snapshot(ctx, sn.UUID)
+				if ok, serr := stillIn(cur.Status, sn.Status, err); !ok {
+					return serr
 				}
 				return s.endDeadOps(ctx, snap, sn.UUID, r.run(ctx, s, sn))
 			}})
