@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -244,5 +245,51 @@ func TestFiftyConcurrentProcessesLeaveNoDrift(t *testing.T) {
 				t.Errorf("%s left %s", name, v.Status)
 			}
 		}
+	}
+}
+
+// A snapshot create and a snapshot delete killed after their first step
+// (the crash matrix recovers by rerunning; here reconcile --fix does):
+// reconcile reports them stuck, --fix finishes both, and reconcile is then
+// clean.
+func TestReconcileFinishesKilledSnapshotWorkflows(t *testing.T) {
+	if os.Getenv("BLK_FAULT_BIN") == "" {
+		t.Fatal("needs BLK_FAULT_BIN, blk built with -tags faultinject: run it with make lab-test")
+	}
+	name := uniq("rsnap")
+	ok(t, "volume", "create", name, "--size", "8MiB", "--thin")
+	defer blk(t, "volume", "delete", name, "--yes")
+	ok(t, "snapshot", "create", name, "--name", name+"-d")
+	defer blk(t, "snapshot", "delete", name+"-c", name+"-d", "--yes")
+	if _, killed, _, last := faultRun(t, 1, "snapshot", "create", name, "--name", name+"-c"); !killed {
+		t.Fatalf("snapshot create was not killed (last step %s)", last)
+	}
+	if _, killed, _, last := faultRun(t, 1, "snapshot", "delete", name+"-d", "--yes"); !killed {
+		t.Fatalf("snapshot delete was not killed (last step %s)", last)
+	}
+	code, drift := reconcile(t)
+	var stuck []string
+	for _, d := range drift {
+		if d.Kind == "stuck-status" {
+			stuck = append(stuck, d.Object)
+		}
+	}
+	if code != 6 || len(stuck) != 2 {
+		t.Fatalf("reconcile after the kills: exit %d, stuck %q, drift %+v", code, stuck, drift)
+	}
+	if code, drift = reconcile(t, "--fix"); code != 0 {
+		t.Fatalf("reconcile --fix: exit %d: %+v", code, drift)
+	}
+	if p := reconciled(t); len(p) > 0 {
+		t.Errorf("after --fix: %s", strings.Join(p, "; "))
+	}
+	if sn := decode[snapshot](t, ok(t, "snapshot", "show", name+"-c", "-o", "json")); sn.Status != "available" {
+		t.Errorf("the killed create was left %s", sn.Status)
+	}
+	if r := blk(t, "snapshot", "show", name+"-d"); r.code != 4 {
+		t.Errorf("the killed delete left its snapshot: exit %d %s", r.code, r.out)
+	}
+	if st := decode[volume](t, ok(t, "volume", "show", name, "-o", "json")).Status; st != "available" {
+		t.Errorf("volume left %s", st)
 	}
 }
