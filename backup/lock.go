@@ -68,7 +68,7 @@ func (r *Repo) Lock(kind LockKind, op string) (*Lock, error) {
 		var other lockFile
 		if json.Unmarshal(b, &other) != nil {
 			l.Unlock()
-			return nil, fmt.Errorf("lock %s: unreadable lock %s: remove it if no blk uses the repository: %w", r, r.p(name), ErrLocked)
+			return nil, fmt.Errorf("lock %s: unreadable lock %s: remove it if no blk uses the repository: %w", r, r.where(name), ErrLocked)
 		}
 		o, ok := owner.Parse(other.Owner)
 		live, why := owner.Unknown, "its owner is unreadable"
@@ -82,7 +82,7 @@ func (r *Repo) Lock(kind LockKind, op string) (*Lock, error) {
 		l.Unlock()
 		msg := fmt.Sprintf("lock %s: %q holds it (pid %d on %s since %s)", r, other.Op, o.Pid, o.Host, other.CreatedAt)
 		if live == owner.Unknown {
-			msg += fmt.Sprintf("; %s, so blk cannot prove it gone: if it is, remove %s", why, r.p(name))
+			msg += fmt.Sprintf("; %s, so blk cannot prove it gone: if it is, remove %s", why, r.where(name))
 		} else {
 			msg += ", still running: wait for it to finish"
 		}

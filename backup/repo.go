@@ -66,7 +66,22 @@ type Repo struct {
 func (r *Repo) p(elem ...string) string { return path.Join(append([]string{r.root}, elem...)...) }
 
 // String names the repository in errors.
-func (r *Repo) String() string { return r.root }
+func (r *Repo) String() string { return r.where("") }
+
+// where names a file of the repository for people (an object store's
+// keys are no paths on this machine).
+func (r *Repo) where(name string) string {
+	if w, ok := r.fs.(interface{ Where(string) string }); ok {
+		return w.Where(r.p(name))
+	}
+	return r.p(name)
+}
+
+// putter is a file system that writes a whole file atomically in one call,
+// as an object store's PUT does: writeAtomic needs no temp file then.
+type putter interface {
+	Put(name string, data []byte) error
+}
 
 // ID is the repository's random id, fixed at Init.
 func (r *Repo) ID() string { return r.cfg.ID }
@@ -198,6 +213,12 @@ func (r *Repo) readFile(name string) ([]byte, error) {
 // the rename itself is made durable; callers writing many files in one
 // directory batch that instead.
 func (r *Repo) writeAtomic(name string, data []byte, syncDir bool) error {
+	if p, ok := r.fs.(putter); ok {
+		if err := p.Put(r.p(name), data); err != nil {
+			return fmt.Errorf("write %s: %w", name, err)
+		}
+		return nil
+	}
 	tmp := r.p("tmp", randomID())
 	var f File
 	var direct *os.File
