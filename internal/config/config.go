@@ -6,11 +6,14 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"path"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 type Config struct {
@@ -76,10 +79,28 @@ func (b Backend) PoolUsageLimit() int {
 	return b.MaxPoolUsagePercent
 }
 
+// BackupRepo is a backup repository: a directory on a host (type dir, the
+// default: host and path), or a prefix of an S3 bucket (type s3: the rest).
 type BackupRepo struct {
+	Type string `yaml:"type"`
 	Host string `yaml:"host"`
 	Path string `yaml:"path"`
+	// Endpoint is host[:port] or https://host[:port] (TLS), or
+	// http://host[:port] (plain HTTP, only when spelled out).
+	Endpoint string `yaml:"endpoint"`
+	Bucket   string `yaml:"bucket"`
+	Prefix   string `yaml:"prefix"`
+	Region   string `yaml:"region"`
+	// The keys come from CredentialsFile (mode 0600), or the environment
+	// variables AccessKeyEnv and SecretKeyEnv (default AWS_ACCESS_KEY_ID
+	// and AWS_SECRET_ACCESS_KEY): never from this file.
+	CredentialsFile string `yaml:"credentials_file"`
+	AccessKeyEnv    string `yaml:"access_key_env"`
+	SecretKeyEnv    string `yaml:"secret_key_env"`
 }
+
+// S3 reports whether the repository is in object storage.
+func (r BackupRepo) S3() bool { return r.Type == "s3" }
 
 // AutoBackend as defaults.backend places each new volume on the backend
 // with the most free space that fits it.
@@ -308,6 +329,23 @@ func (c *Config) Validate(file string) error {
 	}
 	for _, name := range sortedKeys(c.BackupRepos) {
 		r := c.BackupRepos[name]
+		key := "backup_repos." + name
+		switch r.Type {
+		case "", "dir":
+		case "s3":
+			if err := checkS3Repo(r); err != nil {
+				return bad(key+"."+err.key, "%s", err.problem)
+			}
+			continue
+		default:
+			return bad(key+".type", "unknown repository type %q (want dir, the default, or s3)", truncate(r.Type, 20))
+		}
+		for _, kv := range [][2]string{{"endpoint", r.Endpoint}, {"bucket", r.Bucket}, {"prefix", r.Prefix}, {"region", r.Region},
+			{"credentials_file", r.CredentialsFile}, {"access_key_env", r.AccessKeyEnv}, {"secret_key_env", r.SecretKeyEnv}} {
+			if kv[1] != "" {
+				return bad(key+"."+kv[0], "only for type: s3 (this repository is a directory: host and path)")
+			}
+		}
 		if _, ok := c.Hosts[r.Host]; !ok {
 			return bad("backup_repos."+name+".host", "host %q is not defined under hosts", r.Host)
 		}
@@ -327,6 +365,98 @@ func (c *Config) Validate(file string) error {
 	if d := c.Defaults.BackupRepo; d != "" {
 		if _, ok := c.BackupRepos[d]; !ok {
 			return bad("defaults.backup_repo", "repository %q is not defined under backup_repos", d)
+		}
+	}
+	return nil
+}
+
+type keyError struct{ key, problem string }
+
+var (
+	// S3's rules for bucket names (dots allowed, as path-style requests
+	// need no DNS for them).
+	bucketRE = boundedRE{63, regexp.MustCompile(`^[a-z0-9][a-z0-9.-]*[a-z0-9]$`)}
+	regionRE = boundedRE{64, regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]*$`)}
+	envRE    = boundedRE{128, regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)}
+)
+
+// checkS3Repo checks an s3 repository. Nothing it says echoes a value that
+// may be a secret: an endpoint may carry user:password@, and a key pasted
+// where an environment variable's name goes is a key.
+func checkS3Repo(r BackupRepo) *keyError {
+	bad := func(key, format string, args ...any) *keyError { return &keyError{key, fmt.Sprintf(format, args...)} }
+	if r.Host != "" || r.Path != "" {
+		return bad("type", "an s3 repository takes endpoint, bucket and prefix, not host and path")
+	}
+	if r.Endpoint == "" {
+		return bad("endpoint", "missing: HOST[:PORT] or https://HOST[:PORT] (http:// for plain HTTP)")
+	}
+	hostport := r.Endpoint
+	if scheme, rest, ok := strings.Cut(r.Endpoint, "://"); ok {
+		u, err := url.Parse(r.Endpoint)
+		switch {
+		case err != nil || u.User != nil || strings.Contains(rest, "@"):
+			return bad("endpoint", "not http(s)://HOST[:PORT] (credentials go in credentials_file or the environment, never here)")
+		case scheme != "https" && scheme != "http":
+			return bad("endpoint", "scheme %q: want https:// or http://", truncate(scheme, 10))
+		case u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "":
+			return bad("endpoint", "not http(s)://HOST[:PORT]: give the bucket in bucket and a path in prefix")
+		}
+		hostport = u.Host
+	} else if strings.ContainsAny(r.Endpoint, "/@?#") {
+		return bad("endpoint", "not HOST[:PORT] or https://HOST[:PORT]")
+	}
+	host := hostport
+	if h, port, err := net.SplitHostPort(hostport); err == nil {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
+			return bad("endpoint", "%q has no valid port", truncate(hostport, 60))
+		}
+		host = h
+	}
+	if err := checkHostName(host); err != nil || host == "" {
+		return bad("endpoint", "%q is not an IP address or DNS name", truncate(host, 60))
+	}
+	if r.Bucket == "" {
+		return bad("bucket", "missing: the bucket holding the repository (blk does not make it)")
+	}
+	if !bucketRE.MatchString(r.Bucket) || strings.Contains(r.Bucket, "..") {
+		return bad("bucket", "%q is not an S3 bucket name (3-63 of a-z 0-9 . -, starting and ending with a letter or digit)", truncate(r.Bucket, 64))
+	}
+	if len(r.Bucket) < 3 {
+		return bad("bucket", "%q is not an S3 bucket name (3-63 of a-z 0-9 . -, starting and ending with a letter or digit)", r.Bucket)
+	}
+	if p := r.Prefix; p != "" {
+		// Keys are joined as paths: a prefix path.Clean would change
+		// names other objects than the ones written.
+		switch {
+		case !utf8.ValidString(p) || strings.ContainsFunc(p, unicode.IsControl):
+			return bad("prefix", "holds control characters or invalid UTF-8")
+		case len(p) > 512:
+			return bad("prefix", "%d bytes: at most 512 (an S3 key is at most 1024)", len(p))
+		case strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || path.Clean(p) != p || p == "." || strings.HasPrefix(p, "../") || p == "..":
+			return bad("prefix", "%q: give a clean relative path with no leading or trailing / (e.g. blk/backups)", truncate(p, 80))
+		}
+	}
+	if r.Region != "" && !regionRE.MatchString(r.Region) {
+		return bad("region", "%q is not a region name (e.g. us-east-1)", truncate(r.Region, 64))
+	}
+	if f := r.CredentialsFile; f != "" {
+		if r.AccessKeyEnv != "" || r.SecretKeyEnv != "" {
+			return bad("credentials_file", "give credentials_file or access_key_env and secret_key_env, not both")
+		}
+		if !strings.HasPrefix(f, "/") {
+			return bad("credentials_file", "not absolute: give the full path of a mode 0600 file")
+		}
+	}
+	if (r.AccessKeyEnv == "") != (r.SecretKeyEnv == "") {
+		if r.AccessKeyEnv == "" {
+			return bad("access_key_env", "missing: secret_key_env is given, so name both variables")
+		}
+		return bad("secret_key_env", "missing: access_key_env is given, so name both variables")
+	}
+	for _, kv := range [][2]string{{"access_key_env", r.AccessKeyEnv}, {"secret_key_env", r.SecretKeyEnv}} {
+		if kv[1] != "" && !envRE.MatchString(kv[1]) {
+			return bad(kv[0], "not an environment variable name (A-Z a-z 0-9 _): name the variable that holds the key, never the key itself")
 		}
 	}
 	return nil

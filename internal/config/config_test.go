@@ -135,3 +135,79 @@ func TestTheExampleConfigIsValid(t *testing.T) {
 		t.Errorf("example lost what it shows: %+v", c)
 	}
 }
+
+func TestS3BackupRepos(t *testing.T) {
+	const s3 = "backup_repos:\n  off:\n    type: s3\n    endpoint: s3.example.org\n    bucket: blk-backups\n    prefix: site1/blk\n" +
+		"    region: eu-west-1\n    credentials_file: /etc/blk/s3.cred\ndefaults: {backend: lvm-1, backup_repo: off}"
+	body := strings.Replace(good, "defaults: {backend: lvm-1}", s3, 1)
+	c, err := Parse("blk.yaml", []byte(body))
+	if err == nil {
+		err = c.Validate("blk.yaml")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.BackupRepos["off"]; !r.S3() || r.Bucket != "blk-backups" || r.Prefix != "site1/blk" {
+		t.Errorf("repo %+v", r)
+	}
+	for _, ok := range []struct{ old, new string }{
+		{"endpoint: s3.example.org", "endpoint: http://127.0.0.1:7070"},
+		{"endpoint: s3.example.org", "endpoint: https://s3.example.org:9000/"},
+		{"endpoint: s3.example.org", `endpoint: "[2001:db8::1]:9000"`},
+		{"prefix: site1/blk", `prefix: "odd keys/ä+%20&=~"`},
+		{"    prefix: site1/blk\n", ""},
+		{"    region: eu-west-1\n", ""},
+		{"    credentials_file: /etc/blk/s3.cred\n", ""},
+		{"credentials_file: /etc/blk/s3.cred", "access_key_env: SITE1_AK\n    secret_key_env: SITE1_SK"},
+		{"bucket: blk-backups", "bucket: blk.backups.2026"},
+	} {
+		if err := load(strings.Replace(body, ok.old, ok.new, 1)); err != nil {
+			t.Errorf("%s: %v", ok.new, err)
+		}
+	}
+	const secret = "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY"
+	for _, c := range []struct{ old, new, want string }{
+		{"type: s3", "type: gcs", `line 16: backup_repos.off.type: unknown repository type "gcs" (want dir, the default, or s3)`},
+		{"type: s3", "type: s3\n    host: stor1", `backup_repos.off.type: an s3 repository takes endpoint, bucket and prefix, not host and path`},
+		{"    endpoint: s3.example.org\n", "", `backup_repos.off.endpoint: missing`},
+		{"endpoint: s3.example.org", "endpoint: ftp://s3.example.org", `line 17: backup_repos.off.endpoint: scheme "ftp": want https:// or http://`},
+		{"endpoint: s3.example.org", "endpoint: https://AK:" + secret + "@s3.example.org", `backup_repos.off.endpoint: not http(s)://HOST[:PORT] (credentials go in credentials_file or the environment, never here)`},
+		{"endpoint: s3.example.org", "endpoint: https://s3.example.org/blk-backups", `backup_repos.off.endpoint: not http(s)://HOST[:PORT]: give the bucket in bucket`},
+		{"endpoint: s3.example.org", "endpoint: s3.example.org/x", `backup_repos.off.endpoint: not HOST[:PORT]`},
+		{"endpoint: s3.example.org", "endpoint: s3.example.org:99999", `backup_repos.off.endpoint: "s3.example.org:99999" has no valid port`},
+		{"endpoint: s3.example.org", "endpoint: 's3 example'", `backup_repos.off.endpoint: "s3 example" is not an IP address or DNS name`},
+		{"    bucket: blk-backups\n", "", `line 15: backup_repos.off.bucket: missing`},
+		{"bucket: blk-backups", "bucket: Blk_Backups", `backup_repos.off.bucket: "Blk_Backups" is not an S3 bucket name`},
+		{"bucket: blk-backups", "bucket: ab", `backup_repos.off.bucket: "ab" is not an S3 bucket name`},
+		{"prefix: site1/blk", "prefix: /site1/blk", `backup_repos.off.prefix: "/site1/blk": give a clean relative path`},
+		{"prefix: site1/blk", "prefix: site1/blk/", `backup_repos.off.prefix: "site1/blk/": give a clean relative path`},
+		{"prefix: site1/blk", "prefix: site1/../blk", `backup_repos.off.prefix: "site1/../blk": give a clean`},
+		{"prefix: site1/blk", "prefix: site1//blk", `give a clean relative path`},
+		{"prefix: site1/blk", "prefix: ..", `give a clean relative path`},
+		{"prefix: site1/blk", `prefix: "a\tb"`, `backup_repos.off.prefix: holds control characters`},
+		{"region: eu-west-1", "region: 'eu west'", `backup_repos.off.region: "eu west" is not a region name`},
+		{"credentials_file: /etc/blk/s3.cred", "credentials_file: s3.cred", `backup_repos.off.credentials_file: not absolute`},
+		{"credentials_file: /etc/blk/s3.cred", "credentials_file: /etc/blk/s3.cred\n    access_key_env: AK", `backup_repos.off.credentials_file: give credentials_file or access_key_env and secret_key_env, not both`},
+		{"credentials_file: /etc/blk/s3.cred", "access_key_env: AK", `backup_repos.off.secret_key_env: missing`},
+		{"credentials_file: /etc/blk/s3.cred", "secret_key_env: SK", `backup_repos.off.access_key_env: missing`},
+		{"credentials_file: /etc/blk/s3.cred", "access_key_env: AK\n    secret_key_env: " + secret[:20] + "/" + secret[20:], `backup_repos.off.secret_key_env: not an environment variable name (A-Z a-z 0-9 _): name the variable that holds the key, never the key itself`},
+		{"credentials_file: /etc/blk/s3.cred", "secret_key: " + secret, `line 21: backup_repos.off.secret_key: unknown key "secret_key"`},
+		{"type: s3", "type: dir\n    host: stor1\n    path: /srv/b", `backup_repos.off.endpoint: only for type: s3`},
+	} {
+		b := strings.Replace(body, c.old, c.new, 1)
+		if b == body {
+			t.Fatalf("%q not in the config", c.old)
+		}
+		err := load(b)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s -> %s:\n got %v\nwant %s", c.old, c.new, err, c.want)
+		}
+		if err != nil && (strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), secret[:20])) {
+			t.Errorf("the error shows the secret: %v", err)
+		}
+	}
+	// The default type is a directory: host and path, as before.
+	if err := load(strings.Replace(good, "defaults: {backend: lvm-1}", "backup_repos: {r1: {type: dir, host: stor1, path: /srv/b}}\ndefaults: {backend: lvm-1}", 1)); err != nil {
+		t.Error(err)
+	}
+}
