@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/blk-project/blk/backup"
+	"github.com/blk-project/blk/internal/config"
 	"github.com/blk-project/blk/internal/exec"
 	"github.com/blk-project/blk/internal/fault"
 )
@@ -66,6 +68,17 @@ var repoFS = func(ctx context.Context, s *Service, host string) (backup.FS, erro
 	return backup.SFTP{C: c}, nil
 }
 
+// s3FS connects to an S3 repository's bucket with the keys from its
+// credentials file or blk's environment.
+func s3FS(ctx context.Context, rc config.BackupRepo) (backup.FS, error) {
+	k, err := backup.LoadS3Keys(rc.CredentialsFile, rc.AccessKeyEnv, rc.SecretKeyEnv, os.Getenv)
+	if err != nil {
+		return nil, fault.Wrap(ErrInvalid, err)
+	}
+	return backup.NewS3(ctx, backup.S3Config{Endpoint: rc.Endpoint, Bucket: rc.Bucket, Region: rc.Region,
+		AccessKey: k.AccessKey, SecretKey: k.SecretKey, SessionToken: k.SessionToken})
+}
+
 // openRepo opens the named repository (empty: defaults.backup_repo, or the
 // only one configured).
 func (s *Service) openRepo(ctx context.Context, name string) (string, *backup.Repo, error) {
@@ -90,11 +103,18 @@ func (s *Service) repo(ctx context.Context, name string, open func(backup.FS, st
 	if !ok {
 		return "", nil, invalid("backup repository %q is not configured (configured: %s)", Truncate(name), repoNames(s))
 	}
-	fsys, err := repoFS(ctx, s, rc.Host)
-	if err != nil {
+	root := rc.Path
+	var fsys backup.FS
+	var err error
+	if rc.S3() {
+		root = rc.Prefix
+		if fsys, err = s3FS(ctx, rc); err != nil {
+			return name, nil, repoError(fmt.Errorf("backup repository %q: %w", name, err))
+		}
+	} else if fsys, err = repoFS(ctx, s, rc.Host); err != nil {
 		return name, nil, err
 	}
-	r, err := open(fsys, rc.Path)
+	r, err := open(fsys, root)
 	if err != nil {
 		return name, nil, repoError(fmt.Errorf("backup repository %q: %w", name, err))
 	}
@@ -113,7 +133,7 @@ func repoError(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, backup.ErrNotFound), errors.Is(err, backup.ErrNotRepository):
+	case errors.Is(err, backup.ErrNotFound), errors.Is(err, backup.ErrNotRepository), errors.Is(err, backup.ErrBucketMissing):
 		return fault.Wrap(ErrNotFound, err)
 	case errors.Is(err, backup.ErrLocked):
 		return fault.Wrap(ErrConflict, err)
