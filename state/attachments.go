@@ -65,7 +65,7 @@ func (s *Store) reserve(ctx context.Context, uuid string, a AttachmentRecord, op
 	var moved int64
 	var deviceTaken bool
 	var o *Op
-	err := s.tx(ctx, func(t *sql.Tx) error {
+	err := s.tx(ctx, func(t tx) error {
 		var err error
 		if moved, err = casStatus(ctx, t, uuid, Available, Attaching); err != nil || moved == 0 {
 			return err
@@ -164,7 +164,7 @@ func (s *Store) Attachment(ctx context.Context, uuid string) (AttachmentRecord, 
 // the connection, so a rerun or reconcile knows what exists.
 func (s *Store) UpdateAttachment(ctx context.Context, a AttachmentRecord) error {
 	conn, _ := json.Marshal(a.Conn)
-	return s.tx(ctx, func(t *sql.Tx) error {
+	return s.tx(ctx, func(t tx) error {
 		_, err := t.ExecContext(ctx, `UPDATE attachments SET step = ?, connection_info = ?, device_path = ? WHERE volume = ?`,
 			a.Step, string(conn), a.DevicePath, a.Volume)
 		return err
@@ -188,7 +188,7 @@ func (s *Store) FinishDetach(ctx context.Context, uuid string) (Volume, error) {
 
 func (s *Store) endAttachment(ctx context.Context, uuid, from, to string, remove bool) (Volume, error) {
 	var moved int64
-	err := s.tx(ctx, func(t *sql.Tx) error {
+	err := s.tx(ctx, func(t tx) error {
 		var err error
 		if moved, err = casStatus(ctx, t, uuid, from, to); err != nil || moved == 0 {
 			return err
@@ -212,7 +212,7 @@ func (s *Store) endAttachment(ctx context.Context, uuid, from, to string, remove
 
 // casStatus moves a volume from one status to another inside t, and says
 // whether it was still in from.
-func casStatus(ctx context.Context, t *sql.Tx, uuid, from, to string) (int64, error) {
+func casStatus(ctx context.Context, t tx, uuid, from, to string) (int64, error) {
 	res, err := t.ExecContext(ctx, `UPDATE volumes SET status = ?, previous_status = status, updated_at = ?
 		WHERE uuid = ? AND status = ?`, to, now(), uuid, from)
 	if err != nil {

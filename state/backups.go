@@ -2,7 +2,6 @@ package state
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 )
 
@@ -17,7 +16,7 @@ type BackupRecord struct {
 
 // RecordBackup caches a finished backup (again, if a rerun records it).
 func (s *Store) RecordBackup(ctx context.Context, b BackupRecord) error {
-	return s.tx(ctx, func(t *sql.Tx) error {
+	return s.tx(ctx, func(t tx) error {
 		ts := now()
 		// Names are unique in the table but not across repositories: the
 		// newest backup of a name is the one cached.
@@ -35,7 +34,7 @@ func (s *Store) RecordBackup(ctx context.Context, b BackupRecord) error {
 // ForgetBackups drops cached backups (deleted or pruned from their
 // repository).
 func (s *Store) ForgetBackups(ctx context.Context, uuids ...string) error {
-	return s.tx(ctx, func(t *sql.Tx) error {
+	return s.tx(ctx, func(t tx) error {
 		for _, u := range uuids {
 			if _, err := t.ExecContext(ctx, `DELETE FROM backups WHERE uuid = ?`, u); err != nil {
 				return err
@@ -53,7 +52,7 @@ func (s *Store) ForgetBackups(ctx context.Context, uuids ...string) error {
 func (s *Store) Lock(ctx context.Context, op, object string) (*Op, error) {
 	var o *Op
 	var holder string
-	err := s.tx(ctx, func(t *sql.Tx) error {
+	err := s.tx(ctx, func(t tx) error {
 		rows, err := t.QueryContext(ctx, `SELECT owner FROM operations WHERE object = ? AND state = 'running'`, object)
 		if err != nil {
 			return err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"testing"
 
 	"github.com/blk-project/blk/internal/owner"
@@ -14,7 +13,7 @@ import (
 // an ended one is free again.
 func TestLockIsOneLiveHoldersAndADeadOnesIsTakenOver(t *testing.T) {
 	ctx := context.Background()
-	s := open(t, filepath.Join(t.TempDir(), "state.db"))
+	s := open(t, testState(t))
 	const pool = "pool:stor1:blk/pool"
 	op, err := s.Lock(ctx, "thin_delta", pool)
 	if err != nil {
@@ -38,7 +37,7 @@ func TestLockIsOneLiveHoldersAndADeadOnesIsTakenOver(t *testing.T) {
 // The cache of backups keeps one row per name: the newest.
 func TestRecordBackupKeepsTheNewestOfAName(t *testing.T) {
 	ctx := context.Background()
-	s := open(t, filepath.Join(t.TempDir(), "state.db"))
+	s := open(t, testState(t))
 	for _, u := range []string{"b1", "b2"} {
 		if err := s.RecordBackup(ctx, BackupRecord{UUID: u, Name: "nightly", Volume: "v1", Repo: "r", Status: Available, CreatedAt: "t"}); err != nil {
 			t.Fatal(err)

@@ -2,7 +2,6 @@ package state
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -15,7 +14,7 @@ func BenchmarkListVolumes10k(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	s.tx(ctx, func(t *sql.Tx) error {
+	s.tx(ctx, func(t tx) error {
 		for i := 0; i < 10000; i++ {
 			if _, err := t.ExecContext(ctx, `INSERT INTO volumes (uuid, name, backend, size_bytes, status, created_at, updated_at)
 				VALUES (?, ?, 'lvm-1', 1073741824, 'available', ?, ?)`, fmt.Sprint("u", i), fmt.Sprint("v", i), now(), now()); err != nil {

@@ -25,7 +25,7 @@ type Op struct {
 // BeginOp journals that this process starts op on object.
 func (s *Store) BeginOp(ctx context.Context, op, object string) (*Op, error) {
 	var o *Op
-	err := s.tx(ctx, func(t *sql.Tx) error {
+	err := s.tx(ctx, func(t tx) error {
 		var err error
 		o, err = s.beginOp(ctx, t, op, object)
 		return err
@@ -33,20 +33,17 @@ func (s *Store) BeginOp(ctx context.Context, op, object string) (*Op, error) {
 	return o, err
 }
 
-func (s *Store) beginOp(ctx context.Context, t *sql.Tx, op, object string) (*Op, error) {
+func (s *Store) beginOp(ctx context.Context, t tx, op, object string) (*Op, error) {
 	ts := now()
-	res, err := t.ExecContext(ctx, `INSERT INTO operations (op, object, owner, started_at, heartbeat, state)
-		VALUES (?, ?, ?, ?, ?, 'running')`, op, object, Owner, ts, ts)
-	if err != nil {
-		return nil, err
-	}
-	id, err := res.LastInsertId()
+	var id int64
+	err := t.QueryRowContext(ctx, `INSERT INTO operations (op, object, owner, started_at, heartbeat, state)
+		VALUES (?, ?, ?, ?, ?, 'running') RETURNING id`, op, object, Owner, ts, ts).Scan(&id)
 	return &Op{s: s, id: id}, err
 }
 
 // Step records the step the operation reached, so a rerun can continue.
 func (o *Op) Step(ctx context.Context, step string) error {
-	return o.s.tx(ctx, func(t *sql.Tx) error {
+	return o.s.tx(ctx, func(t tx) error {
 		_, err := t.ExecContext(ctx, `UPDATE operations SET step = ?, heartbeat = ? WHERE id = ?`, step, now(), o.id)
 		return err
 	})
@@ -66,7 +63,7 @@ func (o *Op) End(ctx context.Context, err error) error {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endTimeout)
 	defer cancel()
-	if eerr := o.s.tx(ctx, func(t *sql.Tx) error {
+	if eerr := o.s.tx(ctx, func(t tx) error {
 		_, err := t.ExecContext(ctx, `UPDATE operations SET state = ?, heartbeat = ? WHERE id = ?`, st, now(), o.id)
 		return err
 	}); eerr != nil {
@@ -123,7 +120,7 @@ func (s *Store) describeHolder(ctx context.Context, object string, named bool) s
 			msg, why, o.Host, rerun)
 	}
 	return fmt.Sprintf("%s; %s, so blk cannot prove it gone: if pid %d on %s is no blk, mark the operation ended with "+
-		`sqlite3 %s "UPDATE operations SET state='failed' WHERE id=%d", then %s`, msg, why, o.Pid, o.Host, shellQuote(s.path), id, rerun)
+		`%s "UPDATE operations SET state='failed' WHERE id=%d", then %s`, msg, why, o.Pid, o.Host, s.sqlShell(), id, rerun)
 }
 
 // rerunHint is what finishes or undoes op once its owner is gone: each
@@ -205,7 +202,7 @@ func (s *Store) claim(ctx context.Context, kind, op, uuid string, from []string,
 	var took []string // the dead runs' operations taken over
 	var objName string
 	table := kind + "s"
-	txErr := s.tx(ctx, func(t *sql.Tx) error {
+	txErr := s.tx(ctx, func(t tx) error {
 		var name, st string
 		err := t.QueryRowContext(ctx, `SELECT name, status FROM `+table+` WHERE uuid = ?`, uuid).Scan(&name, &st)
 		if errors.Is(err, sql.ErrNoRows) {

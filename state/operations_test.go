@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	osexec "os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -29,7 +28,7 @@ func deadPID(t *testing.T) int {
 // never sees a creating row without a live owner.
 func TestInsertedVolumeIsNeverStale(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "state.db")
+	path := testState(t)
 	s, other := open(t, path), open(t, path)
 	op, err := s.InsertVolume(ctx, &Volume{UUID: "u1", Name: "db1", Backend: "b", SizeBytes: 1, Status: Creating})
 	if err != nil {
@@ -45,7 +44,7 @@ func TestInsertedVolumeIsNeverStale(t *testing.T) {
 
 // End records the outcome even after Ctrl-C or --timeout.
 func TestEndRecordsWithACancelledContext(t *testing.T) {
-	s := open(t, filepath.Join(t.TempDir(), "state.db"))
+	s := open(t, testState(t))
 	op, err := s.BeginOp(context.Background(), "attach", "u1")
 	if err != nil {
 		t.Fatal(err)
@@ -65,6 +64,10 @@ func TestEndRecordsWithACancelledContext(t *testing.T) {
 func TestConflictSaysWhoHoldsItAndWhatToDo(t *testing.T) {
 	ctx := context.Background()
 	h := hostname()
+	shell := "sqlite3 "
+	if testPostgres {
+		shell = "psql 'postgres://blk:xxxxx@"
+	}
 	for _, c := range []struct {
 		op, owner string
 		want      []string
@@ -77,9 +80,9 @@ func TestConflictSaysWhoHoldsItAndWhatToDo(t *testing.T) {
 		{"create", fmt.Sprintf("stor9:%s:%s:77:1", owner.BootID(), owner.PidNS()),
 			[]string{`(pid 77 on stor9 since `, "cannot tell from here", "on stor9 rerun the same 'blk volume create db1 ...'"}},
 		{"detach", fmt.Sprintf("%s:%d:1", h, os.Getpid()),
-			[]string{"cannot prove it gone", "sqlite3 ", "UPDATE operations SET state='failed' WHERE id=", "rerun 'blk volume detach db1'"}},
+			[]string{"cannot prove it gone", shell, "UPDATE operations SET state='failed' WHERE id=", "rerun 'blk volume detach db1'"}},
 	} {
-		s := open(t, filepath.Join(t.TempDir(), "state.db"))
+		s := open(t, testState(t))
 		if _, err := s.InsertVolume(ctx, &Volume{UUID: "u1", Name: "db1", Backend: "b", SizeBytes: 1, Status: Creating}); err != nil {
 			t.Fatal(err)
 		}
@@ -114,7 +117,11 @@ func holdWriteLock(t *testing.T, path string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.ExecContext(context.Background(), `BEGIN IMMEDIATE`); err != nil {
+	lock := `BEGIN IMMEDIATE`
+	if h.db.pg {
+		lock = fmt.Sprintf(`BEGIN; SELECT pg_advisory_xact_lock(%d)`, lockKey)
+	}
+	if _, err := c.ExecContext(context.Background(), lock); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.ExecContext(context.Background(), `ROLLBACK`); c.Close() })
@@ -122,7 +129,7 @@ func holdWriteLock(t *testing.T, path string) {
 
 // Ctrl-C ends a wait for another writer at once, not after BusyTimeout.
 func TestWaitForTheWriteLockStopsOnCancel(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "state.db")
+	path := testState(t)
 	s := open(t, path)
 	holdWriteLock(t, path)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
@@ -132,7 +139,7 @@ func TestWaitForTheWriteLockStopsOnCancel(t *testing.T) {
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("cancel took effect after %v", took)
 	}
-	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), path) {
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), s.Path()) {
 		t.Errorf("err = %v, want the deadline and the state file", err)
 	}
 }
@@ -142,7 +149,7 @@ func TestLockTimeoutNamesTheFileAndTheHolder(t *testing.T) {
 	defer func(d time.Duration) { BusyTimeout = d }(BusyTimeout)
 	BusyTimeout = 200 * time.Millisecond
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "state.db")
+	path := testState(t)
 	s := open(t, path)
 	op, err := s.InsertVolume(ctx, &Volume{UUID: "u1", Name: "db1", Backend: "b", SizeBytes: 1, Status: Creating})
 	if err != nil {
@@ -150,7 +157,11 @@ func TestLockTimeoutNamesTheFileAndTheHolder(t *testing.T) {
 	}
 	holdWriteLock(t, path)
 	err = op.Step(ctx, "lvcreate")
-	want := []string{path, "database is locked", `"create" of "db1" (pid ` + fmt.Sprint(os.Getpid())}
+	locked := "database is locked"
+	if s.db.pg {
+		locked = "lock timeout"
+	}
+	want := []string{s.Path(), locked, `"create" of "db1" (pid ` + fmt.Sprint(os.Getpid())}
 	for _, w := range want {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("err = %v, lacks %q", err, w)
@@ -162,7 +173,7 @@ func TestLockTimeoutNamesTheFileAndTheHolder(t *testing.T) {
 // volume, granted over an owner proven gone, whose operation it closes.
 func TestClaimTakesOverOnlyFromTheDead(t *testing.T) {
 	ctx := context.Background()
-	s := open(t, filepath.Join(t.TempDir(), "state.db"))
+	s := open(t, testState(t))
 	live, err := s.InsertVolume(ctx, &Volume{UUID: "u1", Name: "db1", Backend: "lvm-1", SizeBytes: 1 << 30, Status: Creating})
 	if err != nil {
 		t.Fatal(err)
@@ -205,7 +216,7 @@ func TestClaimTakesOverOnlyFromTheDead(t *testing.T) {
 // attach took meanwhile (available to attaching) is not reset under it.
 func TestResetLeavesAVolumeThatMovedSinceItWasLookedAt(t *testing.T) {
 	ctx := context.Background()
-	s := open(t, filepath.Join(t.TempDir(), "state.db"))
+	s := open(t, testState(t))
 	op, err := s.InsertVolume(ctx, &Volume{UUID: "u1", Name: "db1", Backend: "b", SizeBytes: 1, Status: Creating})
 	if err != nil {
 		t.Fatal(err)

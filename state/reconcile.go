@@ -63,7 +63,7 @@ func (s *Store) RunningOps(ctx context.Context) ([]OpRecord, error) {
 // is provably gone; it reports whether it did.
 func (s *Store) EndStaleOp(ctx context.Context, id int64) (bool, error) {
 	var ended bool
-	err := s.tx(ctx, func(t *sql.Tx) error {
+	err := s.tx(ctx, func(t tx) error {
 		var own string
 		err := t.QueryRowContext(ctx, `SELECT owner FROM operations WHERE id = ? AND state = 'running'`, id).Scan(&own)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -108,7 +108,7 @@ func (s *Store) Attachments(ctx context.Context) ([]AttachmentRecord, error) {
 func (s *Store) AdoptVolume(ctx context.Context, v *Volume) error {
 	ts := now()
 	v.Status, v.CreatedAt, v.UpdatedAt = Available, parseTime(ts), parseTime(ts)
-	err := s.tx(ctx, func(t *sql.Tx) error {
+	err := s.tx(ctx, func(t tx) error {
 		_, err := t.ExecContext(ctx, `INSERT INTO volumes
 			(uuid, name, backend, size_bytes, thin, status, source, path, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -140,7 +140,7 @@ type Reset struct {
 // gone are closed as failed.
 func (s *Store) ResetVolume(ctx context.Context, uuid string, r Reset) (Volume, error) {
 	var held, moved bool
-	err := s.tx(ctx, func(t *sql.Tx) error {
+	err := s.tx(ctx, func(t tx) error {
 		if r.From != "" {
 			var st string
 			err := t.QueryRowContext(ctx, `SELECT status FROM volumes WHERE uuid = ?`, uuid).Scan(&st)

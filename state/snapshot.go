@@ -13,13 +13,13 @@ import (
 // process's WAL; callers that need them use Open.
 func OpenSnapshot(ctx context.Context, path string) (*Store, error) {
 	uri := "file:" + strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path) + "?mode=ro&immutable=1"
-	db, err := sql.Open("sqlite3", uri)
+	sdb, err := sql.Open("sqlite3", uri)
 	if err != nil {
 		return nil, fmt.Errorf("state %s: %w", path, err)
 	}
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
+	if err := sdb.PingContext(ctx); err != nil {
+		sdb.Close()
 		return nil, fmt.Errorf("state %s: %w", path, err)
 	}
-	return &Store{db: db, path: path}, nil
+	return &Store{db: db{DB: sdb}, path: path}, nil
 }

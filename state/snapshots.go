@@ -48,7 +48,7 @@ func (s *Store) InsertSnapshot(ctx context.Context, sn *Snapshot) (*Op, error) {
 	ts := now()
 	sn.CreatedAt, sn.UpdatedAt = parseTime(ts), parseTime(ts)
 	var op *Op
-	err := s.tx(ctx, func(t *sql.Tx) error {
+	err := s.tx(ctx, func(t tx) error {
 		_, err := t.ExecContext(ctx, `INSERT INTO snapshots
 			(uuid, name, volume, size_bytes, status, consistency, path, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -139,7 +139,7 @@ func (s *Store) MoveSnapshot(ctx context.Context, uuid string, m SnapshotMove) (
 	}
 	marks := strings.TrimSuffix(strings.Repeat("?,", len(m.From)), ",")
 	var n int64
-	err := s.tx(ctx, func(t *sql.Tx) error {
+	err := s.tx(ctx, func(t tx) error {
 		res, err := t.ExecContext(ctx, `UPDATE snapshots SET `+strings.Join(set, ", ")+
 			` WHERE uuid = ? AND status IN (`+marks+`)`, args...)
 		if err != nil {
@@ -164,7 +164,7 @@ func (s *Store) MoveSnapshot(ctx context.Context, uuid string, m SnapshotMove) (
 // DeleteSnapshot removes the row if the snapshot is still in status from,
 // and ends the operations running on it.
 func (s *Store) DeleteSnapshot(ctx context.Context, uuid, from string) error {
-	return s.tx(ctx, func(t *sql.Tx) error {
+	return s.tx(ctx, func(t tx) error {
 		res, err := t.ExecContext(ctx, `DELETE FROM snapshots WHERE uuid = ? AND status = ?`, uuid, from)
 		if err != nil {
 			return err

@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 )
 
 func TestSnapshotRowsMoveByCompareAndSet(t *testing.T) {
 	ctx := context.Background()
-	s := open(t, filepath.Join(t.TempDir(), "state.db"))
+	s := open(t, testState(t))
 	v := Volume{UUID: "v1", Name: "db1", Backend: "lvm-1", SizeBytes: 1 << 30, Status: Available}
 	op, err := s.InsertVolume(ctx, &v)
 	if err != nil {
@@ -65,17 +64,21 @@ func TestSnapshotRowsMoveByCompareAndSet(t *testing.T) {
 
 // A state file of the previous schema gains the snapshot columns.
 func TestSnapshotColumnsAreAddedToAnOlderFile(t *testing.T) {
+	sqliteOnly(t)
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "state.db")
 	s := open(t, path)
-	// This test assumes the snapshot migration is the last one.
-	if _, err := s.db.Exec(`ALTER TABLE snapshots DROP COLUMN consistency; ALTER TABLE snapshots DROP COLUMN last_error;
-		PRAGMA user_version = ` + strconv.Itoa(len(migrations)-1)); err != nil {
+	// Back to the schema before the snapshot migration (the second).
+	if _, err := s.db.Exec(`DROP TABLE moved; ALTER TABLE snapshots DROP COLUMN consistency; ALTER TABLE snapshots DROP COLUMN last_error;
+		PRAGMA user_version = 1`); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
 	s = open(t, path)
 	if _, err := s.ListSnapshots(ctx, ""); err != nil {
 		t.Fatal(err)
+	}
+	if v, err := s.schemaVersion(ctx); v != len(migrations) || err != nil {
+		t.Errorf("schema version %d (%v), want %d", v, err, len(migrations))
 	}
 }

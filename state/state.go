@@ -1,7 +1,10 @@
-// Package state keeps blk's one shared SQLite file: volumes, attachments,
-// snapshots, backups and the operations journal. Many blk processes, shell
+// Package state keeps blk's shared state: volumes, attachments, snapshots,
+// backups and the operations journal, in one SQLite file (the default) or
+// in PostgreSQL for several admin machines. Many blk processes, shell
 // scripts and cron jobs use it at once, so every write is a short
-// BEGIN IMMEDIATE transaction and every status move a compare-and-set.
+// transaction that holds the one write lock (SQLite's BEGIN IMMEDIATE,
+// PostgreSQL's transaction-scoped advisory lock) and every status move a
+// compare-and-set.
 package state
 
 import (
@@ -56,9 +59,9 @@ const (
 
 // Store is an open state file.
 type Store struct {
-	db     *sql.DB
-	path   string
-	memory bool // a dry run's stand-in for a state file that does not exist
+	db     db
+	path   string // the file, or the PostgreSQL URL without its password
+	memory bool   // a dry run's stand-in for a state file that does not exist
 	// TakeOver, when set, is told each time a claim takes over the
 	// operation of a run that is provably gone, so people see it.
 	TakeOver func(msg string)
@@ -94,6 +97,9 @@ const (
 // character of it is an SQLite URI parameter. The file holds CHAP secrets,
 // so one that others can read is refused.
 func Open(ctx context.Context, path string, mode Mode) (*Store, error) {
+	if IsURL(path) {
+		return openPostgres(ctx, path, mode)
+	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("state %s: %w", path, err)
@@ -137,21 +143,24 @@ func Open(ctx context.Context, path string, mode Mode) (*Store, error) {
 		f.Close()
 		dsn = sqliteURI(abs) + "?" + params + "&_journal_mode=WAL&_synchronous=NORMAL"
 	}
-	db, err := sql.Open("sqlite3", dsn)
+	sdb, err := sql.Open("sqlite3", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("state %s: %w", path, err)
 	}
 	if memory {
-		db.SetMaxOpenConns(1) // each in-memory connection is its own database
+		sdb.SetMaxOpenConns(1) // each in-memory connection is its own database
 	}
-	s := &Store{db: db, path: path, memory: memory}
+	s := &Store{db: db{DB: sdb}, path: path, memory: memory}
 	// The first statement opens the connection, which sets WAL mode: with
 	// another process opening or migrating the file at the same moment,
 	// SQLite answers busy after its short wait. Wait here, as tx does.
 	err = retry.Do(ctx, retry.Policy{Within: BusyTimeout, Delay: 5 * time.Millisecond, Retry: isBusy},
 		func() error { return s.migrate(ctx, mode != ReadWrite && mode != Existing) })
+	if err == nil && !memory {
+		err = s.checkMoved(ctx)
+	}
 	if err != nil {
-		db.Close()
+		sdb.Close()
 		return nil, fmt.Errorf("state %s: %w", path, err)
 	}
 	return s, nil
@@ -181,10 +190,23 @@ func (s *Store) Close() error { return s.db.Close() }
 // Path is the file this store uses.
 func (s *Store) Path() string { return s.path }
 
-// tx runs fn in one BEGIN IMMEDIATE transaction. The write lock is taken at
-// BEGIN, so a busy database waits there (busy timeout) instead of failing
-// later at the first write with "database is locked".
-func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+// Postgres reports whether the state is in PostgreSQL.
+func (s *Store) Postgres() bool { return s.db.pg }
+
+// sqlShell is the command line a person runs to change the state by hand.
+func (s *Store) sqlShell() string {
+	if s.db.pg {
+		return "psql " + shellQuote(s.path) + " -c"
+	}
+	return "sqlite3 " + shellQuote(s.path)
+}
+
+// tx runs fn in one transaction that holds the write lock from its start
+// (SQLite: BEGIN IMMEDIATE; PostgreSQL: see lockPostgres), so a busy
+// database waits there instead of failing later at the first write with
+// "database is locked", and what fn reads no other writer changes before
+// it commits.
+func (s *Store) tx(ctx context.Context, fn func(tx) error) error {
 	// SQLite's own busy handler waits only briefly (it cannot see ctx): the
 	// rest of the wait is here, where Ctrl-C and --timeout end it at once.
 	err := retry.Do(ctx, retry.Policy{Within: BusyTimeout, Delay: 5 * time.Millisecond, Retry: isBusy},
@@ -202,7 +224,9 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 // writers names the operations the journal shows running, for a lock
 // timeout: one of them most likely holds the lock.
 func (s *Store) writers() string {
-	rows, err := s.db.Query(`SELECT DISTINCT object FROM operations WHERE state = 'running' ORDER BY id DESC LIMIT 3`)
+	ctx, cancel := context.WithTimeout(context.Background(), endTimeout)
+	defer cancel()
+	rows, err := s.db.QueryContext(ctx, `SELECT object FROM operations WHERE state = 'running' GROUP BY object ORDER BY max(id) DESC LIMIT 3`)
 	if err != nil {
 		return "another process holds the write lock"
 	}
@@ -216,36 +240,50 @@ func (s *Store) writers() string {
 	rows.Close()
 	var held []string
 	for _, o := range objects {
-		if h := s.describeHolder(context.Background(), o, true); h != "" {
+		if h := s.describeHolder(ctx, o, true); h != "" {
 			held = append(held, h)
 		}
 	}
 	if len(held) == 0 {
+		if s.db.pg {
+			return "no blk operation is running: a session of another program holds the lock (look in pg_locks)"
+		}
 		return "no blk operation is running: another program (an open sqlite3 shell?) holds the write lock"
 	}
 	return "running now: " + strings.Join(held, "; ")
 }
 
-func (s *Store) tryTx(ctx context.Context, fn func(*sql.Tx) error) error {
-	t, err := s.db.BeginTx(ctx, nil)
+func (s *Store) tryTx(ctx context.Context, fn func(tx) error) error {
+	st, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if err := fn(t); err != nil {
-		t.Rollback()
+	t := tx{Tx: st, pg: s.db.pg}
+	if t.pg {
+		if err = lockPostgres(ctx, t); err != nil && ctx.Err() != nil {
+			st.Rollback()
+			return fmt.Errorf("state %s: waiting for another writer: %w", s.path, ctx.Err())
+		}
+	}
+	if err == nil {
+		err = fn(t)
+	}
+	if err != nil {
+		st.Rollback()
 		return err
 	}
-	return t.Commit()
+	return st.Commit()
 }
 
+// isBusy is a write lock another holds: wait and try again.
 func isBusy(err error) bool {
 	var e sqlite3.Error
-	return errors.As(err, &e) && (e.Code == sqlite3.ErrBusy || e.Code == sqlite3.ErrLocked)
+	return errors.As(err, &e) && (e.Code == sqlite3.ErrBusy || e.Code == sqlite3.ErrLocked) || pgBusy(err)
 }
 
 func isUnique(err error) bool {
 	var e sqlite3.Error
-	return errors.As(err, &e) && e.ExtendedCode == sqlite3.ErrConstraintUnique
+	return errors.As(err, &e) && e.ExtendedCode == sqlite3.ErrConstraintUnique || pgUnique(err)
 }
 
 func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }

@@ -24,6 +24,7 @@ func open(t *testing.T, path string) *Store {
 }
 
 func TestOpenMakesPrivateMigratedFile(t *testing.T) {
+	sqliteOnly(t)
 	path := filepath.Join(t.TempDir(), "sub", "state.db")
 	s := open(t, path)
 	fi, err := os.Stat(path)
@@ -47,6 +48,7 @@ func TestOpenMakesPrivateMigratedFile(t *testing.T) {
 // Read-only opens change nothing on disk: a missing file is an error naming
 // it (a mistyped --state is no empty list), or empty for a dry run.
 func TestReadOnlyNeverCreatesTheFile(t *testing.T) {
+	sqliteOnly(t)
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "sub")
 	path := filepath.Join(dir, "state.db")
@@ -85,6 +87,7 @@ func TestReadOnlyNeverCreatesTheFile(t *testing.T) {
 // The path is a file name, not an SQLite URI: %, #, ? and spaces are
 // literal, and the file and its WAL are private.
 func TestStatePathIsTakenLiterally(t *testing.T) {
+	sqliteOnly(t)
 	ctx := context.Background()
 	for _, name := range []string{"a%41.db", "a#b.db", "a?mode=memory.db", "a b.db", "a?_busy_timeout=0#x%2F.db"} {
 		dir := t.TempDir()
@@ -122,6 +125,7 @@ func TestStatePathIsTakenLiterally(t *testing.T) {
 }
 
 func TestStateFileOthersCanReadIsRefused(t *testing.T) {
+	sqliteOnly(t)
 	path := filepath.Join(t.TempDir(), "state.db")
 	open(t, path).Close()
 	os.Chmod(path, 0o644)
@@ -136,6 +140,7 @@ func TestStateFileOthersCanReadIsRefused(t *testing.T) {
 // A --state naming a directory or a device is a mistake to point out, not a
 // mode to fix: 'chmod 600 /dev/null' would break the machine.
 func TestStatePathThatIsNoFileIsRefused(t *testing.T) {
+	sqliteOnly(t)
 	dir := t.TempDir()
 	for _, path := range []string{dir, "/dev/null"} {
 		for _, m := range []Mode{ReadWrite, ReadOnly, ReadOnlyOrEmpty} {
@@ -150,7 +155,7 @@ func TestStatePathThatIsNoFileIsRefused(t *testing.T) {
 
 func TestNamesAreUniqueAndMovesAreCompareAndSet(t *testing.T) {
 	ctx := context.Background()
-	s := open(t, filepath.Join(t.TempDir(), "state.db"))
+	s := open(t, testState(t))
 	v := &Volume{UUID: "u1", Name: "db1", Backend: "lvm-1", SizeBytes: 1 << 30, Status: Creating}
 	if _, err := s.InsertVolume(ctx, v); err != nil {
 		t.Fatal(err)
@@ -180,7 +185,7 @@ func TestNamesAreUniqueAndMovesAreCompareAndSet(t *testing.T) {
 // lands once, none fails with "database is locked".
 func TestConcurrentWritersOnOneFile(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "state.db")
+	path := testState(t)
 	const n = 16
 	var wg sync.WaitGroup
 	errs := make([]error, n)
@@ -223,7 +228,7 @@ func TestConcurrentWritersOnOneFile(t *testing.T) {
 // reserves it; the loser learns who holds it.
 func TestReserveRaceHasOneWinner(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "state.db")
+	path := testState(t)
 	s := open(t, path)
 	s.InsertVolume(ctx, &Volume{UUID: "u1", Name: "db1", Backend: "b", SizeBytes: 1, Status: Creating})
 	s.MoveVolume(ctx, "u1", Move{From: []string{Creating}, To: Available})
@@ -265,7 +270,7 @@ func TestReserveRaceHasOneWinner(t *testing.T) {
 // shadows it: the UUID wins.
 func TestUUIDWinsOverAName(t *testing.T) {
 	ctx := context.Background()
-	s := open(t, filepath.Join(t.TempDir(), "state.db"))
+	s := open(t, testState(t))
 	victim := "6f1c2b7e-3d4a-4b5c-8d9e-0a1b2c3d4e5f"
 	for _, v := range []*Volume{
 		{UUID: "11111111-2222-4333-8444-555555555555", Name: victim, Backend: "b", SizeBytes: 1, Status: Available},

@@ -98,7 +98,7 @@ func (s *Store) InsertVolume(ctx context.Context, v *Volume) (*Op, error) {
 	ts := now()
 	v.CreatedAt, v.UpdatedAt = parseTime(ts), parseTime(ts)
 	var op *Op
-	err := s.tx(ctx, func(t *sql.Tx) error {
+	err := s.tx(ctx, func(t tx) error {
 		_, err := t.ExecContext(ctx, `INSERT INTO volumes
 			(uuid, name, backend, size_bytes, thin, status, source, path, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -184,7 +184,7 @@ type BackendUsage struct {
 }
 
 func (s *Store) BackendUsage(ctx context.Context) (map[string]BackendUsage, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT backend, count(*), coalesce(sum(size_bytes), 0) FROM volumes GROUP BY backend`)
+	rows, err := s.db.QueryContext(ctx, `SELECT backend, count(*), CAST(coalesce(sum(size_bytes), 0) AS BIGINT) FROM volumes GROUP BY backend`)
 	if err != nil {
 		return nil, err
 	}
@@ -232,7 +232,7 @@ func (s *Store) MoveVolume(ctx context.Context, uuid string, m Move) (Volume, er
 		args = append(args, f)
 	}
 	var n int64
-	err := s.tx(ctx, func(t *sql.Tx) error {
+	err := s.tx(ctx, func(t tx) error {
 		res, err := t.ExecContext(ctx, `UPDATE volumes SET `+strings.Join(set, ", ")+
 			` WHERE uuid = ? AND status IN (`+marks+`)`, args...)
 		if err != nil {
@@ -256,7 +256,7 @@ func (s *Store) MoveVolume(ctx context.Context, uuid string, m Move) (Volume, er
 
 // DeleteVolume removes the row if the volume is still in status from.
 func (s *Store) DeleteVolume(ctx context.Context, uuid, from string) error {
-	return s.tx(ctx, func(t *sql.Tx) error {
+	return s.tx(ctx, func(t tx) error {
 		res, err := t.ExecContext(ctx, `DELETE FROM volumes WHERE uuid = ? AND status = ?`, uuid, from)
 		if err != nil {
 			return err

@@ -21,11 +21,24 @@ const volumeJSON = `json_object(
 		'instance', a.instance, 'host', a.host, 'device', a.device,
 		'device_path', a.device_path, 'attached_at', a.attached_at) END)`
 
+// pgVolumeJSON is volumeJSON in PostgreSQL's words: row_to_json names
+// each field after its column. The query wraps it as SELECT row_to_json(r)
+// FROM (SELECT pgVolumeJSON FROM …) r.
+const pgVolumeJSON = `v.uuid, v.name, v.backend, v.size_bytes, v.status, v.previous_status, v.thin,
+	v.source, v.path, v.created_at, v.updated_at, v.last_error, coalesce(sc.n, 0) AS snapshot_count,
+	CASE WHEN a.volume IS NULL THEN NULL ELSE json_build_object(
+		'instance', a.instance, 'host', a.host, 'device', a.device,
+		'device_path', a.device_path, 'attached_at', a.attached_at) END AS attachment`
+
 // WriteVolumesJSON streams the volumes f selects to w as one JSON array,
 // ordered by name, without holding them all in memory.
 func (s *Store) WriteVolumesJSON(ctx context.Context, f VolumeFilter, w io.Writer) error {
 	where, args := f.where()
-	rows, err := s.db.QueryContext(ctx, `SELECT `+volumeJSON+volumeFrom+where+` ORDER BY v.name`, args...)
+	q := `SELECT ` + volumeJSON + volumeFrom + where + ` ORDER BY v.name`
+	if s.db.pg {
+		q = `SELECT row_to_json(r)::text FROM (SELECT ` + pgVolumeJSON + volumeFrom + where + `) r ORDER BY r.name`
+	}
+	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return err
 	}

@@ -93,7 +93,7 @@ func (a *App) bindFlags(root *cobra.Command) {
 	f := root.PersistentFlags()
 	a.rootFlags = f
 	f.StringVar(&a.ConfigFile, "config", "", "configuration file (default $BLK_CONFIG, else "+DefaultConfigFile+", else the built-in local lab layout)")
-	f.StringVar(&a.StateFile, "state", "", "state file (default $BLK_STATE, else the config's state)")
+	f.StringVar(&a.StateFile, "state", "", "state file or postgres:// URL (default $BLK_STATE, else the config's state)")
 	f.StringVarP(&a.Output, "output", "o", "", "output format: table, wide, json or yaml (default table on a terminal, tab-separated rows when piped)")
 	f.BoolVar(&a.DryRun, "dry-run", false, "print per host the commands that would change something; change nothing")
 	f.BoolVarP(&a.Verbose, "verbose", "v", false, "log every external command (host, argv, duration, exit code) to stderr")
@@ -223,6 +223,9 @@ func (a *App) loadConfig() (*config.Config, error) {
 // argument. A relative BLK_STATE is refused: the environment is set once (in
 // a profile, a crontab) and read from wherever blk starts.
 func statePath(p, from, configFile string) (string, error) {
+	if state.IsURL(p) {
+		return p, nil
+	}
 	if p == "~" || strings.HasPrefix(p, "~/") {
 		home, err := os.UserHomeDir()
 		if err != nil {

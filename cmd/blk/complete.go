@@ -128,12 +128,16 @@ func (a *App) readState(fn func(ctx context.Context, st *state.Store)) {
 	if err != nil {
 		return
 	}
-	if _, serr := os.Stat(cfg.State); serr != nil {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), completeTimeout)
 	defer cancel()
-	st, err := state.OpenSnapshot(ctx, cfg.State)
+	var st *state.Store
+	if state.IsURL(cfg.State) {
+		st, err = state.Open(ctx, cfg.State, state.ReadOnly)
+	} else if _, serr := os.Stat(cfg.State); serr == nil {
+		st, err = state.OpenSnapshot(ctx, cfg.State)
+	} else {
+		return
+	}
 	if err != nil {
 		return
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/blk-project/blk/internal/config"
+	"github.com/blk-project/blk/state"
 	"github.com/spf13/cobra"
 )
 
@@ -116,7 +117,9 @@ func (a *App) settings(cfg *config.Config) []Setting {
 				out = append(out, Setting{prefix, strings.Join(items, ","), source(prefix)})
 			}
 		default:
-			if !v.IsZero() {
+			if prefix == "state" {
+				out = append(out, Setting{prefix, state.Redact(v.String()), source(prefix)})
+			} else if !v.IsZero() {
 				out = append(out, Setting{prefix, fmt.Sprint(v), source(prefix)})
 			} else if d := sshDefault(cfg, prefix); d != "" {
 				out = append(out, Setting{prefix, d, "default"})

@@ -97,7 +97,7 @@ reported).`,
 				if err != nil {
 					return err
 				}
-				if _, err := os.Stat(cfg.State); errors.Is(err, fs.ErrNotExist) {
+				if _, err := os.Stat(cfg.State); errors.Is(err, fs.ErrNotExist) && !state.IsURL(cfg.State) {
 					o.AdoptOnly = true
 					a.warn("no state file at %s: making it, and only adopting what is found (run --fix again for the rest)", cfg.State)
 				}

@@ -22,7 +22,8 @@ func newRootCmd(a *App) *cobra.Command {
 OpenStack Cinder does (LVM volumes exported with tgt, logged in with iscsiadm,
 hot-plugged with libvirt), as one binary driven from a shell, a script or cron.
 It runs each command locally or over SSH on the hosts named in its config, and
-keeps its state in one SQLite file that many processes may use at once.
+keeps its state in one SQLite file that many processes may use at once, or in
+PostgreSQL for several admin machines (state: postgres://…).
 
 ` + envHelp,
 		Example: `  blk host check
@@ -45,7 +46,7 @@ keeps its state in one SQLite file that many processes may use at once.
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return flagError(cmd, err) })
 	a.bindFlags(root)
 	root.SetHelpCommand(newHelpCmd())
-	root.AddCommand(newVersionCmd(a), newHostCmd(a), newBackendCmd(a), newVolumeCmd(a), newSnapshotCmd(a), newBackupCmd(a), newReconcileCmd(a), newConfigCmd(a),
+	root.AddCommand(newVersionCmd(a), newHostCmd(a), newBackendCmd(a), newVolumeCmd(a), newSnapshotCmd(a), newBackupCmd(a), newReconcileCmd(a), newConfigCmd(a), newStateCmd(a),
 		newCompletionCmd(), newManCmd())
 	registerCompletions(a, root)
 	withExitStatus(root)

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/blk-project/blk/internal/pgtest"
 )
 
 // TestMain lets a test run this binary as blk itself, to signal it.
@@ -17,7 +19,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("BLK_TEST_RUN_MAIN") == "1" {
 		os.Exit(Main())
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	pgtest.Stop()
+	os.Exit(code)
 }
 
 // The first Ctrl-C undoes; a second one, while an undo step hangs, ends

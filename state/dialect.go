@@ -1,0 +1,94 @@
+package state
+
+import (
+	"context"
+	"database/sql"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// blk's SQL is written once, with ? placeholders, in the subset SQLite and
+// PostgreSQL share. db and tx rebind it for the store's dialect at the one
+// seam every statement passes, so each query exists once.
+type db struct {
+	*sql.DB
+	pg bool
+}
+
+type tx struct {
+	*sql.Tx
+	pg bool
+}
+
+func (d db) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return d.DB.QueryContext(ctx, bind(d.pg, q), args...)
+}
+
+func (d db) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	return d.DB.QueryRowContext(ctx, bind(d.pg, q), args...)
+}
+
+func (d db) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	return d.DB.ExecContext(ctx, bind(d.pg, q), args...)
+}
+
+func (t tx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return t.Tx.QueryContext(ctx, bind(t.pg, q), args...)
+}
+
+func (t tx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	return t.Tx.QueryRowContext(ctx, bind(t.pg, q), args...)
+}
+
+func (t tx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	return t.Tx.ExecContext(ctx, bind(t.pg, q), args...)
+}
+
+var bound sync.Map // query → its PostgreSQL form
+
+// bind turns ? placeholders into PostgreSQL's $1, $2, … outside quoted
+// literals and identifiers.
+func bind(pg bool, q string) string {
+	if !pg || !strings.Contains(q, "?") {
+		return q
+	}
+	if b, ok := bound.Load(q); ok {
+		return b.(string)
+	}
+	var b strings.Builder
+	n := 0
+	var quote byte
+	for i := 0; i < len(q); i++ {
+		c := q[i]
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '\'' || c == '"':
+			quote = c
+		case c == '?':
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(c)
+	}
+	bound.Store(q, b.String())
+	return b.String()
+}
+
+// Exec, Query and QueryRow are for tests and one-off looks; blk's own
+// statements pass a context.
+func (d db) Exec(q string, args ...any) (sql.Result, error) {
+	return d.ExecContext(context.Background(), q, args...)
+}
+
+func (d db) Query(q string, args ...any) (*sql.Rows, error) {
+	return d.QueryContext(context.Background(), q, args...)
+}
+
+func (d db) QueryRow(q string, args ...any) *sql.Row {
+	return d.QueryRowContext(context.Background(), q, args...)
+}
