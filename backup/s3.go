@@ -48,14 +48,18 @@ type S3Config struct {
 // 2020, MinIO, Ceph RGW and versitygw give).
 //
 // Requests are retried by minio-go itself (network errors, 5xx, 429 and
-// SlowDown: up to 10 tries, 200 ms doubling to 1 s between them); each is
-// bounded by the transport's timeouts and by the context blk runs under.
+// SlowDown: maxTries tries, 200 ms doubling to 1 s between them, with
+// jitter); each is bounded by the transport's timeouts and by the context
+// blk runs under, except removals (see Remove).
 type S3 struct {
 	ctx    context.Context
 	c      *minio.Client
 	bucket string
 	secret string // only to scrub it from error texts
 }
+
+// maxTries is the tries of each request: the AWS SDKs make 3.
+const maxTries = 5
 
 // probeTimeout bounds the first request to a repository: an endpoint that
 // does not answer fails the command in seconds.
@@ -76,12 +80,16 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	}
 	tr.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	tr.MaxIdleConnsPerHost = 32
+	// A server that takes a request and never answers is given up on
+	// (and the request retried) after this, not minio-go's minute.
+	tr.ResponseHeaderTimeout = 30 * time.Second
 	opts := &minio.Options{
 		Creds:        credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken),
 		Secure:       secure,
 		Transport:    tr,
 		Region:       cfg.Region,
 		BucketLookup: minio.BucketLookupPath,
+		MaxRetries:   maxTries,
 	}
 	c, err := minio.New(host, opts)
 	if err != nil {
@@ -227,8 +235,13 @@ func (s *S3) Rename(oldname, newname string) error {
 	return s.Remove(oldname)
 }
 
+// Remove goes on after blk is interrupted, for a while: an interrupted
+// backup still releases its lock, which another machine could not prove
+// stale.
 func (s *S3) Remove(name string) error {
-	if err := s.c.RemoveObject(s.ctx, s.bucket, name, minio.RemoveObjectOptions{}); err != nil {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), probeTimeout)
+	defer cancel()
+	if err := s.c.RemoveObject(ctx, s.bucket, name, minio.RemoveObjectOptions{}); err != nil {
 		return s.err("delete", name, err)
 	}
 	return nil

@@ -289,6 +289,32 @@ func TestS3Locks(t *testing.T) {
 	if keys := srv.Keys(t, bucket, "locks-test/locks/"); len(keys) != 0 {
 		t.Errorf("locks left: %v", keys)
 	}
+
+	// Interrupted (its context cancelled), blk still releases its lock.
+	ctx, cancel := context.WithCancel(context.Background())
+	si, err := NewS3(ctx, S3Config{Endpoint: srv.Endpoint, Bucket: bucket, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ri, err := Open(si, "locks-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	li, err := ri.Lock(Shared, "backup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	d := volumeData(6)
+	if _, err := ri.Backup(ctx, bytes.NewReader(d), int64(len(d)), Options{}); err == nil {
+		t.Error("a backup ran with its context cancelled")
+	}
+	if err := li.Unlock(); err != nil {
+		t.Errorf("unlock after an interrupt: %v", err)
+	}
+	if keys := srv.Keys(t, bucket, "locks-test/locks/"); len(keys) != 0 {
+		t.Errorf("an interrupted run left its lock: %v", keys)
+	}
 }
 
 // Concurrent backups into one bucket (shared locks) both complete, and
