@@ -4,6 +4,9 @@
 //	backupfile backup  -repo DIR [-parent UUID [-unchanged]] FILE
 //	backupfile restore -repo DIR -id UUID FILE
 //
+// With -s3 ENDPOINT (bench/s3.sh), -repo is BUCKET/PREFIX of an S3
+// repository, its keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+//
 // backup prints the manifest's summary as JSON. -unchanged passes an empty
 // list of changed ranges, as thin_delta would answer for an untouched volume.
 package main
@@ -15,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"strings"
 
 	"github.com/blk-project/blk/backup"
 )
@@ -36,6 +40,7 @@ func run(args []string) error {
 	unchanged := fl.Bool("unchanged", false, "nothing changed since -parent: read nothing")
 	id := fl.String("id", "", "backup to restore")
 	prof := fl.String("cpuprofile", "", "write a CPU profile to this file")
+	s3 := fl.String("s3", "", "S3 endpoint: -repo is then BUCKET/PREFIX")
 	fl.Parse(args[1:])
 	if *prof != "" {
 		f, err := os.Create(*prof)
@@ -51,7 +56,20 @@ func run(args []string) error {
 		return fmt.Errorf("usage: backupfile backup|restore -repo DIR ... FILE")
 	}
 	ctx := context.Background()
-	r, err := backup.Init(backup.OS{}, *repo)
+	var fsys backup.FS = backup.OS{}
+	root := *repo
+	if *s3 != "" {
+		bucket, prefix, _ := strings.Cut(*repo, "/")
+		k, err := backup.LoadS3Keys("", "", "", os.Getenv)
+		if err != nil {
+			return err
+		}
+		if fsys, err = backup.NewS3(ctx, backup.S3Config{Endpoint: *s3, Bucket: bucket, AccessKey: k.AccessKey, SecretKey: k.SecretKey}); err != nil {
+			return err
+		}
+		root = prefix
+	}
+	r, err := backup.Init(fsys, root)
 	if err != nil {
 		return err
 	}
