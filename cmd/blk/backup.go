@@ -21,7 +21,10 @@ func newBackupCmd(a *App) *cobra.Command {
 		Long: `Backups live in repositories named in the config (backup_repos: {NAME: {host:
 H, path: P}}): a directory of chunks, each stored once under its SHA-256 and
 compressed with zstd, and one manifest per backup; on the host blk runs on, or
-reached over SFTP in blk's SSH connection to it. A repository describes
+reached over SFTP in blk's SSH connection to it. Or the same layout under a
+prefix of an S3 bucket ({NAME: {type: s3, endpoint: E, bucket: B, prefix: P}},
+keys from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or a mode 0600
+credentials_file). A repository describes
 itself: with it alone, a fresh blk lists, verifies and restores its backups;
 the state file is not needed. --repo picks one (default: defaults.backup_repo,
 or the only one configured).`,
