@@ -45,10 +45,14 @@ install: build man
 	install -d $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 0644 build/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 
-## test: unit tests (no root, no lab), and the fault-injection switch of the test build
+## test: unit tests (no lab), the fault-injection switch of the test build, and
+## the state and workflow tests again with the state in PostgreSQL (a private
+## server the tests start; they skip without Debian's postgresql package,
+## unless BLK_REQUIRE_POSTGRES=1, as CI sets)
 test:
 	$(GO) test ./...
 	$(GO) test -tags faultinject -run FaultSwitch ./volume
+	BLK_TEST_STATE=postgres $(GO) test ./state ./volume
 
 ## check: everything CI runs: lint, unit tests, stale completions, lab tests
 # check is what CI runs, under its hour: the lab suite once, with blk

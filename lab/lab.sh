@@ -3,7 +3,7 @@
 # iscsi_tcp and nfsd exist, sharing this machine's root read-only over 9p so it
 # runs these very binaries. See ../README.md "The lab" and shared LAB.md.
 #
-#   lab.sh install  install the Debian packages the lab (and the sshd unit tests) need
+#   lab.sh install  install the Debian packages the lab and the unit tests need (sshd, PostgreSQL)
 #   lab.sh up       install what is missing, build kernel + initramfs, boot or reuse
 #   lab.sh down     stop the guest this lab started (by its recorded PID)
 #   lab.sh ssh ...  run a command in the guest (no args: a shell)
@@ -20,7 +20,7 @@ RUN=$LAB/run
 PACKAGES="qemu-system-x86 qemu-utils tgt libiscsi-bin open-iscsi libvirt-daemon-system
   libvirt-daemon-driver-qemu libvirt-clients lvm2 thin-provisioning-tools nfs-kernel-server
   nfs-common busybox-static cpio kmod openssh-server openssh-client e2fsprogs iproute2 udev
-  qemu-guest-agent"
+  qemu-guest-agent postgresql"
 
 log() { printf 'lab: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -332,7 +331,7 @@ func attachService(t *testing.T, w *world, hv *fakeHV) (*Service, *exectest.Fake
 func twoHostService(t *testing.T, name string, b config.Backend, handle func([]string) (string, string, int, bool), hv *fakeHV) (*Service, *exectest.Fake, *exectest.Fake) {
 	t.Helper()
 	cfg := &config.Config{
-		State:    filepath.Join(t.TempDir(), "state.db"),
+		State:    testState(t),
 		Hosts:    map[string]config.Host{"stor1": {Address: "192.0.2.10"}, "comp1": {Address: "192.0.2.20"}},
 		Backends: map[string]config.Backend{name: b},
 		Compute:  []string{"comp1"},

@@ -3,7 +3,6 @@ package volume
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"reflect"
 	"testing"
@@ -12,7 +11,7 @@ import (
 	"github.com/blk-project/blk/state"
 )
 
-// The fast JSON list (rendered by SQLite) and the typed one (encoding/json of
+// The fast JSON list (rendered by SQLite, or PostgreSQL) and the typed one (encoding/json of
 // Volume) are one contract: same objects, same fields, same values.
 func TestListJSONIsTheVolumeContract(t *testing.T) {
 	ctx := context.Background()
@@ -37,13 +36,8 @@ func TestListJSONIsTheVolumeContract(t *testing.T) {
 	if _, err := s.State.FinishAttach(ctx, "00000000-0000-0000-0000-00000000000a"); err != nil {
 		t.Fatal(err)
 	}
-	db, err := sql.Open("sqlite3", s.Config.State)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec(`INSERT INTO snapshots (uuid, name, volume, size_bytes, status, created_at, updated_at)
-		VALUES ('s1', 'snap1', '00000000-0000-0000-0000-00000000000b', 1, 'available', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')`); err != nil {
+	if _, err := s.State.InsertSnapshot(ctx, &state.Snapshot{UUID: "s1", Name: "snap1", Volume: "00000000-0000-0000-0000-00000000000b",
+		SizeBytes: 1, Status: state.Available}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -124,7 +123,7 @@ var thinPoolArgs = []string{"lvs", "--reportformat", "json", "--units", "b", "--
 func placeService(t *testing.T) (*Service, map[string]*exectest.Fake) {
 	t.Helper()
 	cfg := &config.Config{
-		State: filepath.Join(t.TempDir(), "state.db"),
+		State: testState(t),
 		Hosts: map[string]config.Host{"stor1": {Address: "192.0.2.10"}, "stor2": {Address: "192.0.2.11"}, "stor3": {Address: "192.0.2.99"}},
 		Backends: map[string]config.Backend{
 			"lvm-1": {Type: "lvm", Host: "stor1", VG: "blk", ThinPool: "pool", Portal: "192.0.2.10:3260", IQNPrefix: "iqn.2026-11.org.example.blk"},

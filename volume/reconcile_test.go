@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -584,7 +583,7 @@ func (h slowHV) Domains(context.Context) ([]string, error) {
 
 // 200 compute hosts are looked at together, DefaultParallel at a time.
 func TestReconcileLooksAtHostsConcurrentlyBounded(t *testing.T) {
-	cfg := &config.Config{State: filepath.Join(t.TempDir(), "state.db"), Hosts: map[string]config.Host{}}
+	cfg := &config.Config{State: testState(t), Hosts: map[string]config.Host{}}
 	for i := range 200 {
 		h := fmt.Sprintf("comp%d", i)
 		cfg.Hosts[h] = config.Host{Address: "192.0.2.1"}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +18,7 @@ import (
 func newService(t *testing.T, f *exectest.Fake, dryRun *strings.Builder) *Service {
 	t.Helper()
 	cfg := &config.Config{
-		State: filepath.Join(t.TempDir(), "state.db"),
+		State: testState(t),
 		Hosts: map[string]config.Host{"stor1": {Address: "192.0.2.10"}},
 		Backends: map[string]config.Backend{"lvm-1": {Type: "lvm", Host: "stor1", VG: "blk", ThinPool: "pool",
 			Portal: "192.0.2.10:3260", IQNPrefix: "iqn.2026-11.org.example.blk"}},
