@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	osexec "os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	"github.com/blk-project/blk/internal/exec"
+	"github.com/blk-project/blk/internal/pgtest"
 )
 
 var guest exec.Runner
@@ -39,6 +41,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	guest.Close()
+	pgtest.Stop()
 	os.Exit(code)
 }
 
@@ -49,9 +52,32 @@ type result struct {
 
 func blk(t *testing.T, args ...string) result {
 	t.Helper()
+	return blkAs(t, nil, args...)
+}
+
+// blkAs runs blk as another admin machine would: its environment changed
+// by env (NAME=VALUE, or NAME= to drop it), and, with a hostname among
+// them (HOSTNAME=…), in a UTS namespace of its own under that name, so the
+// operations it journals are owned by another host.
+func blkAs(t *testing.T, env []string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := osexec.CommandContext(ctx, os.Getenv("BLK_BIN"), args...)
+	argv := append([]string{os.Getenv("BLK_BIN")}, args...)
+	environ := os.Environ()
+	for _, e := range env {
+		name, value, _ := strings.Cut(e, "=")
+		if name == "HOSTNAME" {
+			argv = append([]string{"unshare", "--uts", "sh", "-c", `hostname "$0" && exec "$@"`, value}, argv...)
+			continue
+		}
+		environ = slices.DeleteFunc(environ, func(kv string) bool { return strings.HasPrefix(kv, name+"=") })
+		if value != "" {
+			environ = append(environ, e)
+		}
+	}
+	cmd := osexec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = environ
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
