@@ -4,7 +4,7 @@ BIN     ?= bin/blk
 LAB     := lab/lab.sh
 LABDIR   = $(shell $(LAB) dir)
 
-.PHONY: build test check lab-up lab-down lab-ssh lab-test demo bench lint clean completions completions-check man install
+.PHONY: build deps test check lab-up lab-down lab-ssh lab-test demo bench lint clean completions completions-check man install
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -54,12 +54,20 @@ test:
 	$(GO) test -tags faultinject -run FaultSwitch ./volume
 	BLK_TEST_STATE=postgres $(GO) test ./state ./volume
 
+## deps: what the tests need besides Go: Debian's packages (lab/lab.sh install: QEMU, LVM, tgt,
+## sshd, PostgreSQL, ...) and versitygw, the S3 tests' server, built from the module proxy
+VERSITYGW := github.com/versity/versitygw/cmd/versitygw@v1.8.0
+deps:
+	lab/lab.sh install
+	@gobin=$$($(GO) env GOBIN); gobin=$${gobin:-$$($(GO) env GOPATH)/bin}; \
+	  [ -x "$$gobin/versitygw" ] || command -v versitygw >/dev/null || $(GO) install $(VERSITYGW)
+
 ## check: everything CI runs: lint, unit tests, stale completions, lab tests
 # check is what CI runs, under its hour: the lab suite once, with blk
 # driving the guest over SSH, the crash matrix at every sixth step. lab-test runs it in both modes (blk over SSH
 # and blk inside the guest); BLK_CRASH_ALL=1 adds every workflow to the
 # crash matrix.
-check: lint test completions-check
+check: deps lint test completions-check
 	BLK_LAB_MODES=over-ssh BLK_CRASH_EVERY=$${BLK_CRASH_EVERY:-6} lab/test.sh
 
 # Linters at pinned versions, run from the module cache (outside the repo).
