@@ -83,10 +83,10 @@ func TestS3RepositoryEndToEnd(t *testing.T) {
 		t.Error("restore of the second backup differs")
 	}
 	for _, m := range ms {
-		if err := r.Verify(context.Background(), m, false); err != nil {
+		if err = r.Verify(context.Background(), m, false); err != nil {
 			t.Error(err)
 		}
-		if err := r.Verify(context.Background(), m, true); err != nil {
+		if err = r.Verify(context.Background(), m, true); err != nil {
 			t.Error(err)
 		}
 	}
@@ -94,21 +94,21 @@ func TestS3RepositoryEndToEnd(t *testing.T) {
 	c := srv.Client(t)
 	h := m1.Chunks[0]
 	key := oddPrefix + "/" + chunkName(h)
-	if _, err := c.PutObject(context.Background(), bucket, key, bytes.NewReader([]byte("junk")), 4, minio.PutObjectOptions{}); err != nil {
+	if _, err = c.PutObject(context.Background(), bucket, key, bytes.NewReader([]byte("junk")), 4, minio.PutObjectOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Verify(context.Background(), m1, true); !errors.Is(err, ErrCorrupt) {
+	if err = r.Verify(context.Background(), m1, true); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("verify --read-data of a damaged chunk: %v", err)
 	}
-	if err := c.RemoveObject(context.Background(), bucket, key, minio.RemoveObjectOptions{}); err != nil {
+	if err = c.RemoveObject(context.Background(), bucket, key, minio.RemoveObjectOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Verify(context.Background(), m1, false); err == nil || !strings.Contains(err.Error(), "missing") {
+	if err = r.Verify(context.Background(), m1, false); err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Errorf("verify of a missing chunk: %v", err)
 	}
 	// The next full backup stores it again.
 	backup(t, r, d1, Options{Name: "three", Volume: "db1", VolumeUUID: "v1"})
-	if err := r.Verify(context.Background(), m1, true); err != nil {
+	if err = r.Verify(context.Background(), m1, true); err != nil {
 		t.Errorf("after the chunk was stored again: %v", err)
 	}
 	// Prune keeps the last one and collects the chunks only the others used.
@@ -174,14 +174,14 @@ func TestS3ReadsADirectoryRepositoryCopiedIntoIt(t *testing.T) {
 	if !bytes.Equal(restore(t, r, got), data) {
 		t.Error("restore from the copy differs")
 	}
-	if err := r.Verify(context.Background(), got, true); err != nil {
+	if err = r.Verify(context.Background(), got, true); err != nil {
 		t.Error(err)
 	}
 	// And back: what S3 wrote, a directory repository reads.
 	m2 := backup(t, r, volumeData(4), Options{Name: "from-s3", Volume: "db2", VolumeUUID: "v2"})
 	out := filepath.Join(t.TempDir(), "repo")
 	for _, k := range srv.Keys(t, bucket, "copy/") {
-		if err := c.FGetObject(context.Background(), bucket, k, filepath.Join(out, strings.TrimPrefix(k, "copy/")), minio.GetObjectOptions{}); err != nil {
+		if err = c.FGetObject(context.Background(), bucket, k, filepath.Join(out, strings.TrimPrefix(k, "copy/")), minio.GetObjectOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -234,23 +234,23 @@ func TestS3Locks(t *testing.T) {
 	put := func(kind LockKind, own string) string {
 		name := "locks-test/locks/" + string(kind) + "-test.json"
 		data, _ := json.Marshal(lockFile{Owner: own, Op: "backup", CreatedAt: time.Now().UTC().Format(time.RFC3339)})
-		if err := s.Put(name, data); err != nil {
+		if err = s.Put(name, data); err != nil {
 			t.Fatal(err)
 		}
 		return name
 	}
 	c := osexec.Command("true")
-	if err := c.Run(); err != nil {
+	if err = c.Run(); err != nil {
 		t.Fatal(err)
 	}
 	dead := fmt.Sprintf("%s:%s:%s:%d:1", owner.Hostname(), owner.BootID(), owner.PidNS(), c.Process.Pid)
 	stale := put(Exclusive, dead)
-	if l, err := r.Lock(Exclusive, "prune"); err != nil {
-		t.Fatalf("over a killed run's lock: %v", err)
+	if l, lerr := r.Lock(Exclusive, "prune"); lerr != nil {
+		t.Fatalf("over a killed run's lock: %v", lerr)
 	} else {
 		l.Unlock()
 	}
-	if _, err := s.Stat(stale); !errors.Is(err, fs.ErrNotExist) {
+	if _, err = s.Stat(stale); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the stale lock is still there: %v", err)
 	}
 	other := put(Shared, "otherhost:"+owner.BootID()+":1:1:1")
@@ -268,8 +268,8 @@ func TestS3Locks(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l, err := r.Lock(Exclusive, "prune")
-			if err != nil {
+			l, lerr := r.Lock(Exclusive, "prune")
+			if lerr != nil {
 				return
 			}
 			mu.Lock()

@@ -130,12 +130,12 @@ func TestCopyToPostgresMovesEverything(t *testing.T) {
 	if fmt.Sprint(got) != "[{volumes 2} {attachments 1} {snapshots 1} {backups 1} {operations 3}]" {
 		t.Errorf("dry run counted %v", got)
 	}
-	if _, err := Open(ctx, url, ReadOnly); !errors.Is(err, ErrNotFound) {
+	if _, err = Open(ctx, url, ReadOnly); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("after the dry run the database holds a state: %v", err)
 	}
 	dst := open(t, url)
 
-	if _, err := src.CopyTo(ctx, dst, false); err != nil {
+	if _, err = src.CopyTo(ctx, dst, false); err != nil {
 		t.Fatal(err)
 	}
 	want, _ := src.ListVolumes(ctx, VolumeFilter{})

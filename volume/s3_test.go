@@ -57,25 +57,25 @@ func TestS3BackupListRestoreVerifyPrune(t *testing.T) {
 	if err != nil || len(bs) != 2 || bs[0].Name != "first" || bs[1].Name != "second" {
 		t.Fatalf("list: %v %+v", err, bs)
 	}
-	if got, err := s.ShowBackup(ctx, "r1", "second"); err != nil || got.UUID != b2.UUID {
-		t.Errorf("show: %v", err)
+	if got, gerr := s.ShowBackup(ctx, "r1", "second"); gerr != nil || got.UUID != b2.UUID {
+		t.Errorf("show: %v", gerr)
 	}
 	// Into a new volume, and over the volume itself.
 	s.testHookUUID = cloneUUID
-	if _, err := s.RestoreBackup(ctx, RestoreOptions{Backup: "first", New: "db2", Thin: true}); err != nil {
+	if _, err = s.RestoreBackup(ctx, RestoreOptions{Backup: "first", New: "db2", Thin: true}); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.ReadFile(fl.file("volume-" + cloneUUID)); string(got) != string(data) {
 		t.Error("restored --new differs from the first backup")
 	}
-	if _, err := s.RestoreBackup(ctx, RestoreOptions{Backup: b2.UUID, To: "db1"}); err != nil {
+	if _, err = s.RestoreBackup(ctx, RestoreOptions{Backup: b2.UUID, To: "db1"}); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.ReadFile(fl.file("volume-" + volUUID)); string(got) != string(want2) {
 		t.Error("restored --to differs from the second backup")
 	}
 	for _, readData := range []bool{false, true} {
-		if _, err := s.VerifyBackup(ctx, "r1", "first", readData); err != nil {
+		if _, err = s.VerifyBackup(ctx, "r1", "first", readData); err != nil {
 			t.Errorf("verify (read data %v): %v", readData, err)
 		}
 	}

@@ -42,9 +42,9 @@ type Server struct {
 }
 
 var (
-	once   sync.Once
-	shared *Server
-	err    error
+	once     sync.Once
+	shared   *Server
+	startErr error
 )
 
 // binDir finds Debian's server binaries (/usr/lib/postgresql/<v>/bin).
@@ -84,12 +84,12 @@ func URL(t testing.TB) string {
 // Start returns the shared server, starting it on first use.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	once.Do(func() { shared, err = start() })
-	if err != nil {
+	once.Do(func() { shared, startErr = start() })
+	if startErr != nil {
 		if os.Getenv("BLK_REQUIRE_POSTGRES") == "1" {
-			t.Fatalf("pgtest: %v", err)
+			t.Fatalf("pgtest: %v", startErr)
 		}
-		t.Skipf("pgtest: %v (BLK_REQUIRE_POSTGRES=1 makes this a failure)", err)
+		t.Skipf("pgtest: %v (BLK_REQUIRE_POSTGRES=1 makes this a failure)", startErr)
 	}
 	return shared
 }
@@ -142,28 +142,28 @@ func start() (*Server, error) {
 	// PostgreSQL refuses to run as root: run it as the package's user.
 	var cred *syscall.Credential
 	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			return nil, fmt.Errorf("running as root and no postgres user: %w", err)
+		u, lerr := user.Lookup("postgres")
+		if lerr != nil {
+			return nil, fmt.Errorf("running as root and no postgres user: %w", lerr)
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
 		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-		if err := os.Chown(dir, uid, gid); err != nil {
+		if err = os.Chown(dir, uid, gid); err != nil {
 			return nil, err
 		}
 	}
 	pwfile := filepath.Join(dir, "pw")
-	if err := os.WriteFile(pwfile, []byte(s.password+"\n"), 0o644); err != nil {
+	if err = os.WriteFile(pwfile, []byte(s.password+"\n"), 0o644); err != nil {
 		return nil, err
 	}
 	data := filepath.Join(dir, "data")
 	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-U", "blk", "--auth=scram-sha-256",
 		"--pwfile="+pwfile, "-E", "UTF8", "--no-locale", "--no-sync")
 	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	if out, err := initdb.CombinedOutput(); err != nil {
+	if out, ierr := initdb.CombinedOutput(); ierr != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("initdb: %v: %s", err, out)
+		return nil, fmt.Errorf("initdb: %v: %s", ierr, out)
 	}
 	os.Remove(pwfile)
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -98,9 +98,9 @@ func Start(t testing.TB) *Server {
 			break
 		}
 		select {
-		case err := <-exited:
+		case xerr := <-exited:
 			b, _ := os.ReadFile(log.Name())
-			t.Fatalf("versitygw exited: %v\n%s", err, b)
+			t.Fatalf("versitygw exited: %v\n%s", xerr, b)
 		default:
 		}
 		if time.Now().After(deadline) {

@@ -202,7 +202,7 @@ func TestFiftyConcurrentProcessesOnPostgresFromTwoAdminMachines(t *testing.T) {
 		t.Fatalf("no state: line in %s", os.Getenv("BLK_CONFIG"))
 	}
 	otherFile := filepath.Join(t.TempDir(), "admin-b.yaml")
-	if err := os.WriteFile(otherFile, []byte(other), 0o600); err != nil {
+	if err = os.WriteFile(otherFile, []byte(other), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("BLK_STATE", url) // admin A, and every check below
