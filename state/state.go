@@ -174,10 +174,20 @@ func (s *Store) Missing() bool { return s.memory }
 type noStateError struct{ path string }
 
 func (e *noStateError) Error() string {
-	return fmt.Sprintf("no state file at %s (check --state, BLK_STATE or the config's state: the first volume create makes it)", e.path)
+	return fmt.Sprintf("no state %s %s (check --state, BLK_STATE or the config's state: the first volume create makes it)", Where(e.path), e.path)
 }
 
 func (e *noStateError) Unwrap() error { return ErrNotFound }
+
+// Where is how a message names a state: a file at a path, or in a
+// database ("no state file at /var/lib/blk/state.db", "no state in
+// postgres://…").
+func Where(state string) string {
+	if IsURL(state) {
+		return "in"
+	}
+	return "file at"
+}
 
 // sqliteURI names an absolute path as an SQLite file: URI, escaping what
 // SQLite would read as a parameter (?), a fragment (#) or an escape (%).

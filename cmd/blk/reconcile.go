@@ -97,9 +97,10 @@ reported).`,
 				if err != nil {
 					return err
 				}
-				if _, err := os.Stat(cfg.State); errors.Is(err, fs.ErrNotExist) && !state.IsURL(cfg.State) {
+				if missingState(a.context(cmd), cfg.State) {
 					o.AdoptOnly = true
-					a.warn("no state file at %s: making it, and only adopting what is found (run --fix again for the rest)", cfg.State)
+					a.warn("no state %s %s: making it, and only adopting what is found (run --fix again for the rest)",
+						state.Where(cfg.State), state.Redact(cfg.State))
 				}
 				mode = state.ReadWrite
 			case o.Fix:
@@ -107,7 +108,7 @@ reported).`,
 			}
 			return a.withReader(cmd, mode, func(ctx context.Context, svc *volume.Service) error {
 				if svc.State.Missing() {
-					a.warn("no state file at %s (check --state, BLK_STATE or the config's state:): everything blk finds is drift", svc.State.Path())
+					a.warn("no state %s %s (check --state, BLK_STATE or the config's state:): everything blk finds is drift", state.Where(svc.State.Path()), svc.State.Path())
 				}
 				reports, err := svc.Reconcile(ctx, o)
 				if reports == nil {
@@ -205,4 +206,18 @@ func driftView(reports []volume.HostDrift, fixed bool) view {
 		}
 	}
 	return v
+}
+
+// missingState reports whether the state does not exist yet: no file, or
+// a database blk never used.
+func missingState(ctx context.Context, st string) bool {
+	if !state.IsURL(st) {
+		_, err := os.Stat(st)
+		return errors.Is(err, fs.ErrNotExist)
+	}
+	s, err := state.Open(ctx, st, state.ReadOnly)
+	if err == nil {
+		s.Close()
+	}
+	return errors.Is(err, state.ErrNotFound)
 }

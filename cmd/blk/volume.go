@@ -216,7 +216,7 @@ func newVolumeListCmd(a *App) *cobra.Command {
 			// still hears that no state file is there (a mistyped --state).
 			return a.withReader(cmd, state.ReadOnlyOrEmpty, func(ctx context.Context, svc *volume.Service) error {
 				if svc.State.Missing() {
-					a.warn("no state file at %s yet (check --state, BLK_STATE or the config's state:): no volumes", svc.State.Path())
+					a.warn("no state %s %s yet (check --state, BLK_STATE or the config's state:): no volumes", state.Where(svc.State.Path()), svc.State.Path())
 				}
 				if a.Output == "json" {
 					return a.printJSONStream(func(w io.Writer) error { return svc.WriteListJSON(ctx, o, w) })
