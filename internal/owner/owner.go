@@ -14,22 +14,26 @@ import (
 // procRoot is where the kernel's process table is read (tests swap it).
 var procRoot = "/proc"
 
-// Self names this process as host:boot_id:pid_ns:pid:start, where start is
-// the kernel's record of when the process started (clock ticks since boot,
-// /proc/<pid>/stat field 22). A pid alone is reused, and a wall-clock start
-// says nothing once the pid is: with the boot id and the kernel's own start
-// time, a later process can prove this one gone.
+// Self names this process as host:boot_id:pid_ns:pid:start:machine_id,
+// where start is the kernel's record of when the process started (clock
+// ticks since boot, /proc/<pid>/stat field 22). A pid alone is reused, and
+// a wall-clock start says nothing once the pid is: with the boot id and the
+// kernel's own start time, a later process can prove this one gone. The
+// machine id tells a reboot from another machine of the same name (cloned
+// admin VMs sharing a PostgreSQL state).
 var Self = func() string {
 	ticks, _ := startTicks(os.Getpid())
-	return fmt.Sprintf("%s:%s:%s:%d:%d", Hostname(), BootID(), PidNS(), os.Getpid(), ticks)
+	return fmt.Sprintf("%s:%s:%s:%d:%d:%s", Hostname(), BootID(), PidNS(), os.Getpid(), ticks, MachineID())
 }()
 
 // Owner is a parsed owner string. Strings written before boot ids were
-// recorded read as host:pid:unix-start (Legacy).
+// recorded read as host:pid:unix-start (Legacy); before machine ids, as
+// host:boot_id:pid_ns:pid:start (Machine empty).
 type Owner struct {
 	Host, Boot, PidNS string
 	Pid               int
 	Ticks             uint64
+	Machine           string
 	Legacy            bool
 }
 
@@ -39,8 +43,11 @@ func Parse(s string) (Owner, bool) {
 	var o Owner
 	var err error
 	switch len(p) {
-	case 5:
+	case 5, 6:
 		o.Host, o.Boot, o.PidNS = p[0], p[1], p[2]
+		if len(p) == 6 {
+			o.Machine = p[5]
+		}
 		if o.Pid, err = strconv.Atoi(p[3]); err != nil {
 			return o, false
 		}
@@ -75,6 +82,9 @@ const (
 func (o Owner) Check() (Liveness, string) {
 	if o.Host != Hostname() {
 		return Unknown, "it ran on another host"
+	}
+	if m := MachineID(); o.Machine != "" && m != "" && o.Machine != m {
+		return Unknown, "it ran on another machine of the same name (its machine id differs)"
 	}
 	if !o.Legacy {
 		if b := BootID(); o.Boot != "" && b != "" && o.Boot != b {
@@ -149,6 +159,20 @@ func ParseStat(stat string) (state string, ticks uint64, err error) {
 func BootID() string {
 	b, _ := os.ReadFile(procRoot + "/sys/kernel/random/boot_id")
 	return strings.TrimSpace(string(b))
+}
+
+// MachineID is systemd's /etc/machine-id (or D-Bus's copy): the same
+// across reboots, different on every machine, even clones of one image
+// once booted. Empty where there is none.
+func MachineID() string {
+	for _, f := range []string{"/etc/machine-id", "/var/lib/dbus/machine-id"} {
+		if b, err := os.ReadFile(f); err == nil {
+			if id := strings.TrimSpace(string(b)); id != "" && !strings.Contains(id, ":") {
+				return id
+			}
+		}
+	}
+	return ""
 }
 
 // PidNS names this process's pid namespace: pids of other namespaces mean
