@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 )
 
 // blk's SQL is written once, with ? placeholders, in the subset SQLite and
@@ -22,27 +23,49 @@ type tx struct {
 }
 
 func (d db) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	return d.DB.QueryContext(ctx, bind(d.pg, q), args...)
+	return d.DB.QueryContext(ctx, bind(d.pg, q), text(args)...)
 }
 
 func (d db) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
-	return d.DB.QueryRowContext(ctx, bind(d.pg, q), args...)
+	return d.DB.QueryRowContext(ctx, bind(d.pg, q), text(args)...)
 }
 
 func (d db) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	return d.DB.ExecContext(ctx, bind(d.pg, q), args...)
+	return d.DB.ExecContext(ctx, bind(d.pg, q), text(args)...)
 }
 
 func (t tx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	return t.Tx.QueryContext(ctx, bind(t.pg, q), args...)
+	return t.Tx.QueryContext(ctx, bind(t.pg, q), text(args)...)
 }
 
 func (t tx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
-	return t.Tx.QueryRowContext(ctx, bind(t.pg, q), args...)
+	return t.Tx.QueryRowContext(ctx, bind(t.pg, q), text(args)...)
 }
 
 func (t tx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	return t.Tx.ExecContext(ctx, bind(t.pg, q), args...)
+	return t.Tx.ExecContext(ctx, bind(t.pg, q), text(args)...)
+}
+
+// text makes every string argument valid UTF-8 without NUL: a tool's
+// stderr kept as an error, or a path, may hold any byte, PostgreSQL refuses
+// both (and a failed status move would leave a volume stuck), and JSON
+// output needs UTF-8. Names are checked long before they get here.
+func text(args []any) []any {
+	var out []any
+	for i, a := range args {
+		s, ok := a.(string)
+		if !ok || utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 {
+			continue
+		}
+		if out == nil {
+			out = append([]any(nil), args...) // the caller's slice stays as it was
+		}
+		out[i] = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+	}
+	if out == nil {
+		return args
+	}
+	return out
 }
 
 var bound sync.Map // query → its PostgreSQL form

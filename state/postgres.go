@@ -5,10 +5,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"database/sql/driver"
+	"net"
 	"net/url"
 	"strings"
 	"time"
 
+	"github.com/blk-project/blk/internal/fault"
 	"github.com/blk-project/blk/internal/retry"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -18,7 +21,8 @@ import (
 // IsURL reports whether state names a PostgreSQL database rather than a
 // file.
 func IsURL(state string) bool {
-	return strings.HasPrefix(state, "postgres://") || strings.HasPrefix(state, "postgresql://")
+	s := strings.ToLower(state)
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
 }
 
 // Redact is a PostgreSQL URL fit to print: no password, in the user part
@@ -37,9 +41,11 @@ func Redact(state string) string {
 		}
 	}
 	q := u.Query()
-	if q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
+	for _, k := range []string{"password", "sslpassword"} {
+		if q.Has(k) {
+			q.Set(k, "xxxxx")
+			u.RawQuery = q.Encode()
+		}
 	}
 	return u.String()
 }
@@ -55,10 +61,12 @@ const lockKey = 0x626c6b // "blk"
 
 func openPostgres(ctx context.Context, rawURL string, mode Mode) (*Store, error) {
 	shown := Redact(rawURL)
-	cfg, err := pgx.ParseConfig(rawURL)
+	// pgx knows the scheme in lower case only.
+	scheme, rest, _ := strings.Cut(rawURL, "://")
+	cfg, err := pgx.ParseConfig(strings.ToLower(scheme) + "://" + rest)
 	if err != nil {
 		// pgx's parse errors may quote the URL, password and all.
-		return nil, fmt.Errorf("state %s: not a PostgreSQL URL blk can use (postgres://user@host:port/database?sslmode=…)", shown)
+		return nil, fault.New(fault.ErrInvalid, "state %s: not a PostgreSQL URL blk can use (postgres://user@host:port/database?sslmode=…)", shown)
 	}
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = connectTimeout
@@ -69,12 +77,28 @@ func openPostgres(ctx context.Context, rawURL string, mode Mode) (*Store, error)
 		cfg.RuntimeParams["default_transaction_read_only"] = "on"
 	}
 	cfg.RuntimeParams["application_name"] = "blk"
+	// blk never idles inside a transaction: one that does is a blk stopped
+	// (SIGSTOP, a hung machine) holding the write lock from everyone.
+	cfg.RuntimeParams["idle_in_transaction_session_timeout"] = "60s"
+	// A partitioned admin machine's session, lock and all, ends within
+	// about a minute instead of the kernel's two hours.
+	cfg.RuntimeParams["tcp_keepalives_idle"] = "30"
+	cfg.RuntimeParams["tcp_keepalives_interval"] = "10"
+	cfg.RuntimeParams["tcp_keepalives_count"] = "3"
 	sdb := stdlib.OpenDB(*cfg)
-	// One blk process runs one workflow: a few connections are plenty,
-	// and fifty processes at once must not exhaust max_connections.
+	// One blk process runs one workflow: two connections are plenty, and
+	// none stays open through a long external step (an attach, a backup),
+	// so fifty processes at once, from several machines, leave
+	// max_connections to those talking to the server now.
 	sdb.SetMaxOpenConns(2)
+	sdb.SetMaxIdleConns(1)
+	sdb.SetConnMaxIdleTime(2 * time.Second)
 	s := &Store{db: db{DB: sdb, pg: true}, path: shown}
-	version, err := s.schemaVersion(ctx)
+	var version int
+	err = retry.Do(ctx, retry.Policy{Within: BusyTimeout, Delay: 50 * time.Millisecond, Retry: isBusy}, func() (err error) {
+		version, err = s.schemaVersion(ctx) // the first connection: the server may be full for a moment
+		return err
+	})
 	if err != nil {
 		sdb.Close()
 		return nil, fmt.Errorf("state %s: %w", shown, err)
@@ -90,7 +114,7 @@ func openPostgres(ctx context.Context, rawURL string, mode Mode) (*Store, error)
 	err = retry.Do(ctx, retry.Policy{Within: BusyTimeout, Delay: 5 * time.Millisecond, Retry: isBusy},
 		func() error { return s.migrate(ctx, readOnly) })
 	if err == nil {
-		err = s.checkMoved(ctx)
+		err = s.guard(ctx)
 	}
 	if err != nil {
 		sdb.Close()
@@ -132,6 +156,7 @@ const (
 	pgDeadlock             = "40P01"
 	pgLockNotAvailable     = "55P03"
 	pgUndefinedTable       = "42P01"
+	pgTooManyConnections   = "53300"
 )
 
 func pgCode(err error) string {
@@ -144,10 +169,19 @@ func pgCode(err error) string {
 
 func pgBusy(err error) bool {
 	switch pgCode(err) {
-	case pgSerializationFailure, pgDeadlock, pgLockNotAvailable:
+	case pgSerializationFailure, pgDeadlock, pgLockNotAvailable, pgTooManyConnections:
 		return true
 	}
 	return false
+}
+
+// pgFailure is an error of the server or of the connection to it, which
+// needs the state's name to mean anything to a person.
+func pgFailure(err error) bool {
+	var pe *pgconn.PgError
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	return errors.As(err, &pe) || errors.As(err, &ce) || errors.As(err, &ne) || errors.Is(err, driver.ErrBadConn)
 }
 
 func pgUnique(err error) bool { return pgCode(err) == pgUniqueViolation }

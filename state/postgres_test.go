@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blk-project/blk/internal/fault"
 	"github.com/blk-project/blk/internal/pgtest"
 )
 
@@ -38,7 +40,7 @@ func TestCopyTablesAreTheSchema(t *testing.T) {
 			have = append(have, n)
 		}
 		rows.Close()
-		want := []string{"moved"}
+		want := []string{"moved", "state_id"}
 		if st.db.pg {
 			want = append(want, "blk_schema")
 		}
@@ -234,8 +236,19 @@ func TestPostgresErrorsNeverShowThePassword(t *testing.T) {
 	if strings.Contains(s.Path(), pw) || !strings.Contains(s.Path(), "blk:xxxxx@") {
 		t.Errorf("Path() = %s", s.Path())
 	}
-	if r := Redact("postgres://u@h/d?password=" + pw + "&sslmode=disable"); strings.Contains(r, pw) {
-		t.Errorf("Redact left a password parameter: %s", r)
+	for _, u := range []string{"postgres://u@h/d?password=" + pw + "&sslmode=disable", "postgres://u@h/d?sslpassword=" + pw} {
+		if r := Redact(u); strings.Contains(r, pw) {
+			t.Errorf("Redact left a password parameter: %s", r)
+		}
+	}
+	// The scheme in capitals is still a URL (never a relative file name
+	// holding the password).
+	upper := open(t, "POSTGRESQL"+strings.TrimPrefix(url, "postgres"))
+	if strings.Contains(upper.Path(), pw) {
+		t.Errorf("Path() = %s", upper.Path())
+	}
+	if _, err := Open(ctx, url+"&sslmode=bogus", ReadWrite); !errors.Is(err, fault.ErrInvalid) || strings.Contains(err.Error(), pw) {
+		t.Errorf("a bad sslmode: %v", err)
 	}
 }
 
@@ -330,5 +343,117 @@ func TestPostgresLockDiesWithItsHolder(t *testing.T) {
 	defer cancel()
 	if _, err := s.BeginOp(ctx, "create", "u1"); err != nil {
 		t.Errorf("after the holder was killed: %v", err)
+	}
+}
+
+// Two migrates at once, and a blk that opened the state before the copy:
+// once the state is moved, nobody writes to it any more.
+func TestNothingWritesToAMovedState(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	src := open(t, path)
+	fill(t, src)
+	early := open(t, path) // a cron job's blk, opened just before
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := open(t, path)
+			_, errs[i] = s.CopyTo(ctx, open(t, pgtest.URL(t)), false)
+		}()
+	}
+	wg.Wait()
+	if (errs[0] == nil) == (errs[1] == nil) {
+		t.Fatalf("two migrates at once: %v; %v", errs[0], errs[1])
+	}
+	loser := errors.Join(errs...)
+	if !errors.Is(loser, fault.ErrInvalid) || !strings.Contains(loser.Error(), "moved to postgres://") {
+		t.Errorf("the second migrate: %v", loser)
+	}
+	if _, err := early.InsertVolume(ctx, &Volume{UUID: "u9", Name: "late", Backend: "b", SizeBytes: 1, Status: Creating}); err == nil ||
+		!strings.Contains(err.Error(), "moved to postgres://") {
+		t.Errorf("a write through a store opened before the move: %v", err)
+	}
+}
+
+// A migrate killed between its two commits left the target full and the
+// source live: run again, it sees the same rows and only retires the
+// source. The same state under another name is refused at once.
+func TestCopyKilledBeforeItRetiredTheSourceIsFinished(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	src := open(t, path)
+	fill(t, src)
+	url := pgtest.URL(t)
+	dst := open(t, url)
+	if _, err := src.CopyTo(ctx, dst, false); err != nil {
+		t.Fatal(err)
+	}
+	src.Close()
+	raw, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.Exec(`DELETE FROM moved`)
+	raw.Close()
+	src = open(t, path)
+	got, err := src.CopyTo(ctx, dst, false)
+	if !errors.Is(err, ErrCopiedBefore) || fmt.Sprint(got) != "[{volumes 2} {attachments 1} {snapshots 1} {backups 1} {operations 3}]" {
+		t.Errorf("rerun: %v %v", got, err)
+	}
+	if _, err = Open(ctx, path, ReadOnly); err == nil || !strings.Contains(err.Error(), "moved to") {
+		t.Errorf("the source after the rerun: %v", err)
+	}
+
+	other := open(t, filepath.Join(t.TempDir(), "a.db"))
+	link := filepath.Join(t.TempDir(), "link.db")
+	os.Symlink(other.Path(), link)
+	start := time.Now()
+	if _, err = other.CopyTo(ctx, open(t, link), false); !errors.Is(err, fault.ErrInvalid) || !strings.Contains(err.Error(), "is the state being copied") {
+		t.Errorf("a copy into itself: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("a copy into itself took %v", d)
+	}
+}
+
+// Names sort byte by byte, as in SQLite, whatever the database's locale;
+// bytes PostgreSQL refuses (NUL, invalid UTF-8), as a tool's stderr may
+// hold, are stored replaced, and the JSON list stays valid.
+func TestPostgresSortsAndStoresTextAsSQLite(t *testing.T) {
+	ctx := context.Background()
+	for _, st := range []*Store{open(t, filepath.Join(t.TempDir(), "state.db")), open(t, pgtest.URL(t))} {
+		names := []string{"b", "ab", "a_d", "a1", "a.b", "a-c", "B"}
+		for i, n := range names {
+			op, err := st.InsertVolume(ctx, &Volume{UUID: fmt.Sprintf("u%d", i), Name: n, Backend: "b", SizeBytes: 1, Status: Creating})
+			if err != nil {
+				t.Fatal(err)
+			}
+			op.End(ctx, nil)
+		}
+		bad := "lvextend: \xff\xfe bad \x00 bytes"
+		if _, err := st.MoveVolume(ctx, "u0", Move{From: []string{Creating}, To: Error, LastError: &bad}); err != nil {
+			t.Errorf("postgres=%v: a status move with raw bytes in its error: %v", st.db.pg, err)
+		}
+		vols, err := st.ListVolumes(ctx, VolumeFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, v := range vols {
+			got = append(got, v.Name)
+		}
+		if want := slices.Sorted(slices.Values(names)); !reflect.DeepEqual(got, want) {
+			t.Errorf("postgres=%v: order %q, want %q", st.db.pg, got, want)
+		}
+		var js strings.Builder
+		if err := st.WriteVolumesJSON(ctx, VolumeFilter{}, &js); err != nil || !json.Valid([]byte(js.String())) {
+			t.Errorf("postgres=%v: JSON list (%v): %q", st.db.pg, err, js.String())
+		}
+		if v, _ := st.Volume(ctx, "u0"); v.LastError != "lvextend: \uFFFD bad \uFFFD bytes" {
+			t.Errorf("postgres=%v: last error stored as %q", st.db.pg, v.LastError)
+		}
 	}
 }

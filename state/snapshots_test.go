@@ -69,7 +69,7 @@ func TestSnapshotColumnsAreAddedToAnOlderFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
 	s := open(t, path)
 	// Back to the schema before the snapshot migration (the second).
-	if _, err := s.db.Exec(`DROP TABLE moved; ALTER TABLE snapshots DROP COLUMN consistency; ALTER TABLE snapshots DROP COLUMN last_error;
+	if _, err := s.db.Exec(`DROP TABLE moved; DROP TABLE state_id; ALTER TABLE snapshots DROP COLUMN consistency; ALTER TABLE snapshots DROP COLUMN last_error;
 		PRAGMA user_version = 1`); err != nil {
 		t.Fatal(err)
 	}

@@ -62,6 +62,9 @@ type Store struct {
 	db     db
 	path   string // the file, or the PostgreSQL URL without its password
 	memory bool   // a dry run's stand-in for a state file that does not exist
+	// guarded: every write transaction first checks that blk state migrate
+	// has not moved the state elsewhere (set once migrated).
+	guarded bool
 	// TakeOver, when set, is told each time a claim takes over the
 	// operation of a run that is provably gone, so people see it.
 	TakeOver func(msg string)
@@ -157,7 +160,7 @@ func Open(ctx context.Context, path string, mode Mode) (*Store, error) {
 	err = retry.Do(ctx, retry.Policy{Within: BusyTimeout, Delay: 5 * time.Millisecond, Retry: isBusy},
 		func() error { return s.migrate(ctx, mode != ReadWrite && mode != Existing) })
 	if err == nil && !memory {
-		err = s.checkMoved(ctx)
+		err = s.guard(ctx)
 	}
 	if err != nil {
 		sdb.Close()
@@ -222,6 +225,8 @@ func (s *Store) tx(ctx context.Context, fn func(tx) error) error {
 	err := retry.Do(ctx, retry.Policy{Within: BusyTimeout, Delay: 5 * time.Millisecond, Retry: isBusy},
 		func() error { return s.tryTx(ctx, fn) })
 	switch {
+	case !isBusy(err) && s.db.pg && pgFailure(err) && !strings.Contains(err.Error(), s.path):
+		return fmt.Errorf("state %s: %w", s.path, err)
 	case !isBusy(err):
 		return err
 	case ctx.Err() != nil:
@@ -274,6 +279,11 @@ func (s *Store) tryTx(ctx context.Context, fn func(tx) error) error {
 			st.Rollback()
 			return fmt.Errorf("state %s: waiting for another writer: %w", s.path, ctx.Err())
 		}
+	}
+	if err == nil && s.guarded {
+		// A blk that opened the state before a migrate moved it must not
+		// go on writing there alone.
+		err = moved(ctx, t)
 	}
 	if err == nil {
 		err = fn(t)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -70,7 +71,8 @@ nothing.`,
 			}
 			defer dst.Close()
 			copied, err := src.CopyTo(ctx, dst, a.DryRun)
-			if err != nil {
+			before := errors.Is(err, state.ErrCopiedBefore)
+			if err != nil && !before {
 				return fmt.Errorf("migrate state %s to %s: %w", src.Path(), dst.Path(), err)
 			}
 			v := view{obj: copied, header: []string{"TABLE", "ROWS"}}
@@ -81,9 +83,15 @@ nothing.`,
 			if err := a.print(v); err != nil {
 				return err
 			}
-			if a.DryRun {
+			switch {
+			case a.DryRun && before:
+				a.note("dry run: %s already holds exactly %s (a migrate was killed before it retired it): it would be retired", dst.Path(), src.Path())
+				return nil
+			case a.DryRun:
 				a.note("dry run: nothing was copied; %s would be copied to %s", src.Path(), dst.Path())
 				return nil
+			case before:
+				a.note("%s already held exactly %s (a migrate was killed before it retired it): retired it now", dst.Path(), src.Path())
 			}
 			a.note("copied %s to %s, which it now points to: set state: %s in every admin machine's config (or BLK_STATE)",
 				src.Path(), dst.Path(), dst.Path())

@@ -1,7 +1,8 @@
 // Package pgtest runs a private PostgreSQL server for tests: Debian's
 // postgresql package, initdb'd into a temporary directory and listening on
-// a loopback port of its own, with password (SCRAM) authentication as a
-// real deployment has. Each test gets a database of its own.
+// a loopback port of its own, with password (SCRAM) authentication, the
+// default max_connections and a natural-language collation, as a real
+// deployment has. Each test gets a database of its own.
 //
 // Tests skip when the server binaries are missing, unless
 // BLK_REQUIRE_POSTGRES=1 (CI sets it), which makes that a failure.
@@ -75,7 +76,9 @@ func URL(t testing.TB) string {
 		t.Fatalf("pgtest: %v", err)
 	}
 	defer c.Close(ctx)
-	if _, err := c.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+	// As Debian's clusters are made: a natural-language collation, where
+	// "a_d" sorts before "a-c", unlike SQLite's byte order.
+	if _, err := c.Exec(ctx, "CREATE DATABASE "+name+" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'"); err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
 	return s.url(name)
@@ -173,7 +176,7 @@ func start() (*Server, error) {
 	s.port = l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	s.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-k", dir, "-p", strconv.Itoa(s.port),
-		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=300",
+		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=100",
 		"-c", "log_min_messages=fatal", "-c", "log_min_error_statement=panic")
 	// The server's log (a test's wrong password is a FATAL line) goes to
 	// a file, shown only if the server does not come up.
