@@ -3,9 +3,9 @@ package state
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
-	"database/sql/driver"
 	"net"
 	"net/url"
 	"strings"
