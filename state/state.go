@@ -261,9 +261,9 @@ func (s *Store) writers() string {
 	}
 	if len(held) == 0 {
 		if s.db.pg {
-			return "no blk operation is running: a session of another program holds the lock (look in pg_locks)"
+			return "no blk operation is running: a blk state migrate, or a session of another program, holds the lock (look in pg_locks)"
 		}
-		return "no blk operation is running: another program (an open sqlite3 shell?) holds the write lock"
+		return "no blk operation is running: a blk state migrate, or another program (an open sqlite3 shell?), holds the write lock"
 	}
 	return "running now: " + strings.Join(held, "; ")
 }
