@@ -7,13 +7,14 @@ import (
 	"testing"
 
 	"github.com/blk-project/blk/internal/owner"
+	"github.com/blk-project/blk/internal/pgtest"
 )
 
 // A pool's lock is one live holder's; a dead holder's is taken over, and
 // an ended one is free again.
 func TestLockIsOneLiveHoldersAndADeadOnesIsTakenOver(t *testing.T) {
 	ctx := context.Background()
-	s := open(t, testState(t))
+	s := open(t, pgtest.State(t))
 	const pool = "pool:stor1:blk/pool"
 	op, err := s.Lock(ctx, "thin_delta", pool)
 	if err != nil {
@@ -37,7 +38,7 @@ func TestLockIsOneLiveHoldersAndADeadOnesIsTakenOver(t *testing.T) {
 // The cache of backups keeps one row per name: the newest.
 func TestRecordBackupKeepsTheNewestOfAName(t *testing.T) {
 	ctx := context.Background()
-	s := open(t, testState(t))
+	s := open(t, pgtest.State(t))
 	for _, u := range []string{"b1", "b2"} {
 		if err := s.RecordBackup(ctx, BackupRecord{UUID: u, Name: "nightly", Volume: "v1", Repo: "r", Status: Available, CreatedAt: "t"}); err != nil {
 			t.Fatal(err)

@@ -2,30 +2,19 @@ package state
 
 import (
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/blk-project/blk/internal/pgtest"
 )
 
-// testPostgres runs the dialect-neutral tests against PostgreSQL:
-// BLK_TEST_STATE=postgres go test ./state (make test does both).
-var testPostgres = os.Getenv("BLK_TEST_STATE") == "postgres"
+// testPostgres: BLK_TEST_STATE=postgres runs the dialect-neutral tests,
+// whose state is pgtest.State, against PostgreSQL (make test does both).
+var testPostgres = pgtest.Requested
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	pgtest.Stop()
 	os.Exit(code)
-}
-
-// testState names a new, empty state for t: a file, or a PostgreSQL
-// database under BLK_TEST_STATE=postgres.
-func testState(t *testing.T) string {
-	t.Helper()
-	if testPostgres {
-		return pgtest.URL(t)
-	}
-	return filepath.Join(t.TempDir(), "state.db")
 }
 
 // sqliteOnly marks a test of the state file itself.

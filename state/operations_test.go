@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/blk-project/blk/internal/owner"
+	"github.com/blk-project/blk/internal/pgtest"
 )
 
 // deadPID returns the pid of a process that has exited and been reaped.
@@ -28,7 +29,7 @@ func deadPID(t *testing.T) int {
 // never sees a creating row without a live owner.
 func TestInsertedVolumeIsNeverStale(t *testing.T) {
 	ctx := context.Background()
-	path := testState(t)
+	path := pgtest.State(t)
 	s, other := open(t, path), open(t, path)
 	op, err := s.InsertVolume(ctx, &Volume{UUID: "u1", Name: "db1", Backend: "b", SizeBytes: 1, Status: Creating})
 	if err != nil {
@@ -44,7 +45,7 @@ func TestInsertedVolumeIsNeverStale(t *testing.T) {
 
 // End records the outcome even after Ctrl-C or --timeout.
 func TestEndRecordsWithACancelledContext(t *testing.T) {
-	s := open(t, testState(t))
+	s := open(t, pgtest.State(t))
 	op, err := s.BeginOp(context.Background(), "attach", "u1")
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +83,7 @@ func TestConflictSaysWhoHoldsItAndWhatToDo(t *testing.T) {
 		{"detach", fmt.Sprintf("%s:%d:1", h, os.Getpid()),
 			[]string{"cannot prove it gone", shell, "UPDATE operations SET state='failed' WHERE id=", "rerun 'blk volume detach db1'"}},
 	} {
-		s := open(t, testState(t))
+		s := open(t, pgtest.State(t))
 		if _, err := s.InsertVolume(ctx, &Volume{UUID: "u1", Name: "db1", Backend: "b", SizeBytes: 1, Status: Creating}); err != nil {
 			t.Fatal(err)
 		}
@@ -129,7 +130,7 @@ func holdWriteLock(t *testing.T, path string) {
 
 // Ctrl-C ends a wait for another writer at once, not after BusyTimeout.
 func TestWaitForTheWriteLockStopsOnCancel(t *testing.T) {
-	path := testState(t)
+	path := pgtest.State(t)
 	s := open(t, path)
 	holdWriteLock(t, path)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
@@ -149,7 +150,7 @@ func TestLockTimeoutNamesTheFileAndTheHolder(t *testing.T) {
 	defer func(d time.Duration) { BusyTimeout = d }(BusyTimeout)
 	BusyTimeout = 200 * time.Millisecond
 	ctx := context.Background()
-	path := testState(t)
+	path := pgtest.State(t)
 	s := open(t, path)
 	op, err := s.InsertVolume(ctx, &Volume{UUID: "u1", Name: "db1", Backend: "b", SizeBytes: 1, Status: Creating})
 	if err != nil {
@@ -173,7 +174,7 @@ func TestLockTimeoutNamesTheFileAndTheHolder(t *testing.T) {
 // volume, granted over an owner proven gone, whose operation it closes.
 func TestClaimTakesOverOnlyFromTheDead(t *testing.T) {
 	ctx := context.Background()
-	s := open(t, testState(t))
+	s := open(t, pgtest.State(t))
 	live, err := s.InsertVolume(ctx, &Volume{UUID: "u1", Name: "db1", Backend: "lvm-1", SizeBytes: 1 << 30, Status: Creating})
 	if err != nil {
 		t.Fatal(err)
@@ -216,7 +217,7 @@ func TestClaimTakesOverOnlyFromTheDead(t *testing.T) {
 // attach took meanwhile (available to attaching) is not reset under it.
 func TestResetLeavesAVolumeThatMovedSinceItWasLookedAt(t *testing.T) {
 	ctx := context.Background()
-	s := open(t, testState(t))
+	s := open(t, pgtest.State(t))
 	op, err := s.InsertVolume(ctx, &Volume{UUID: "u1", Name: "db1", Backend: "b", SizeBytes: 1, Status: Creating})
 	if err != nil {
 		t.Fatal(err)

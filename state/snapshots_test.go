@@ -6,11 +6,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/blk-project/blk/internal/pgtest"
 )
 
 func TestSnapshotRowsMoveByCompareAndSet(t *testing.T) {
 	ctx := context.Background()
-	s := open(t, testState(t))
+	s := open(t, pgtest.State(t))
 	v := Volume{UUID: "v1", Name: "db1", Backend: "lvm-1", SizeBytes: 1 << 30, Status: Available}
 	op, err := s.InsertVolume(ctx, &v)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/blk-project/blk/internal/fault"
+	"github.com/blk-project/blk/internal/pgtest"
 )
 
 func open(t *testing.T, path string) *Store {
@@ -155,7 +156,7 @@ func TestStatePathThatIsNoFileIsRefused(t *testing.T) {
 
 func TestNamesAreUniqueAndMovesAreCompareAndSet(t *testing.T) {
 	ctx := context.Background()
-	s := open(t, testState(t))
+	s := open(t, pgtest.State(t))
 	v := &Volume{UUID: "u1", Name: "db1", Backend: "lvm-1", SizeBytes: 1 << 30, Status: Creating}
 	if _, err := s.InsertVolume(ctx, v); err != nil {
 		t.Fatal(err)
@@ -185,7 +186,7 @@ func TestNamesAreUniqueAndMovesAreCompareAndSet(t *testing.T) {
 // lands once, none fails with "database is locked".
 func TestConcurrentWritersOnOneFile(t *testing.T) {
 	ctx := context.Background()
-	path := testState(t)
+	path := pgtest.State(t)
 	const n = 16
 	var wg sync.WaitGroup
 	errs := make([]error, n)
@@ -228,7 +229,7 @@ func TestConcurrentWritersOnOneFile(t *testing.T) {
 // reserves it; the loser learns who holds it.
 func TestReserveRaceHasOneWinner(t *testing.T) {
 	ctx := context.Background()
-	path := testState(t)
+	path := pgtest.State(t)
 	s := open(t, path)
 	s.InsertVolume(ctx, &Volume{UUID: "u1", Name: "db1", Backend: "b", SizeBytes: 1, Status: Creating})
 	s.MoveVolume(ctx, "u1", Move{From: []string{Creating}, To: Available})
@@ -270,7 +271,7 @@ func TestReserveRaceHasOneWinner(t *testing.T) {
 // shadows it: the UUID wins.
 func TestUUIDWinsOverAName(t *testing.T) {
 	ctx := context.Background()
-	s := open(t, testState(t))
+	s := open(t, pgtest.State(t))
 	victim := "6f1c2b7e-3d4a-4b5c-8d9e-0a1b2c3d4e5f"
 	for _, v := range []*Volume{
 		{UUID: "11111111-2222-4333-8444-555555555555", Name: victim, Backend: "b", SizeBytes: 1, Status: Available},

@@ -13,6 +13,7 @@ import (
 	"github.com/blk-project/blk/internal/config"
 	"github.com/blk-project/blk/internal/exec"
 	"github.com/blk-project/blk/internal/exec/exectest"
+	"github.com/blk-project/blk/internal/pgtest"
 	"github.com/blk-project/blk/state"
 	"libvirt.org/go/libvirtxml"
 )
@@ -331,7 +332,7 @@ func attachService(t *testing.T, w *world, hv *fakeHV) (*Service, *exectest.Fake
 func twoHostService(t *testing.T, name string, b config.Backend, handle func([]string) (string, string, int, bool), hv *fakeHV) (*Service, *exectest.Fake, *exectest.Fake) {
 	t.Helper()
 	cfg := &config.Config{
-		State:    testState(t),
+		State:    pgtest.State(t),
 		Hosts:    map[string]config.Host{"stor1": {Address: "192.0.2.10"}, "comp1": {Address: "192.0.2.20"}},
 		Backends: map[string]config.Backend{name: b},
 		Compute:  []string{"comp1"},

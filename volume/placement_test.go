@@ -11,6 +11,7 @@ import (
 	"github.com/blk-project/blk/internal/config"
 	"github.com/blk-project/blk/internal/exec"
 	"github.com/blk-project/blk/internal/exec/exectest"
+	"github.com/blk-project/blk/internal/pgtest"
 	"github.com/blk-project/blk/state"
 )
 
@@ -123,7 +124,7 @@ var thinPoolArgs = []string{"lvs", "--reportformat", "json", "--units", "b", "--
 func placeService(t *testing.T) (*Service, map[string]*exectest.Fake) {
 	t.Helper()
 	cfg := &config.Config{
-		State: testState(t),
+		State: pgtest.State(t),
 		Hosts: map[string]config.Host{"stor1": {Address: "192.0.2.10"}, "stor2": {Address: "192.0.2.11"}, "stor3": {Address: "192.0.2.99"}},
 		Backends: map[string]config.Backend{
 			"lvm-1": {Type: "lvm", Host: "stor1", VG: "blk", ThinPool: "pool", Portal: "192.0.2.10:3260", IQNPrefix: "iqn.2026-11.org.example.blk"},

@@ -17,6 +17,7 @@ import (
 	"github.com/blk-project/blk/internal/config"
 	blkexec "github.com/blk-project/blk/internal/exec"
 	"github.com/blk-project/blk/internal/exec/exectest"
+	"github.com/blk-project/blk/internal/pgtest"
 	"github.com/blk-project/blk/state"
 	"libvirt.org/go/libvirtxml"
 )
@@ -583,7 +584,7 @@ func (h slowHV) Domains(context.Context) ([]string, error) {
 
 // 200 compute hosts are looked at together, DefaultParallel at a time.
 func TestReconcileLooksAtHostsConcurrentlyBounded(t *testing.T) {
-	cfg := &config.Config{State: testState(t), Hosts: map[string]config.Host{}}
+	cfg := &config.Config{State: pgtest.State(t), Hosts: map[string]config.Host{}}
 	for i := range 200 {
 		h := fmt.Sprintf("comp%d", i)
 		cfg.Hosts[h] = config.Host{Address: "192.0.2.1"}

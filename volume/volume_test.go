@@ -11,6 +11,7 @@ import (
 	"github.com/blk-project/blk/internal/config"
 	"github.com/blk-project/blk/internal/exec"
 	"github.com/blk-project/blk/internal/exec/exectest"
+	"github.com/blk-project/blk/internal/pgtest"
 	"github.com/blk-project/blk/state"
 	"go.yaml.in/yaml/v3"
 )
@@ -18,7 +19,7 @@ import (
 func newService(t *testing.T, f *exectest.Fake, dryRun *strings.Builder) *Service {
 	t.Helper()
 	cfg := &config.Config{
-		State: testState(t),
+		State: pgtest.State(t),
 		Hosts: map[string]config.Host{"stor1": {Address: "192.0.2.10"}},
 		Backends: map[string]config.Backend{"lvm-1": {Type: "lvm", Host: "stor1", VG: "blk", ThinPool: "pool",
 			Portal: "192.0.2.10:3260", IQNPrefix: "iqn.2026-11.org.example.blk"}},

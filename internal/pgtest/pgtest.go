@@ -60,6 +60,20 @@ func binDir() (string, error) {
 	return "", errors.New("no PostgreSQL server (apt-get install postgresql)")
 }
 
+// Requested is BLK_TEST_STATE=postgres: tests that can keep their state in
+// either store keep it in PostgreSQL (make test runs them both ways).
+var Requested = os.Getenv("BLK_TEST_STATE") == "postgres"
+
+// State names a new, empty state for t: a file in its temporary
+// directory, or a database of the shared server when Requested.
+func State(t testing.TB) string {
+	t.Helper()
+	if Requested {
+		return URL(t)
+	}
+	return filepath.Join(t.TempDir(), "state.db")
+}
+
 // URL starts the shared server if it is not running and returns the URL of
 // a new, empty database for t, password included.
 func URL(t testing.TB) string {
