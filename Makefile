@@ -52,7 +52,7 @@ install: build man
 test:
 	$(GO) test ./...
 	$(GO) test -tags faultinject -run FaultSwitch ./volume
-	BLK_TEST_STATE=postgres $(GO) test ./state ./volume
+	BLK_TEST_STATE=postgres $(GO) test -count=1 ./state ./volume
 
 ## deps: what the tests need besides Go: Debian's packages (lab/lab.sh install: QEMU, LVM, tgt,
 ## sshd, PostgreSQL, ...) and versitygw, the S3 tests' server, built from the module proxy

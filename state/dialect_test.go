@@ -9,7 +9,7 @@ import (
 
 // testPostgres: BLK_TEST_STATE=postgres runs the dialect-neutral tests,
 // whose state is pgtest.State, against PostgreSQL (make test does both).
-var testPostgres = pgtest.Requested
+func testPostgres() bool { return pgtest.Requested() }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
@@ -19,7 +19,7 @@ func TestMain(m *testing.M) {
 
 // sqliteOnly marks a test of the state file itself.
 func sqliteOnly(t *testing.T) {
-	if testPostgres {
+	if testPostgres() {
 		t.Skip("a test of the SQLite file")
 	}
 }

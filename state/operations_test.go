@@ -66,7 +66,7 @@ func TestConflictSaysWhoHoldsItAndWhatToDo(t *testing.T) {
 	ctx := context.Background()
 	h := hostname()
 	shell := "sqlite3 "
-	if testPostgres {
+	if testPostgres() {
 		shell = "psql 'postgres://blk:xxxxx@"
 	}
 	for _, c := range []struct {

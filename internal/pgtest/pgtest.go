@@ -61,14 +61,17 @@ func binDir() (string, error) {
 }
 
 // Requested is BLK_TEST_STATE=postgres: tests that can keep their state in
-// either store keep it in PostgreSQL (make test runs them both ways).
-var Requested = os.Getenv("BLK_TEST_STATE") == "postgres"
+// either store keep it in PostgreSQL (make test runs them both ways). It
+// reads the variable while tests run, so go test's cache keys on it (a
+// read at package init is not seen, and a cached SQLite run would pass
+// for the PostgreSQL one).
+func Requested() bool { return os.Getenv("BLK_TEST_STATE") == "postgres" }
 
 // State names a new, empty state for t: a file in its temporary
 // directory, or a database of the shared server when Requested.
 func State(t testing.TB) string {
 	t.Helper()
-	if Requested {
+	if Requested() {
 		return URL(t)
 	}
 	return filepath.Join(t.TempDir(), "state.db")
