@@ -33,8 +33,11 @@ type S3Config struct {
 	// Endpoint is host[:port] (HTTPS), https://host[:port] or, spelled
 	// out, http://host[:port].
 	Endpoint, Bucket, Region string
-	AccessKey, SecretKey     string
-	SessionToken             string
+	// Prefix is the repository's, for the first request: keys allowed
+	// only that prefix may not list the whole bucket.
+	Prefix               string
+	AccessKey, SecretKey string
+	SessionToken         string
 }
 
 // S3 is a repository in an S3 bucket (MinIO, Ceph RGW, versitygw, AWS):
@@ -108,9 +111,13 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	defer cancel()
 	// A listing, not HeadBucket: it needs only the right to list the
 	// repository, and its error says which of bucket or key is wrong.
-	for o := range probe.ListObjectsIter(pctx, cfg.Bucket, minio.ListObjectsOptions{MaxKeys: 1}) {
+	prefix := strings.Trim(cfg.Prefix, "/")
+	if prefix != "" {
+		prefix += "/"
+	}
+	for o := range probe.ListObjectsIter(pctx, cfg.Bucket, minio.ListObjectsOptions{Prefix: prefix, MaxKeys: 1}) {
 		if o.Err != nil {
-			return nil, s.err("list", "", o.Err)
+			return nil, s.err("list", prefix, o.Err)
 		}
 		break // one page says enough
 	}

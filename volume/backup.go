@@ -75,7 +75,7 @@ func s3FS(ctx context.Context, rc config.BackupRepo) (backup.FS, error) {
 	if err != nil {
 		return nil, fault.Wrap(ErrInvalid, err)
 	}
-	return backup.NewS3(ctx, backup.S3Config{Endpoint: rc.Endpoint, Bucket: rc.Bucket, Region: rc.Region,
+	return backup.NewS3(ctx, backup.S3Config{Endpoint: rc.Endpoint, Bucket: rc.Bucket, Region: rc.Region, Prefix: rc.Prefix,
 		AccessKey: k.AccessKey, SecretKey: k.SecretKey, SessionToken: k.SessionToken})
 }
 
