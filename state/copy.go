@@ -74,7 +74,7 @@ func (s *Store) CopyTo(ctx context.Context, dst *Store, dryRun bool) (Copied, er
 		if err := s.runningElsewhere(ctx, src); err != nil {
 			return err
 		}
-		err := dst.tx(ctx, func(t tx) error {
+		err := settled(dst.tx(ctx, func(t tx) error {
 			held, err := counts(ctx, t)
 			if err != nil {
 				return err
@@ -112,7 +112,7 @@ func (s *Store) CopyTo(ctx context.Context, dst *Store, dryRun bool) (Copied, er
 				}
 			}
 			return nil
-		})
+		}))
 		if err != nil || dryRun {
 			return err
 		}
@@ -127,6 +127,20 @@ func (s *Store) CopyTo(ctx context.Context, dst *Store, dryRun bool) (Copied, er
 		err = ErrCopiedBefore
 	}
 	return out, err
+}
+
+// settledError is an error that a transaction around the one that made it
+// must not take for its own lock wait and retry: the target's wait is over
+// and said so (BusyTimeout, who held it).
+type settledError struct{ error }
+
+func (e settledError) Unwrap() error { return e.error }
+
+func settled(err error) error {
+	if err == nil {
+		return nil
+	}
+	return settledError{err}
 }
 
 // counts is how many rows each table holds.
@@ -188,7 +202,9 @@ func allRows(ctx context.Context, t tx, table string, cols []string) ([]string, 
 					v = int64(0)
 				}
 			case []byte:
-				v = string(x)
+				v = cleanText(string(x)) // as the copy stored it
+			case string:
+				v = cleanText(x)
 			}
 			fmt.Fprintf(&b, "%q\x00", fmt.Sprint(v))
 		}
@@ -274,6 +290,15 @@ type querier interface {
 	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
 }
 
+// MovedError is a state blk state migrate moved elsewhere.
+type MovedError struct{ To, At string }
+
+func (e *MovedError) Error() string {
+	return fmt.Sprintf("moved to %s by 'blk state migrate' at %s: point state: in the config (or BLK_STATE, --state) there", e.To, e.At)
+}
+
+func (e *MovedError) Unwrap() error { return fault.ErrInvalid }
+
 // moved is the error for a state blk state migrate moved elsewhere.
 func moved(ctx context.Context, q querier) error {
 	var to, at string
@@ -284,6 +309,5 @@ func moved(ctx context.Context, q querier) error {
 	case err != nil:
 		return err
 	}
-	return fault.New(fault.ErrInvalid, "moved to %s by 'blk state migrate' at %s: point state: in the config (or BLK_STATE, --state) there",
-		to, at)
+	return &MovedError{To: to, At: at}
 }

@@ -46,10 +46,16 @@ func (t tx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result,
 	return t.Tx.ExecContext(ctx, bind(t.pg, q), text(args)...)
 }
 
+// cleanText is s as the state stores it (see text).
+func cleanText(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
 // text makes every string argument valid UTF-8 without NUL: a tool's
 // stderr kept as an error, or a path, may hold any byte, PostgreSQL refuses
 // both (and a failed status move would leave a volume stuck), and JSON
-// output needs UTF-8. Names are checked long before they get here.
+// output needs UTF-8. Names, paths and instances are checked where they
+// come in (volume.CheckText), so what is replaced is only a tool's words.
 func text(args []any) []any {
 	var out []any
 	for i, a := range args {
@@ -60,7 +66,7 @@ func text(args []any) []any {
 		if out == nil {
 			out = append([]any(nil), args...) // the caller's slice stays as it was
 		}
-		out[i] = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+		out[i] = cleanText(s)
 	}
 	if out == nil {
 		return args

@@ -120,7 +120,7 @@ func holdWriteLock(t *testing.T, path string) {
 	}
 	lock := `BEGIN IMMEDIATE`
 	if h.db.pg {
-		lock = fmt.Sprintf(`BEGIN; SELECT pg_advisory_xact_lock(%d)`, lockKey)
+		lock = `BEGIN; ` + lockSQL
 	}
 	if _, err := c.ExecContext(context.Background(), lock); err != nil {
 		t.Fatal(err)

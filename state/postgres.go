@@ -54,10 +54,14 @@ func Redact(state string) string {
 // (connect_timeout=), so an unreachable server is an error, not a hang.
 const connectTimeout = 10 * time.Second
 
-// lockKey is the advisory lock every write transaction takes. Advisory
-// locks are per database, so two blk installations in one server do not
-// share it.
+// lockKey is the advisory lock every write transaction takes, with the
+// schema's hash as its second key. Advisory locks are per database, so
+// two blk states, in two databases or in two schemas of one
+// (search_path=), never wait for each other.
 const lockKey = 0x626c6b // "blk"
+
+// lockSQL takes the write lock: see lockPostgres.
+var lockSQL = fmt.Sprintf(`SELECT pg_advisory_xact_lock(%d, hashtext(current_schema()))`, lockKey)
 
 func openPostgres(ctx context.Context, rawURL string, mode Mode) (*Store, error) {
 	shown := Redact(rawURL)
@@ -144,8 +148,7 @@ func openEmpty(ctx context.Context, shown string) (*Store, error) {
 // use, and a blk killed mid-transaction releases it when its connection
 // drops. Waiting writers queue in the server; Ctrl-C cancels the wait.
 func lockPostgres(ctx context.Context, t tx) error {
-	_, err := t.ExecContext(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d; SELECT pg_advisory_xact_lock(%d)`,
-		BusyTimeout.Milliseconds(), lockKey))
+	_, err := t.ExecContext(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d; %s`, BusyTimeout.Milliseconds(), lockSQL))
 	return err
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/blk-project/blk/internal/fault"
 	"github.com/blk-project/blk/internal/pgtest"
+	"github.com/jackc/pgx/v5"
 )
 
 // The copy names every column of every table, in both dialects.
@@ -386,16 +387,20 @@ func TestCopyKilledBeforeItRetiredTheSourceIsFinished(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
 	src := open(t, path)
 	fill(t, src)
-	url := pgtest.URL(t)
-	dst := open(t, url)
-	if _, err := src.CopyTo(ctx, dst, false); err != nil {
-		t.Fatal(err)
-	}
-	src.Close()
+	// An older blk kept a tool's raw bytes: the copy stores them replaced.
 	raw, err := sql.Open("sqlite3", path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err = raw.Exec(`UPDATE volumes SET last_error = ? WHERE uuid = 'u2'`, "truncate: \xff\x00"); err != nil {
+		t.Fatal(err)
+	}
+	url := pgtest.URL(t)
+	dst := open(t, url)
+	if _, err = src.CopyTo(ctx, dst, false); err != nil {
+		t.Fatal(err)
+	}
+	src.Close()
 	raw.Exec(`DELETE FROM moved`)
 	raw.Close()
 	src = open(t, path)
@@ -455,5 +460,30 @@ func TestPostgresSortsAndStoresTextAsSQLite(t *testing.T) {
 		if v, _ := st.Volume(ctx, "u0"); v.LastError != "lvextend: \uFFFD bad \uFFFD bytes" {
 			t.Errorf("postgres=%v: last error stored as %q", st.db.pg, v.LastError)
 		}
+	}
+}
+
+// Two states in two schemas of one database (search_path=) have locks of
+// their own: a copy from one into the other does not wait for itself.
+func TestCopyBetweenTwoSchemasOfOneDatabase(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.URL(t)
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err = c.Exec(ctx, `CREATE SCHEMA a; CREATE SCHEMA b`); err != nil {
+		t.Fatal(err)
+	}
+	c.Close(ctx)
+	src := open(t, url+"&search_path=a")
+	fill(t, src)
+	defer func(d time.Duration) { BusyTimeout = d }(BusyTimeout)
+	BusyTimeout = 3 * time.Second
+	if _, err = src.CopyTo(ctx, open(t, url+"&search_path=b"), false); err != nil {
+		t.Fatal(err)
+	}
+	if vols, _ := open(t, url+"&search_path=b").ListVolumes(ctx, VolumeFilter{}); len(vols) != 2 {
+		t.Errorf("schema b holds %d volumes", len(vols))
 	}
 }

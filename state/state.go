@@ -297,6 +297,10 @@ func (s *Store) tryTx(ctx context.Context, fn func(tx) error) error {
 
 // isBusy is a write lock another holds: wait and try again.
 func isBusy(err error) bool {
+	var s settledError
+	if errors.As(err, &s) {
+		return false
+	}
 	var e sqlite3.Error
 	return errors.As(err, &e) && (e.Code == sqlite3.ErrBusy || e.Code == sqlite3.ErrLocked) || pgBusy(err)
 }

@@ -42,6 +42,9 @@ func (o *AttachOptions) Validate() error {
 	if o.Instance == "" {
 		return invalid("--instance is required")
 	}
+	if err := CheckText("--instance", o.Instance); err != nil {
+		return err
+	}
 	if o.Device != "" {
 		want := map[string]string{"virtio": "vd", "scsi": "sd"}[o.Bus]
 		if !deviceRE.MatchString(o.Device) || !strings.HasPrefix(o.Device, want) {

@@ -49,6 +49,9 @@ func (o CreateOptions) Validate() (int64, error) {
 	if n > 1 {
 		return 0, invalid("--from-snapshot, --from-volume, --from-image and --from-backup: choose one")
 	}
+	if err := CheckText("--from-image", o.FromImage); err != nil {
+		return 0, err
+	}
 	if err := o.checkImage(); err != nil {
 		return 0, err
 	}

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 var (
@@ -37,6 +38,16 @@ func CheckRef(ref string) error {
 		return invalid("empty volume name")
 	}
 	return invalid("%q is neither a volume name (1-63 of a-z 0-9 . _ -) nor a UUID", Truncate(ref))
+}
+
+// CheckText refuses a free-form value (a path, an instance name) that
+// holds NUL or is not UTF-8: the state keeps text, PostgreSQL refuses
+// both, and a rerun must find what the first run recorded, byte for byte.
+func CheckText(what, s string) error {
+	if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+		return invalid("%s %q: holds a NUL or bytes that are not UTF-8", what, Truncate(s))
+	}
+	return nil
 }
 
 // Truncate keeps what a user typed short enough to echo in a message.

@@ -377,3 +377,22 @@ func TestInterruptedWipeIsRememberedByTheNextDelete(t *testing.T) {
 		t.Fatalf("rerun: %+v, %v", res, err)
 	}
 }
+
+// Free-form values are kept byte for byte, so they must be text: a path or
+// an instance with NUL or non-UTF-8 bytes is bad input, before anything
+// is recorded (a rerun must find what the first run wrote).
+func TestFreeFormValuesMustBeText(t *testing.T) {
+	ctx := context.Background()
+	s := newService(t, exectest.New(t, "stor1"), nil)
+	if _, err := s.Create(ctx, CreateOptions{Name: "img1", Size: "1GiB", FromImage: "/srv/images/caf\xe9.qcow2"}); !errors.Is(err, ErrInvalid) ||
+		!strings.Contains(err.Error(), "--from-image") {
+		t.Errorf("create --from-image with Latin-1: %v", err)
+	}
+	if _, _, err := s.Attach(ctx, AttachOptions{Volume: "db1", Instance: "web\x001", Bus: "virtio"}); !errors.Is(err, ErrInvalid) ||
+		!strings.Contains(err.Error(), "--instance") {
+		t.Errorf("attach --instance with a NUL: %v", err)
+	}
+	if vols, _ := s.List(ctx, ListOptions{}); len(vols) != 0 {
+		t.Errorf("recorded %d volumes", len(vols))
+	}
+}

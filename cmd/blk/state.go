@@ -66,6 +66,10 @@ nothing.`,
 				mode = state.ReadOnlyOrEmpty
 			}
 			dst, err := state.Open(ctx, target, mode)
+			var moved *state.MovedError
+			if errors.As(err, &moved) {
+				return badInput("--to %s was itself retired by an earlier migrate (to %s): name a new, empty state", state.Redact(target), moved.To)
+			}
 			if err != nil {
 				return err
 			}
