@@ -122,28 +122,7 @@ func TestLocks(t *testing.T) {
 	}
 	dead := fmt.Sprintf("%s:%s:%s:%d:1", owner.Hostname(), owner.BootID(), owner.PidNS(), c.Process.Pid)
 
-	// Shared locks coexist; an exclusive one waits for them.
-	a, err := r.Lock(Shared, "backup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := r.Lock(Shared, "restore")
-	if err != nil {
-		t.Fatalf("a second shared lock: %v", err)
-	}
-	if _, err = r.Lock(Exclusive, "prune"); !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "still running") {
-		t.Fatalf("exclusive over shared: %v", err)
-	}
-	a.Unlock()
-	b.Unlock()
-	x, err := r.Lock(Exclusive, "prune")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err = r.Lock(Shared, "backup"); !errors.Is(err, ErrLocked) {
-		t.Fatalf("shared over exclusive: %v", err)
-	}
-	x.Unlock()
+	checkSharedAndExclusive(t, r)
 
 	// A lock of a dead process is taken over; one of a live process, or
 	// of another host, is not.
@@ -182,4 +161,31 @@ func TestListOrdersByTime(t *testing.T) {
 	if got := names(ms); got != "2026-02-16T09:00:05.1Z 2026-02-16T09:00:05.12Z 2026-02-16T09:00:05.2Z" {
 		t.Errorf("listed %s", got)
 	}
+}
+
+// checkSharedAndExclusive: shared locks coexist; an exclusive one waits for
+// them, and excludes a shared one.
+func checkSharedAndExclusive(t *testing.T, r *Repo) {
+	t.Helper()
+	a, err := r.Lock(Shared, "backup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := r.Lock(Shared, "restore")
+	if err != nil {
+		t.Fatalf("a second shared lock: %v", err)
+	}
+	if _, err = r.Lock(Exclusive, "prune"); !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "still running") {
+		t.Fatalf("exclusive over shared: %v", err)
+	}
+	a.Unlock()
+	b.Unlock()
+	x, err := r.Lock(Exclusive, "prune")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err = r.Lock(Shared, "backup"); !errors.Is(err, ErrLocked) {
+		t.Fatalf("shared over exclusive: %v", err)
+	}
+	x.Unlock()
 }

@@ -208,28 +208,7 @@ func TestS3Locks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := r.Lock(Shared, "backup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := r.Lock(Shared, "restore")
-	if err != nil {
-		t.Fatalf("a second shared lock: %v", err)
-	}
-	_, err = r.Lock(Exclusive, "prune")
-	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "still running") {
-		t.Fatalf("exclusive over shared: %v", err)
-	}
-	a.Unlock()
-	b.Unlock()
-	x, err := r.Lock(Exclusive, "prune")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err = r.Lock(Shared, "backup"); !errors.Is(err, ErrLocked) {
-		t.Fatalf("shared over exclusive: %v", err)
-	}
-	x.Unlock()
+	checkSharedAndExclusive(t, r)
 
 	put := func(kind LockKind, own string) string {
 		name := "locks-test/locks/" + string(kind) + "-test.json"
