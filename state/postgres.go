@@ -2,7 +2,6 @@ package state
 
 import (
 	"context"
-	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -123,21 +122,6 @@ func openPostgres(ctx context.Context, rawURL string, mode Mode) (*Store, error)
 	if err != nil {
 		sdb.Close()
 		return nil, fmt.Errorf("state %s: %w", shown, err)
-	}
-	return s, nil
-}
-
-// openEmpty is an in-memory state standing for one that does not exist yet.
-func openEmpty(ctx context.Context, shown string) (*Store, error) {
-	sdb, err := sql.Open("sqlite3", "file::memory:?_foreign_keys=1")
-	if err != nil {
-		return nil, err
-	}
-	sdb.SetMaxOpenConns(1) // each in-memory connection is its own database
-	s := &Store{db: db{DB: sdb}, path: shown, memory: true}
-	if err := s.migrate(ctx, true); err != nil {
-		sdb.Close()
-		return nil, err
 	}
 	return s, nil
 }

@@ -108,13 +108,12 @@ func Open(ctx context.Context, path string, mode Mode) (*Store, error) {
 		return nil, fmt.Errorf("state %s: %w", path, err)
 	}
 	params := fmt.Sprintf("_busy_timeout=%d&_txlock=immediate&_foreign_keys=1", busyPoll.Milliseconds())
-	memory := false
 	fi, err := os.Stat(abs)
 	switch {
 	case errors.Is(err, os.ErrNotExist) && (mode == ReadOnly || mode == Existing):
 		return nil, &noStateError{path}
 	case errors.Is(err, os.ErrNotExist) && mode == ReadOnlyOrEmpty:
-		memory = true
+		return openEmpty(ctx, path)
 	case err != nil && !errors.Is(err, os.ErrNotExist):
 		return nil, fmt.Errorf("state %s: %w", path, err)
 	case err == nil && !fi.Mode().IsRegular():
@@ -128,9 +127,8 @@ func Open(ctx context.Context, path string, mode Mode) (*Store, error) {
 		return nil, fmt.Errorf("state %s is open to others (mode %04o) and holds CHAP secrets: make it private with 'chmod 600 %s'",
 			path, fi.Mode().Perm(), shellQuote(abs))
 	}
-	dsn := "file::memory:?_foreign_keys=1"
+	var dsn string
 	switch {
-	case memory:
 	case mode != ReadWrite && mode != Existing:
 		dsn = sqliteURI(abs) + "?" + params + "&mode=ro"
 	default:
@@ -150,21 +148,34 @@ func Open(ctx context.Context, path string, mode Mode) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state %s: %w", path, err)
 	}
-	if memory {
-		sdb.SetMaxOpenConns(1) // each in-memory connection is its own database
-	}
-	s := &Store{db: db{DB: sdb}, path: path, memory: memory}
+	s := &Store{db: db{DB: sdb}, path: path}
 	// The first statement opens the connection, which sets WAL mode: with
 	// another process opening or migrating the file at the same moment,
 	// SQLite answers busy after its short wait. Wait here, as tx does.
 	err = retry.Do(ctx, retry.Policy{Within: BusyTimeout, Delay: 5 * time.Millisecond, Retry: isBusy},
 		func() error { return s.migrate(ctx, mode != ReadWrite && mode != Existing) })
-	if err == nil && !memory {
+	if err == nil {
 		err = s.guard(ctx)
 	}
 	if err != nil {
 		sdb.Close()
 		return nil, fmt.Errorf("state %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// openEmpty is an in-memory state standing for one that does not exist
+// yet (a dry run, a look where blk never ran): its reads are empty.
+func openEmpty(ctx context.Context, shown string) (*Store, error) {
+	sdb, err := sql.Open("sqlite3", "file::memory:?_foreign_keys=1")
+	if err != nil {
+		return nil, err
+	}
+	sdb.SetMaxOpenConns(1) // each in-memory connection is its own database
+	s := &Store{db: db{DB: sdb}, path: shown, memory: true}
+	if err := s.migrate(ctx, true); err != nil {
+		sdb.Close()
+		return nil, err
 	}
 	return s, nil
 }
@@ -202,9 +213,6 @@ func (s *Store) Close() error { return s.db.Close() }
 
 // Path is the file this store uses.
 func (s *Store) Path() string { return s.path }
-
-// Postgres reports whether the state is in PostgreSQL.
-func (s *Store) Postgres() bool { return s.db.pg }
 
 // sqlShell is the command line a person runs to change the state by hand.
 func (s *Store) sqlShell() string {
