@@ -52,9 +52,6 @@ nothing.`,
 					return badInput("--to: %v", err)
 				}
 			}
-			if target == cfg.State {
-				return badInput("--to names the state in use (%s): name the new one", state.Redact(target))
-			}
 			ctx := a.context(cmd)
 			src, err := state.Open(ctx, cfg.State, state.Existing)
 			if err != nil {

@@ -37,6 +37,9 @@ func TestStateMigrateToPostgres(t *testing.T) {
 	if r.code != ExitUsage || !strings.Contains(r.errOut, "--to is required") {
 		t.Errorf("no --to: %d %q", r.code, r.errOut)
 	}
+	if r = blk(t, dir, nil, "state", "migrate", "--to", filepath.Join(dir, "state.db")); r.code != ExitUsage || !strings.Contains(r.errOut, "is the state being copied") {
+		t.Errorf("--to the state in use: %d %q", r.code, r.errOut)
+	}
 	r = blk(t, dir, nil, "state", "migrate", "--to", url, "--dry-run", "-o", "json")
 	noSecret("dry run", r)
 	if r.code != 0 || !strings.Contains(r.out, `{"table":"volumes","rows":2}`) {
